@@ -1,0 +1,3 @@
+from services.aggregator.entrypoint import main
+
+main()

@@ -1,0 +1,112 @@
+"""The one place that wires the aggregator: settings → broker, pool, subscribers, outbox relay."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import asyncpg
+from faststream.asgi import AsgiFastStream
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import Field
+
+from services.aggregator import handlers
+from services.aggregator.adapters.outbox import OutboxRelay
+from services.aggregator.config import AggregatorSettings
+from shared import db
+from shared.app import health_checks, make_service_app
+from shared.broker import consumer_options, make_broker
+from shared.events import (
+    MappingChanged,
+    ProcorePublishFinished,
+    PublishEntries,
+    ReferenceDeleted,
+    ReferenceUpserted,
+    SetupChanged,
+    TimelogEvent,
+)
+from shared.telemetry import instrument_asyncpg, make_tracer_provider
+
+SERVICE = "aggregator"
+
+AggregatorInput = Annotated[
+    ReferenceUpserted | ReferenceDeleted | SetupChanged | MappingChanged | PublishEntries | ProcorePublishFinished,
+    Field(discriminator="type"),
+]
+
+
+def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | None = None) -> AsgiFastStream:
+    provider = tracer_provider or make_tracer_provider(
+        settings.otel_service_name, settings.otel_exporter_otlp_endpoint
+    )
+    topics = settings.topics
+    broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
+    state: dict[str, Any] = {}
+
+    def pool() -> asyncpg.Pool:
+        return state["pool"]  # type: ignore[no-any-return]
+
+    async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:
+        await broker.publish(body, topic=topic, key=key.encode(), headers=headers, content_type="application/json")
+
+    options = consumer_options(SERVICE, settings.kafka_session_timeout_ms)
+
+    @broker.subscriber(
+        topics.timelogs,
+        **options,
+        description="Timelog upserts and deletes from MobiClocks core: stored, then entries recomputed.",
+    )
+    async def on_timelog_changed(event: TimelogEvent) -> None:
+        async with pool().acquire() as conn, conn.transaction():
+            await handlers.apply_timelog_events(conn, [event])
+
+    @broker.subscriber(
+        topics.reference,
+        topics.mapping_changes,
+        topics.publish_commands,
+        topics.publish_results,
+        **{**options, "group_id": f"{SERVICE}.control"},
+        description="Reference names, setup and mapping changes, publish commands and publish results.",
+    )
+    async def on_control_event(event: AggregatorInput) -> None:
+        async with pool().acquire() as conn, conn.transaction():
+            if isinstance(event, ReferenceUpserted | ReferenceDeleted):
+                await handlers.apply_reference_event(conn, event)
+            elif isinstance(event, SetupChanged | MappingChanged):
+                await handlers.apply_mapping_change(conn, event)
+            elif isinstance(event, PublishEntries):
+                await handlers.publish_entries(conn, event, topics)
+            else:
+                await handlers.apply_publish_result(conn, event)
+        if isinstance(event, PublishEntries):
+            state["relay"].notify()
+
+    # Declared so the AsyncAPI document shows what the outbox relay sends.
+    broker.publisher(topics.publish_requests, description="Publish requests for the publisher (via the outbox).")
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        dsn = settings.database_url.get_secret_value()
+        instrument_asyncpg(provider)
+        await db.migrate(dsn, settings.db_schema, "services.aggregator.migrations")
+        state["pool"] = await db.create_pool(dsn, settings.db_schema)
+        relay = OutboxRelay(
+            state["pool"], publish_raw, settings.outbox_batch_size, settings.outbox_poll_interval_s
+        )
+        state["relay"] = relay
+        relay.start()
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await state["pool"].close()
+            provider.force_flush()
+
+    return make_service_app(
+        broker,
+        title="MobiClocks Procore aggregator",
+        description="Turns timelogs into manpower, timecard and production-quantity entries and owns their status.",
+        check=health_checks(broker, lambda: state.get("pool")),
+        lifespan=lifespan,
+    )

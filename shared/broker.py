@@ -1,0 +1,142 @@
+"""Broker factory: a FastStream KafkaBroker with tracing, dead-lettering and bounded retries.
+
+Delivery is at-least-once: offsets are committed only after a handler returns (consumers
+are idempotent). A message that cannot be parsed or validated goes to the service's
+dead-letter topic with the reason in headers, and the consumer goes on. A handler that
+raises anything else is retried (the offset is rewound) with backoff; after
+`max_attempts` the message is dead-lettered too, so one poison message never blocks a
+partition forever and never lets a later commit skip it silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream import AckPolicy, BaseMiddleware
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.message import StreamMessage
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import ValidationError
+
+from shared.errors import InvalidMessage
+from shared.topics import Topics
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "x-dead-letter-reason"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for err in error.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "message"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)[:2000]
+
+
+def reason_for(error: BaseException) -> str | None:
+    """The dead-letter reason for a permanent error, None when the error may be transient."""
+    if isinstance(error, ValidationError):
+        return f"invalid message: {describe_validation_error(error)}"
+    if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
+        return f"message is not valid JSON: {error}"
+    if isinstance(error, InvalidMessage):
+        return f"invalid message: {error}"
+    return None
+
+
+def make_dead_letter_middleware(
+    broker: KafkaBroker,
+    service: str,
+    topics: Topics,
+    max_attempts: int = 5,
+    base_delay_s: float = 0.2,
+) -> type[BaseMiddleware]:
+    attempts: dict[tuple[str, int, int], int] = {}
+    dead_letter_topic = topics.dead_letter(service)
+
+    async def dead_letter(msg: StreamMessage[Any], reason: str) -> None:
+        raw = msg.raw_message
+        topic, partition, offset = raw.topic, raw.partition, raw.offset  # type: ignore[union-attr]
+        headers = dict(msg.headers)
+        headers.update(
+            {
+                REASON_HEADER: reason,
+                "x-dead-letter-source-topic": topic,
+                "x-dead-letter-source-partition": str(partition),
+                "x-dead-letter-source-offset": str(offset),
+                "x-dead-letter-service": service,
+                "x-dead-letter-at": datetime.now(UTC).isoformat(),
+            }
+        )
+        key = raw.key  # type: ignore[union-attr]
+        await broker.publish(msg.body, topic=dead_letter_topic, key=key, headers=headers)
+        log.warning("dead-lettered %s[%s]@%s to %s: %s", topic, partition, offset, dead_letter_topic, reason)
+
+    class DeadLetterMiddleware(BaseMiddleware):
+        async def consume_scope(
+            self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
+        ) -> Any:
+            raw = msg.raw_message
+            position = (raw.topic, raw.partition, raw.offset)  # type: ignore[union-attr]
+            try:
+                result = await call_next(msg)
+            except Exception as error:
+                reason = reason_for(error)
+                if reason is None:
+                    count = attempts.get(position, 0) + 1
+                    if count < max_attempts:
+                        attempts[position] = count
+                        delay = min(base_delay_s * 2 ** (count - 1), 5.0)
+                        log.warning(
+                            "handler failed on %s (attempt %d/%d), retrying in %.1fs: %r",
+                            position,
+                            count,
+                            max_attempts,
+                            delay,
+                            error,
+                        )
+                        await asyncio.sleep(delay)
+                        raise
+                    reason = f"handler failed {max_attempts} times: {error!r}"[:2000]
+                attempts.pop(position, None)
+                await dead_letter(msg, reason)
+                return None
+            attempts.pop(position, None)
+            return result
+
+    return DeadLetterMiddleware
+
+
+def make_broker(
+    bootstrap_servers: str,
+    service: str,
+    topics: Topics,
+    tracer_provider: TracerProvider | None = None,
+    max_attempts: int = 5,
+) -> KafkaBroker:
+    broker = KafkaBroker(
+        bootstrap_servers,
+        client_id=service,
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
+        description=f"{service} service",
+    )
+    broker.add_middleware(make_dead_letter_middleware(broker, service, topics, max_attempts=max_attempts))
+    return broker
+
+
+def consumer_options(service: str, session_timeout_ms: int = 10_000) -> dict[str, Any]:
+    """Subscriber options for a service's consumer group: commit only after the handler succeeded."""
+    return {
+        "group_id": service,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "session_timeout_ms": session_timeout_ms,
+        "heartbeat_interval_ms": max(session_timeout_ms // 4, 500),
+    }

@@ -1,0 +1,341 @@
+"""Event contracts: the versioned envelope and every message that crosses a Kafka topic.
+
+Commands are imperative (`PublishEntries`), events past tense (`TimelogDeleted`).
+Every message carries `event_id`, `occurred_at`, `account_id` and `schema_version`;
+the W3C trace context travels in Kafka headers (set by the telemetry middleware).
+Each topic carries a discriminated union on `type`, so one subscriber per topic can
+validate any message on it and dead-letter what does not fit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+from uuid import UUID, uuid4
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+"""An opaque MobiClocks identifier (accounts, timelogs, employees, job sites, …)."""
+
+ProcoreId = Annotated[int, Field(gt=0, lt=2**63)]
+"""Procore ids are 64-bit integers."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Module(StrEnum):
+    MANPOWER = "manpower"
+    TIMECARD = "timecard"
+    PRODUCTION_QUANTITY = "production_quantity"
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(Contract):
+    event_id: UUID = Field(default_factory=uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    account_id: Id
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+# --- mobiclocks.timelogs ---------------------------------------------------------------
+
+
+class Quantity(Contract):
+    cost_code_id: Id
+    unit_of_measure: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    units: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)]
+
+
+class TimelogUpserted(Envelope):
+    """The whole current state of one timelog."""
+
+    type: Literal["timelog.upserted"] = "timelog.upserted"
+    timelog_id: Id
+    revision: Annotated[int, Field(ge=0)]
+    employee_id: Id
+    company_id: Id
+    crew_tag: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+    job_site_id: Id
+    work_date: date
+    clock_in: AwareDatetime | None = None
+    clock_out: AwareDatetime | None = None
+    duration_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
+    cost_code_id: Id | None = None
+    pay_class_id: Id | None = None
+    pay_id: Id
+    quantities: list[Quantity] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_a_duration(self) -> Self:
+        if self.duration_seconds is None:
+            if self.clock_in is None or self.clock_out is None:
+                raise ValueError("a timelog needs clock_in and clock_out, or duration_seconds")
+            if self.clock_out < self.clock_in:
+                raise ValueError("clock_out is before clock_in")
+            if self.clock_out - self.clock_in > timedelta(days=7):
+                raise ValueError("clock_out is more than 7 days after clock_in")
+        return self
+
+    @property
+    def seconds(self) -> int:
+        if self.duration_seconds is not None:
+            return self.duration_seconds
+        assert self.clock_in is not None and self.clock_out is not None
+        return int((self.clock_out - self.clock_in).total_seconds())
+
+
+class TimelogDeleted(Envelope):
+    type: Literal["timelog.deleted"] = "timelog.deleted"
+    timelog_id: Id
+    revision: Annotated[int, Field(ge=0)]
+
+
+TimelogEvent = Annotated[TimelogUpserted | TimelogDeleted, Field(discriminator="type")]
+
+
+# --- mobiclocks.reference --------------------------------------------------------------
+
+
+class ReferenceKind(StrEnum):
+    COMPANY = "company"
+    JOB_SITE = "job_site"
+    EMPLOYEE = "employee"
+    PAY_CLASS = "pay_class"
+    COST_CODE = "cost_code"
+    PAY_ID = "pay_id"
+
+
+class ReferenceUpserted(Envelope):
+    type: Literal["reference.upserted"] = "reference.upserted"
+    kind: ReferenceKind
+    entity_id: Id
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    number: Annotated[str, StringConstraints(max_length=64)] | None = None
+    linked_procore_id: ProcoreId | None = None
+    """Two-way accounts: the Procore entity this MobiClocks entity is linked to."""
+
+
+class ReferenceDeleted(Envelope):
+    type: Literal["reference.deleted"] = "reference.deleted"
+    kind: ReferenceKind
+    entity_id: Id
+
+
+ReferenceEvent = Annotated[ReferenceUpserted | ReferenceDeleted, Field(discriminator="type")]
+
+
+# --- publish.commands ------------------------------------------------------------------
+
+
+class PublishAction(StrEnum):
+    PUBLISH = "publish"
+    REPUBLISH = "republish"
+    FORCE_PUBLISH = "force_publish"
+
+
+class CellScope(Contract):
+    kind: Literal["cell"] = "cell"
+    job_site_id: Id
+    work_date: date
+
+
+class EntriesScope(Contract):
+    kind: Literal["entries"] = "entries"
+    entry_ids: Annotated[list[UUID], Field(min_length=1, max_length=10_000)]
+
+
+class DateRangeScope(Contract):
+    kind: Literal["date_range"] = "date_range"
+    date_from: date
+    date_to: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.date_to < self.date_from:
+            raise ValueError("date_to is before date_from")
+        if (self.date_to - self.date_from).days > 366:
+            raise ValueError("a date range spans at most 366 days")
+        return self
+
+
+PublishScope = Annotated[CellScope | EntriesScope | DateRangeScope, Field(discriminator="kind")]
+
+
+class PublishEntries(Envelope):
+    """Office staff asked to publish, republish or force publish some entries of one module."""
+
+    type: Literal["publish.entries"] = "publish.entries"
+    module: Module
+    action: PublishAction
+    scope: PublishScope
+    requested_by: Id
+
+
+PublishCommand = Annotated[PublishEntries, Field(discriminator="type")]
+
+
+# --- procore.publish-requests / procore.publish-results ------------------------------
+
+
+class ProcoreOperation(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    REPLACE = "replace"
+    """Delete the published record, then create the current content (a Deleted entry with timelogs left)."""
+
+
+class PublishToProcore(Envelope):
+    """Everything the publisher needs to make Procore hold exactly this entry's content."""
+
+    type: Literal["procore.publish"] = "procore.publish"
+    request_id: UUID = Field(default_factory=uuid4)
+    entry_id: UUID
+    entry_version: Annotated[int, Field(ge=0)]
+    module: Module
+    operation: ProcoreOperation
+    procore_company_id: ProcoreId
+    procore_project_id: ProcoreId
+    work_date: date
+    payload: dict[str, Any]
+    """The Procore-shaped record (without the wrapper key), mapped ids included."""
+    marker: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """A short tag of our entry written into Procore so a lost record can be found and adopted."""
+    procore_id: ProcoreId | None = None
+    published_updated_at: AwareDatetime | None = None
+    """Procore's `updated_at` as our last publish left the record: the conflict-detection baseline."""
+    published_payload: dict[str, Any] | None = None
+    force: bool = False
+
+    @model_validator(mode="after")
+    def _target_known(self) -> Self:
+        if self.operation in (ProcoreOperation.UPDATE, ProcoreOperation.DELETE) and self.procore_id is None:
+            raise ValueError(f"operation {self.operation.value} needs procore_id")
+        return self
+
+
+PublishRequest = Annotated[PublishToProcore, Field(discriminator="type")]
+
+
+class PublishOutcome(StrEnum):
+    PUBLISHED = "published"
+    DELETED = "deleted"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+
+
+class ProcorePublishFinished(Envelope):
+    """The publisher's answer to one `PublishToProcore` request."""
+
+    type: Literal["procore.publish_finished"] = "procore.publish_finished"
+    request_id: UUID
+    entry_id: UUID
+    entry_version: Annotated[int, Field(ge=0)]
+    module: Module
+    outcome: PublishOutcome
+    procore_id: ProcoreId | None = None
+    procore_updated_at: AwareDatetime | None = None
+    published_payload: dict[str, Any] | None = None
+    message: str | None = None
+
+
+PublishResult = Annotated[ProcorePublishFinished, Field(discriminator="type")]
+
+
+# --- mapping.commands (gateway → mapping) and mapping.changes (mapping → everyone) ----
+
+
+class ProcoreEntity(StrEnum):
+    VENDOR = "vendor"
+    PROJECT = "project"
+    EMPLOYEE = "employee"
+    CLASSIFICATION = "classification"
+    COST_CODE = "cost_code"
+    PAYROLL_TYPE = "payroll_type"
+
+
+MOBICLOCKS_KIND_OF: dict[ProcoreEntity, ReferenceKind] = {
+    ProcoreEntity.VENDOR: ReferenceKind.COMPANY,
+    ProcoreEntity.PROJECT: ReferenceKind.JOB_SITE,
+    ProcoreEntity.EMPLOYEE: ReferenceKind.EMPLOYEE,
+    ProcoreEntity.CLASSIFICATION: ReferenceKind.PAY_CLASS,
+    ProcoreEntity.COST_CODE: ReferenceKind.COST_CODE,
+    ProcoreEntity.PAYROLL_TYPE: ReferenceKind.PAY_ID,
+}
+
+
+class ConfigureSetup(Envelope):
+    type: Literal["setup.configure"] = "setup.configure"
+    procore_company_id: ProcoreId | None = None
+    enabled_modules: list[Module]
+    two_way: bool = False
+    requested_by: Id
+
+
+class SetMapping(Envelope):
+    type: Literal["mapping.set"] = "mapping.set"
+    entity: ProcoreEntity
+    mobiclocks_id: Id
+    procore_id: ProcoreId | None
+    """None clears the mapping."""
+    procore_project_id: ProcoreId | None = None
+    """Cost codes and classifications are mapped per Procore project."""
+    requested_by: Id
+
+
+MappingCommand = Annotated[ConfigureSetup | SetMapping, Field(discriminator="type")]
+
+
+class SetupChanged(Envelope):
+    type: Literal["setup.changed"] = "setup.changed"
+    procore_company_id: ProcoreId | None
+    enabled_modules: list[Module]
+    two_way: bool
+
+
+class MappingChanged(Envelope):
+    type: Literal["mapping.changed"] = "mapping.changed"
+    entity: ProcoreEntity
+    mobiclocks_id: Id
+    procore_id: ProcoreId | None
+    procore_project_id: ProcoreId | None = None
+    procore_name: str | None = None
+
+
+MappingChange = Annotated[SetupChanged | MappingChanged, Field(discriminator="type")]
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+TOPIC_CONTRACTS: dict[str, Any] = {
+    "timelogs": TimelogEvent,
+    "reference": ReferenceEvent,
+    "publish_commands": PublishCommand,
+    "publish_requests": PublishRequest,
+    "publish_results": PublishResult,
+    "mapping_commands": MappingCommand,
+    "mapping_changes": MappingChange,
+}
+
+
+def adapter(contract: Any) -> TypeAdapter[Any]:
+    """A validator for a topic's union (used by tests, tools and the dead-letter path)."""
+    return TypeAdapter(contract)

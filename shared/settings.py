@@ -1,0 +1,57 @@
+"""Settings shared by every service; each service subclasses `ServiceSettings`.
+
+Required values have no default: a service with a missing or invalid setting stops at
+start with one line per problem, naming the environment variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.topics import Topics
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    kafka_bootstrap_servers: str = Field(min_length=1)
+    database_url: SecretStr
+    topic_prefix: str = ""
+    db_schema: str = Field(default="", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=0, ge=0, le=65535)
+    log_level: str = "INFO"
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = ""
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def describe_errors(cls: type[BaseSettings], error: ValidationError) -> list[str]:
+    lines = []
+    for err in error.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        env = field.upper()
+        problem = "is required but not set" if err["type"] == "missing" else f"is invalid: {err['msg']}"
+        lines.append(f"{cls.__name__}: setting {env} {problem}")
+    return lines
+
+
+def load_settings(cls: type[S]) -> S:
+    """Read settings from the environment or exit with a clear message naming each bad variable."""
+    try:
+        return cls()
+    except ValidationError as error:
+        for line in describe_errors(cls, error):
+            print(line, file=sys.stderr)
+        raise SystemExit(2) from None

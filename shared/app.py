@@ -73,4 +73,3 @@ def asyncapi_json(app: AsgiFastStream) -> str:
 
 def serve(app: Any, host: str, port: int, log_level: str) -> None:
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), lifespan="on")
-

@@ -63,7 +63,7 @@ def make_dead_letter_middleware(
 
     async def dead_letter(msg: StreamMessage[Any], reason: str) -> None:
         raw = msg.raw_message
-        topic, partition, offset = raw.topic, raw.partition, raw.offset  # type: ignore[union-attr]
+        topic, partition, offset = raw.topic, raw.partition, raw.offset
         headers = dict(msg.headers)
         headers.update(
             {
@@ -75,7 +75,7 @@ def make_dead_letter_middleware(
                 "x-dead-letter-at": datetime.now(UTC).isoformat(),
             }
         )
-        key = raw.key  # type: ignore[union-attr]
+        key = raw.key
         await broker.publish(msg.body, topic=dead_letter_topic, key=key, headers=headers)
         log.warning("dead-lettered %s[%s]@%s to %s: %s", topic, partition, offset, dead_letter_topic, reason)
 
@@ -84,7 +84,7 @@ def make_dead_letter_middleware(
             self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
         ) -> Any:
             raw = msg.raw_message
-            position = (raw.topic, raw.partition, raw.offset)  # type: ignore[union-attr]
+            position = (raw.topic, raw.partition, raw.offset)
             try:
                 result = await call_next(msg)
             except Exception as error:

@@ -52,7 +52,7 @@ class Envelope(Contract):
     event_id: UUID = Field(default_factory=uuid4)
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
     account_id: Id
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
 
 
 # --- mobiclocks.timelogs ---------------------------------------------------------------

@@ -37,18 +37,17 @@ AggregatorInput = Annotated[
 
 
 def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | None = None) -> AsgiFastStream:
-    provider = tracer_provider or make_tracer_provider(
-        settings.otel_service_name, settings.otel_exporter_otlp_endpoint
-    )
+    provider = tracer_provider or make_tracer_provider(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     topics = settings.topics
     broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
     state: dict[str, Any] = {}
 
     def pool() -> asyncpg.Pool:
-        return state["pool"]  # type: ignore[no-any-return]
+        pool: asyncpg.Pool = state["pool"]
+        return pool
 
     async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:
-        await broker.publish(body, topic=topic, key=key.encode(), headers=headers, content_type="application/json")
+        await broker.publish(body, topic=topic, key=key.encode(), headers=headers)
 
     options = consumer_options(SERVICE, settings.kafka_session_timeout_ms)
 
@@ -91,9 +90,7 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
         instrument_asyncpg(provider)
         await db.migrate(dsn, settings.db_schema, "services.aggregator.migrations")
         state["pool"] = await db.create_pool(dsn, settings.db_schema)
-        relay = OutboxRelay(
-            state["pool"], publish_raw, settings.outbox_batch_size, settings.outbox_poll_interval_s
-        )
+        relay = OutboxRelay(state["pool"], publish_raw, settings.outbox_batch_size, settings.outbox_poll_interval_s)
         state["relay"] = relay
         relay.start()
         try:

@@ -119,9 +119,7 @@ def aggregate(timelogs: Iterable[Timelog], modules: Iterable[Module]) -> dict[tu
         if Module.MANPOWER in enabled:
             manpower[(t.job_site_id, t.work_date, t.company_id, t.crew_tag)].append(t)
         if Module.TIMECARD in enabled:
-            timecard[(t.job_site_id, t.work_date, t.employee_id, t.pay_id, t.cost_code_id, t.pay_class_id)].append(
-                t
-            )
+            timecard[(t.job_site_id, t.work_date, t.employee_id, t.pay_id, t.cost_code_id, t.pay_class_id)].append(t)
         if Module.PRODUCTION_QUANTITY in enabled:
             for cost_code_id, unit, units in t.quantities:
                 quantity[(t.job_site_id, t.work_date, cost_code_id, unit)].append((t, units))
@@ -342,14 +340,11 @@ class MappingView(Protocol):
 
     procore_company_id: int | None
 
-    def procore_id(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> int | None:
-        ...
+    def procore_id(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> int | None: ...
 
-    def procore_name(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> str | None:
-        ...
+    def procore_name(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> str | None: ...
 
-    def label(self, kind: ReferenceKind, entity_id: str) -> str:
-        ...
+    def label(self, kind: ReferenceKind, entity_id: str) -> str: ...
 
 
 def validate(

@@ -50,9 +50,7 @@ async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[Timelo
     batch = newest_per_timelog(events)
     if not batch:
         return 0
-    stored = await repo.lock_timelog_revisions(
-        conn, [e.account_id for e in batch], [e.timelog_id for e in batch]
-    )
+    stored = await repo.lock_timelog_revisions(conn, [e.account_id for e in batch], [e.timelog_id for e in batch])
     fresh: list[TimelogChange] = []
     groups: set[Group] = set()
     for e in batch:
@@ -90,7 +88,7 @@ async def _recompute_account_groups(
     for group_timelogs in timelogs.values():
         fresh.update(domain.aggregate(group_timelogs, mappings.enabled_modules))
 
-    published_ids = set()
+    published_ids: set[str] = set()
     for e in existing.values():
         if e.state.published_timelog_ids:
             published_ids |= e.state.published_timelog_ids
@@ -121,23 +119,23 @@ async def _recompute_account_groups(
                 )
             )
             continue
+        current: dict[str, str] | None = None
+        fp: str | None = None
+        ids: frozenset[str] = frozenset()
         if agg is not None:
-            content: dict[str, str] | None = dict(agg.content)
-            fp, ids = agg.fingerprint, agg.timelog_ids
-        else:
-            content, fp, ids = None, None, frozenset()
+            current, fp, ids = dict(agg.content), agg.fingerprint, agg.timelog_ids
         deleted = frozenset((old.state.published_timelog_ids or frozenset()) - ids) & tombstoned
         if old.module not in mappings.enabled_modules and not old.state.ever_published:
-            fp, content, ids = None, None, frozenset()
+            fp, current, ids = None, None, frozenset()
         state = domain.content_changed(old.state, fp, ids, deleted)
-        if state is not None and content is not None:
+        if state is not None and current is not None:
             state = domain.errors_changed(
-                state, domain.validate(old.module, old.job_site_id, old.dims, content, mappings)
+                state, domain.validate(old.module, old.job_site_id, old.dims, current, mappings)
             )
         if state is None:
             to_delete.append(old.entry_id)
-        elif state != old.state or content != old.content:
-            to_save.append(replace(old, state=state, content=content))
+        elif state != old.state or current != old.content:
+            to_save.append(replace(old, state=state, content=current))
     await repo.delete_entries(conn, to_delete)
     await repo.save_entries(conn, to_save)
 
@@ -241,9 +239,7 @@ async def publish_entries(conn: asyncpg.Connection, cmd: PublishEntries, topics:
             published_payload=e.published_payload,
             force=force,
         )
-        outbox.append(
-            (topics.publish_requests, f"{e.account_id}:{e.job_site_id}", request.model_dump_json(), headers)
-        )
+        outbox.append((topics.publish_requests, f"{e.account_id}:{e.job_site_id}", request.model_dump_json(), headers))
         to_save.append(replace(e, state=state))
         history.append((e.entry_id, request_id, cmd.action.value, cmd.requested_by, None, operation.value))
     await repo.save_entries(conn, to_save)
@@ -258,9 +254,7 @@ async def apply_publish_result(conn: asyncpg.Connection, result: ProcorePublishF
     if not found:
         return False
     entry = found[0]
-    state = domain.result_arrived(
-        entry.state, result.request_id, result.outcome, result.procore_id, result.message
-    )
+    state = domain.result_arrived(entry.state, result.request_id, result.outcome, result.procore_id, result.message)
     if state is entry.state:
         return False
     await repo.add_history(
@@ -282,4 +276,3 @@ async def apply_publish_result(conn: asyncpg.Connection, result: ProcorePublishF
         ],
     )
     return True
-

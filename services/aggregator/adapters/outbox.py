@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -36,9 +37,7 @@ class OutboxRelay:
             for row in rows:
                 token = context.attach(propagate.extract(row["headers"]))
                 try:
-                    await self._publish(
-                        json.dumps(row["payload"]).encode(), row["topic"], row["key"], {}
-                    )
+                    await self._publish(json.dumps(row["payload"]).encode(), row["topic"], row["key"], {})
                 finally:
                     context.detach(token)
             await repo.remove_from_outbox(conn, [r["id"] for r in rows])
@@ -53,10 +52,8 @@ class OutboxRelay:
                 log.warning("outbox relay failed, retrying: %r", error)
             except Exception:
                 log.exception("outbox relay failed, retrying")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     def start(self) -> None:
@@ -65,7 +62,5 @@ class OutboxRelay:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass

@@ -92,7 +92,7 @@ async def lock_timelog_revisions(
 
 async def upsert_timelogs(conn: asyncpg.Connection, events: Sequence[TimelogUpserted | TimelogDeleted]) -> None:
     """Write the newest state of each timelog; a delete leaves a tombstone carrying its revision."""
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for e in events:
         if isinstance(e, TimelogUpserted):
             rows.append(
@@ -284,7 +284,8 @@ async def add_to_outbox(conn: asyncpg.Connection, rows: Sequence[tuple[str, str,
 async def take_outbox(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
-            "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit
+            "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
         )
     )
 
@@ -330,14 +331,21 @@ async def load_account_mappings(conn: asyncpg.Connection, account_id: str) -> Ac
         m.enabled_modules = frozenset(Module(x) for x in setup["enabled_modules"])
         m.two_way = setup["two_way"]
     for r in await conn.fetch("SELECT * FROM mappings WHERE account_id = $1", account_id):
-        m.ids[(r["entity"], r["mobiclocks_id"], r["procore_project_id"])] = (r["procore_id"], r["procore_name"])
+        m.ids[(r["entity"], r["mobiclocks_id"], r["procore_project_id"])] = (
+            r["procore_id"],
+            r["procore_name"],
+        )
     for r in await conn.fetch("SELECT * FROM reference_names WHERE account_id = $1", account_id):
         m.names[(r["kind"], r["entity_id"])] = (r["name"], r["number"])
     return m
 
 
 async def save_setup(
-    conn: asyncpg.Connection, account_id: str, company_id: int | None, modules: Sequence[Module], two_way: bool
+    conn: asyncpg.Connection,
+    account_id: str,
+    company_id: int | None,
+    modules: Sequence[Module],
+    two_way: bool,
 ) -> None:
     await conn.execute(
         """
@@ -388,7 +396,12 @@ async def save_mapping(
 
 
 async def save_reference_name(
-    conn: asyncpg.Connection, account_id: str, kind: ReferenceKind, entity_id: str, name: str | None, number: str | None
+    conn: asyncpg.Connection,
+    account_id: str,
+    kind: ReferenceKind,
+    entity_id: str,
+    name: str | None,
+    number: str | None,
 ) -> None:
     if name is None:
         await conn.execute(

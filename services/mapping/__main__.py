@@ -1,0 +1,3 @@
+from services.mapping.entrypoint import main
+
+main()

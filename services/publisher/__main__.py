@@ -1,0 +1,3 @@
+from services.publisher.entrypoint import main
+
+main()

@@ -11,6 +11,7 @@ partition forever and never lets a later commit skip it silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,14 @@ def reason_for(error: BaseException) -> str | None:
         return f"message is not valid JSON: {error}"
     if isinstance(error, InvalidMessage):
         return f"invalid message: {error}"
+    return None
+
+
+def json_problem(body: bytes) -> str | None:
+    try:
+        json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return str(error)
     return None
 
 
@@ -89,6 +98,8 @@ def make_dead_letter_middleware(
                 result = await call_next(msg)
             except Exception as error:
                 reason = reason_for(error)
+                if isinstance(error, ValidationError) and (problem := json_problem(msg.body)):
+                    reason = f"message is not valid JSON: {problem}"
                 if reason is None:
                     count = attempts.get(position, 0) + 1
                     if count < max_attempts:
@@ -140,3 +151,20 @@ def consumer_options(service: str, session_timeout_ms: int = 10_000) -> dict[str
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": max(session_timeout_ms // 4, 500),
     }
+
+
+async def ensure_topics(bootstrap_servers: str, names: list[str], partitions: int = 4) -> None:
+    """Create missing topics before consumers subscribe (a consumer would otherwise wait for metadata)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="topic-setup")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service created them first
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()

@@ -28,6 +28,7 @@ class ServiceSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = ""
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_topic_partitions: int = Field(default=4, ge=1)
 
     @property
     def topics(self) -> Topics:

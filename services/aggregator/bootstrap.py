@@ -16,7 +16,7 @@ from services.aggregator.adapters.outbox import OutboxRelay
 from services.aggregator.config import AggregatorSettings
 from shared import db
 from shared.app import health_checks, make_service_app
-from shared.broker import consumer_options, make_broker
+from shared.broker import consumer_options, ensure_topics, make_broker
 from shared.events import (
     MappingChanged,
     ProcorePublishFinished,
@@ -88,6 +88,7 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
     async def lifespan() -> AsyncIterator[None]:
         dsn = settings.database_url.get_secret_value()
         instrument_asyncpg(provider)
+        await ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions)
         await db.migrate(dsn, settings.db_schema, "services.aggregator.migrations")
         state["pool"] = await db.create_pool(dsn, settings.db_schema)
         relay = OutboxRelay(state["pool"], publish_raw, settings.outbox_batch_size, settings.outbox_poll_interval_s)

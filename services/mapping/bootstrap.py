@@ -15,7 +15,7 @@ from services.mapping import handlers
 from services.mapping.config import MappingSettings
 from shared import db
 from shared.app import health_checks, make_service_app
-from shared.broker import consumer_options, make_broker
+from shared.broker import consumer_options, ensure_topics, make_broker
 from shared.events import ConfigureSetup, ReferenceDeleted, ReferenceUpserted, SetMapping
 from shared.telemetry import instrument_asyncpg, make_tracer_provider
 
@@ -57,6 +57,7 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
     async def lifespan() -> AsyncIterator[None]:
         dsn = settings.database_url.get_secret_value()
         instrument_asyncpg(provider)
+        await ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions)
         await db.migrate(dsn, settings.db_schema, "services.mapping.migrations")
         state["pool"] = await db.create_pool(dsn, settings.db_schema)
         try:

@@ -17,7 +17,7 @@ from services.publisher.adapters.attempts import AttemptLog
 from services.publisher.config import PublisherSettings
 from shared import db
 from shared.app import health_checks, make_service_app
-from shared.broker import consumer_options, make_broker
+from shared.broker import consumer_options, ensure_topics, make_broker
 from shared.events import ProcorePublishFinished, PublishRequest
 from shared.procore import ProcoreClient, TokenSource
 from shared.telemetry import instrument_asyncpg, make_tracer_provider
@@ -50,6 +50,7 @@ def build_app(settings: PublisherSettings, tracer_provider: TracerProvider | Non
     async def lifespan() -> AsyncIterator[None]:
         dsn = settings.database_url.get_secret_value()
         instrument_asyncpg(provider)
+        await ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions)
         await db.migrate(dsn, settings.db_schema, "services.publisher.migrations")
         pool: asyncpg.Pool = await db.create_pool(dsn, settings.db_schema)
         state["pool"] = pool

@@ -135,7 +135,7 @@ class ProcoreClient:
         force_refresh = False
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=self._max_wait_s),
+            wait=wait_exponential_jitter(multiplier=0.2, max=self._max_wait_s),
             retry=retry_if_exception(_is_transient),
             reraise=True,
         )

@@ -1,0 +1,131 @@
+"""Every arrow of the entry status machine (DESIGN.md "Entry status")."""
+
+import uuid
+
+from services.aggregator.domain import (
+    EntryState,
+    Status,
+    content_changed,
+    errors_changed,
+    new_entry,
+    publish_requested,
+    result_arrived,
+)
+from shared.events import ProcoreOperation, PublishAction, PublishOutcome
+
+IDS = frozenset({"t1", "t2"})
+
+
+def published(fp: str = "A", ids: frozenset[str] = IDS) -> EntryState:
+    state = new_entry(fp, ids, ())
+    rid = uuid.uuid4()
+    moved = publish_requested(state, PublishAction.PUBLISH, rid)
+    assert moved is not None
+    after = result_arrived(moved[0], rid, PublishOutcome.PUBLISHED, 42, None)
+    assert after is not None and after.status is Status.PUBLISHED
+    return after
+
+
+def test_new_entry_is_todo_or_non_publishable():
+    assert new_entry("A", IDS, ()).status is Status.TODO
+    assert new_entry("A", IDS, ("Pay ID OT has no payroll item",)).status is Status.NON_PUBLISHABLE
+
+
+def test_published_entry_changed_is_updated_and_changed_back_is_published():
+    e = published()
+    updated = content_changed(e, "B", IDS, frozenset())
+    assert updated is not None and updated.status is Status.UPDATED
+    back = content_changed(updated, "A", IDS, frozenset())
+    assert back is not None and back.status is Status.PUBLISHED
+
+
+def test_published_entry_losing_a_deleted_timelog_is_deleted():
+    e = published()
+    after = content_changed(e, "B", frozenset({"t1"}), frozenset({"t2"}))
+    assert after is not None and after.status is Status.DELETED
+    emptied = content_changed(e, None, frozenset(), frozenset(IDS))
+    assert emptied is not None and emptied.status is Status.DELETED
+
+
+def test_published_entry_losing_a_moved_timelog_is_updated_not_deleted():
+    after = content_changed(published(), "B", frozenset({"t1"}), frozenset())
+    assert after is not None and after.status is Status.UPDATED
+
+
+def test_never_published_entry_emptied_disappears():
+    assert content_changed(new_entry("A", IDS, ()), None, frozenset(), frozenset()) is None
+
+
+def test_change_while_publishing_ends_updated_not_published():
+    e = new_entry("A", IDS, ())
+    rid = uuid.uuid4()
+    moved = publish_requested(e, PublishAction.PUBLISH, rid)
+    assert moved is not None
+    publishing, op = moved
+    assert op is ProcoreOperation.CREATE and publishing.status is Status.PUBLISHING
+    changed = content_changed(publishing, "B", IDS, frozenset())
+    assert changed is not None and changed.status is Status.PUBLISHING
+    done = result_arrived(changed, rid, PublishOutcome.PUBLISHED, 7, None)
+    assert done is not None and done.status is Status.UPDATED and done.published_fingerprint == "A"
+
+
+def test_delete_while_publishing_ends_deleted():
+    e = new_entry("A", IDS, ())
+    rid = uuid.uuid4()
+    moved = publish_requested(e, PublishAction.PUBLISH, rid)
+    assert moved is not None
+    emptied = content_changed(moved[0], None, frozenset(), frozenset(IDS))
+    assert emptied is not None and emptied.status is Status.PUBLISHING
+    done = result_arrived(emptied, rid, PublishOutcome.PUBLISHED, 7, None)
+    assert done is not None and done.status is Status.DELETED
+
+
+def test_failed_publish_keeps_reason_and_republish_applies():
+    e = new_entry("A", IDS, ())
+    rid = uuid.uuid4()
+    moved = publish_requested(e, PublishAction.PUBLISH, rid)
+    assert moved is not None
+    failed = result_arrived(moved[0], rid, PublishOutcome.CONFLICT, None, "changed in Procore")
+    assert failed is not None and failed.status is Status.FAILED and failed.last_error == "changed in Procore"
+    assert publish_requested(failed, PublishAction.REPUBLISH, uuid.uuid4()) is not None
+
+
+def test_stale_result_changes_nothing():
+    e = new_entry("A", IDS, ())
+    moved = publish_requested(e, PublishAction.PUBLISH, uuid.uuid4())
+    assert moved is not None
+    assert result_arrived(moved[0], uuid.uuid4(), PublishOutcome.PUBLISHED, 1, None) is moved[0]
+
+
+def test_publish_applies_only_to_eligible_statuses():
+    e = published()
+    assert publish_requested(e, PublishAction.PUBLISH, uuid.uuid4()) is None
+    forced = publish_requested(e, PublishAction.FORCE_PUBLISH, uuid.uuid4())
+    assert forced is not None and forced[1] is ProcoreOperation.UPDATE
+    non_publishable = new_entry("A", IDS, ("x",))
+    assert publish_requested(non_publishable, PublishAction.FORCE_PUBLISH, uuid.uuid4()) is None
+
+
+def test_operations_follow_the_entry():
+    updated = content_changed(published(), "B", IDS, frozenset())
+    assert updated is not None
+    moved = publish_requested(updated, PublishAction.PUBLISH, uuid.uuid4())
+    assert moved is not None and moved[1] is ProcoreOperation.UPDATE
+    deleted_with_rest = content_changed(published(), "B", frozenset({"t1"}), frozenset({"t2"}))
+    assert deleted_with_rest is not None
+    moved = publish_requested(deleted_with_rest, PublishAction.PUBLISH, uuid.uuid4())
+    assert moved is not None and moved[1] is ProcoreOperation.REPLACE
+    deleted_all = content_changed(published(), None, frozenset(), IDS)
+    assert deleted_all is not None
+    rid = uuid.uuid4()
+    moved = publish_requested(deleted_all, PublishAction.PUBLISH, rid)
+    assert moved is not None and moved[1] is ProcoreOperation.DELETE
+    assert result_arrived(moved[0], rid, PublishOutcome.DELETED, None, None) is None
+
+
+def test_mapping_changes_toggle_non_publishable():
+    e = new_entry("A", IDS, ("Cost code 03-300 Concrete is not mapped for project Tower A",))
+    fixed = errors_changed(e, ())
+    assert fixed is not None and fixed.status is Status.TODO
+    broken = errors_changed(fixed, ("x",))
+    assert broken is not None and broken.status is Status.NON_PUBLISHABLE

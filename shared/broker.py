@@ -137,6 +137,7 @@ def make_broker(
         client_id=service,
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         description=f"{service} service",
+        log_level=logging.DEBUG,  # one line per message is too much at INFO; failures still log as warnings
     )
     broker.add_middleware(make_dead_letter_middleware(broker, service, topics, max_attempts=max_attempts))
     return broker

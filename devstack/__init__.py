@@ -1,0 +1,34 @@
+"""Local infrastructure for ``make run`` and the tests: a Kafka-protocol broker, PostgreSQL, a supervisor.
+
+Building blocks (all usable on their own):
+
+* :mod:`devstack.ports` — ``free_port()``, ``wait_for_tcp()``
+* :mod:`devstack.broker` — ``LocalBroker`` (Tansu child process), ``LocalS3``, ``ensure_topics()``
+* :mod:`devstack.postgres` — ``LocalPostgres`` (external DSN or embedded server), DB/schema helpers
+* :mod:`devstack.processes` — ``Supervisor`` / ``ServiceSpec`` for the service processes
+* :mod:`devstack.testinfra` — env → testcontainers → local resolution for pytest fixtures
+"""
+
+from .broker import BrokerError, LocalBroker, LocalS3, ensure_topics
+from .ports import free_port, wait_for_tcp
+from .postgres import LocalPostgres, PostgresError, create_database, drop_database, drop_schemas
+from .processes import ServiceFailed, ServiceSpec, Supervisor, http_ready, python_module
+
+__all__ = [
+    "BrokerError",
+    "LocalBroker",
+    "LocalPostgres",
+    "LocalS3",
+    "PostgresError",
+    "ServiceFailed",
+    "ServiceSpec",
+    "Supervisor",
+    "create_database",
+    "drop_database",
+    "drop_schemas",
+    "ensure_topics",
+    "free_port",
+    "http_ready",
+    "python_module",
+    "wait_for_tcp",
+]

@@ -1,0 +1,165 @@
+"""Demo data for `make run`: a Procore sandbox company and a MobiClocks account that uses it.
+
+Everything goes in through the public edges: the sandbox's control API (as if the company
+existed in Procore) and Kafka events (as MobiClocks core and the dashboard would send them).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+
+from shared.events import (
+    ConfigureSetup,
+    Module,
+    ProcoreEntity,
+    ReferenceKind,
+    ReferenceUpserted,
+    SetMapping,
+    TimelogUpserted,
+)
+from shared.topics import Topics
+
+ACCOUNT = "demo"
+SITES = [
+    ("site-tower", "Tower A", "P-100"),
+    ("site-bridge", "Harbor Bridge", "P-200"),
+    ("site-school", "Elm School", "P-300"),
+]
+COMPANIES = [("co-acme", "Acme Concrete", "V-1"), ("co-bolt", "Bolt Electric", "V-2")]
+COST_CODES = [
+    ("cc-concrete", "Concrete", "03-300"),
+    ("cc-framing", "Framing", "06-100"),
+    ("cc-wiring", "Wiring", "26-050"),
+]
+PAY_IDS = [("pay-reg", "Regular", "REG"), ("pay-ot", "Overtime", "OT")]
+CREWS = ["Pour crew", "Finishers", "Electricians"]
+
+
+async def seed_sandbox(base_url: str) -> dict[str, Any]:
+    company = {
+        "name": "Demo Builders Inc.",
+        "projects": [
+            {
+                "name": name,
+                "project_number": number,
+                "cost_codes": [{"full_code": c, "name": n} for _, n, c in COST_CODES],
+            }
+            for _, name, number in SITES[:2]  # Elm School stays unmapped: its cells show Non publishable
+        ],
+        "vendors": [{"name": name} for _, name, _ in COMPANIES],
+        "people": [{"first_name": f"Worker {i}", "last_name": "Demo", "employee_id": f"E{i:03d}"} for i in range(1, 9)],
+    }
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        response = await http.post("/_sandbox/companies", json=company)
+        response.raise_for_status()
+        seeded: dict[str, Any] = response.json()
+        types = await http.get(
+            f"/rest/v1.0/companies/{seeded['company_id']}/timecard_time_types",
+            headers={"Procore-Company-Id": str(seeded["company_id"]), "Authorization": f"Bearer {await _token(http)}"},
+        )
+        seeded["time_types"] = types.json() if types.status_code == 200 else []
+    return seeded
+
+
+async def _token(http: httpx.AsyncClient) -> str:
+    response = await http.post(
+        "/oauth/token",
+        json={"grant_type": "client_credentials", "client_id": "sandbox-client", "client_secret": "sandbox-secret"},
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def demo_events(seeded: dict[str, Any], today: date) -> tuple[list[BaseModel], list[BaseModel], list[BaseModel]]:
+    """(mapping commands, reference events, timelogs) for the demo account."""
+    account = ACCOUNT
+    reference: list[BaseModel] = []
+    for kind, rows in (
+        (ReferenceKind.JOB_SITE, SITES), (ReferenceKind.COMPANY, COMPANIES), (ReferenceKind.COST_CODE, COST_CODES),
+        (ReferenceKind.PAY_ID, PAY_IDS),
+    ):  # fmt: skip
+        for entity_id, name, number in rows:
+            reference.append(
+                ReferenceUpserted(account_id=account, kind=kind, entity_id=entity_id, name=name, number=number)
+            )
+    employees = [(f"emp-{i}", f"Worker {i} Demo") for i in range(1, 9)]
+    for entity_id, name in employees:
+        reference.append(
+            ReferenceUpserted(account_id=account, kind=ReferenceKind.EMPLOYEE, entity_id=entity_id, name=name)
+        )
+
+    commands: list[BaseModel] = [
+        ConfigureSetup(
+            account_id=account, procore_company_id=seeded["company_id"], enabled_modules=list(Module),
+            requested_by="demo-admin",
+        )
+    ]  # fmt: skip
+
+    def mapping(entity: ProcoreEntity, mc_id: str, procore_id: int, project: int | None = None) -> None:
+        commands.append(
+            SetMapping(account_id=account, entity=entity, mobiclocks_id=mc_id, procore_id=procore_id,
+                       procore_project_id=project, requested_by="demo-mapper")
+        )  # fmt: skip
+
+    for (site_id, _, _), project in zip(SITES[:2], seeded["projects"], strict=True):
+        mapping(ProcoreEntity.PROJECT, site_id, project["id"])
+        for (cc_id, _, _), code in zip(COST_CODES[:2], project["cost_codes"], strict=False):
+            mapping(ProcoreEntity.COST_CODE, cc_id, code["id"], project["id"])
+    for (company_id, _, _), vendor_id in zip(COMPANIES, seeded["vendors"], strict=True):
+        mapping(ProcoreEntity.VENDOR, company_id, vendor_id)
+    for (emp_id, _), person_id in zip(employees, seeded["people"], strict=False):
+        mapping(ProcoreEntity.EMPLOYEE, emp_id, person_id)
+    time_types = [t["id"] for t in seeded.get("time_types", [])]
+    if time_types:
+        mapping(ProcoreEntity.PAYROLL_TYPE, "pay-reg", time_types[0])
+
+    rng = random.Random(7)
+    timelogs: list[BaseModel] = []
+    monday = today - timedelta(days=today.weekday())
+    n = 0
+    for day_offset in range(5):
+        day = monday + timedelta(days=day_offset)
+        for site_id, _, _ in SITES:
+            for emp_index, (emp_id, _) in enumerate(employees):
+                if rng.random() < 0.3:
+                    continue
+                n += 1
+                company_id = COMPANIES[emp_index % 2][0]
+                start = datetime(day.year, day.month, day.day, 7, 0, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 60))
+                hours = rng.choice([6, 7.5, 8, 8, 8, 9.5])
+                cc = COST_CODES[emp_index % 3][0]
+                timelogs.append(
+                    TimelogUpserted(
+                        account_id=account, timelog_id=f"tl-{n}", revision=1, employee_id=emp_id, company_id=company_id,
+                        crew_tag=CREWS[emp_index % 3], job_site_id=site_id, work_date=day, clock_in=start,
+                        clock_out=start + timedelta(hours=hours), cost_code_id=cc,
+                        pay_id="pay-ot" if hours > 9 else "pay-reg",
+                        quantities=[{"cost_code_id": cc, "unit_of_measure": "m3", "units": rng.randint(1, 6)}]
+                        if cc == "cc-concrete" else [],
+                    )
+                )  # fmt: skip
+    return commands, reference, timelogs
+
+
+async def send_demo(bootstrap: str, topics: Topics, seeded: dict[str, Any], today: date) -> int:
+    commands, reference, timelogs = demo_events(seeded, today)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for topic, events in ((topics.reference, reference), (topics.mapping_commands, commands)):
+            for event in events:
+                await producer.send_and_wait(topic, event.model_dump_json().encode(), key=ACCOUNT.encode())
+        for event in timelogs:
+            assert isinstance(event, TimelogUpserted)
+            key = f"{event.account_id}:{event.job_site_id}".encode()
+            await producer.send(topics.timelogs, event.model_dump_json().encode(), key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(timelogs)

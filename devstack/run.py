@@ -1,0 +1,179 @@
+"""`make run`: the whole system on this machine, on embedded defaults unless told otherwise.
+
+Starts (or takes from the environment) a Kafka-protocol broker, PostgreSQL and the Procore
+sandbox, then the four services as supervised child processes; seeds a demo account; prints
+`Dashboard: <url>` once everything answers its health check. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from devstack.broker import LocalBroker, default_log_dir
+from devstack.ports import free_port
+from devstack.postgres import LocalPostgres
+from devstack.processes import ServiceSpec, Supervisor, python_module
+from shared.broker import ensure_topics
+from shared.topics import Topics
+
+
+@dataclass
+class Infra:
+    kafka: str
+    database_url: str
+    procore_url: str | None
+    """None: start our own sandbox."""
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("DEVSTACK_DIR", ".devstack"))
+
+
+def persistent_secret(name: str, make: str) -> str:
+    """Dev secrets kept in .devstack so encrypted data and sessions survive restarts."""
+    path = state_dir() / "secrets" / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if make == "fernet":
+        from cryptography.fernet import Fernet
+
+        value = Fernet.generate_key().decode()
+    else:
+        value = secrets.token_urlsafe(48)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+@contextlib.contextmanager
+def infrastructure(storage: str) -> Iterator[Infra]:
+    with ExitStack() as stack:
+        kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not kafka:
+            broker = stack.enter_context(LocalBroker(storage=storage, log_dir=default_log_dir()))
+            print(f"devstack | broker: Tansu ({broker.storage_url}) at {broker.bootstrap_servers}", flush=True)
+            kafka = broker.bootstrap_servers
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            pg = stack.enter_context(LocalPostgres(data_dir=state_dir() / "postgres", log_dir=default_log_dir()))
+            print(f"devstack | postgres: embedded, data in {pg.data_dir}", flush=True)
+            database_url = pg.dsn
+        yield Infra(kafka, database_url, os.environ.get("PROCORE_BASE_URL"))
+
+
+def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[ServiceSpec]:
+    common = {
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+        "DATABASE_URL": infra.database_url,
+        "KAFKA_SESSION_TIMEOUT_MS": os.environ.get("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        "HTTP_HOST": "127.0.0.1",
+    }
+    procore = {
+        "PROCORE_BASE_URL": procore_url,
+        "PROCORE_LOGIN_URL": os.environ.get("PROCORE_LOGIN_URL", procore_url),
+        "PROCORE_CLIENT_ID": os.environ.get("PROCORE_CLIENT_ID", "sandbox-client"),
+        "PROCORE_CLIENT_SECRET": os.environ.get("PROCORE_CLIENT_SECRET", "sandbox-secret"),
+    }
+    specs = []
+    for name, extra in (
+        ("aggregator", {}),
+        ("publisher", procore),
+        ("mapping", {**procore, "TOKEN_ENCRYPTION_KEY": persistent_secret("token-key", "fernet")}),
+    ):
+        port = free_port()
+        specs.append(
+            ServiceSpec(
+                name=name,
+                argv=python_module(f"services.{name}"),
+                env={**common, **extra, "HTTP_PORT": str(port)},
+                health_url=f"http://127.0.0.1:{port}/health",
+            )
+        )
+    specs.append(
+        ServiceSpec(
+            name="gateway",
+            argv=python_module("services.gateway"),
+            env={
+                **common,
+                "HTTP_PORT": str(gateway_port),
+                "JWT_SECRET": os.environ.get("JWT_SECRET") or persistent_secret("jwt", "token"),
+                "DEV_LOGIN": os.environ.get("DEV_LOGIN", "true"),
+            },
+            health_url=f"http://127.0.0.1:{gateway_port}/health",
+        )
+    )
+    return specs
+
+
+async def run_system(storage: str = "memory", demo: bool = True, gateway_port: int = 8000) -> int:
+    with infrastructure(storage) as infra:
+        topics = Topics(os.environ.get("TOPIC_PREFIX", ""))
+        await ensure_topics(infra.kafka, topics.all())
+        supervisor = Supervisor(log_dir=default_log_dir(), prefix_width=10)
+        specs: list[ServiceSpec] = []
+        procore_url = infra.procore_url
+        if procore_url is None:
+            sandbox_port = free_port()
+            procore_url = f"http://127.0.0.1:{sandbox_port}"
+            specs.append(
+                ServiceSpec(
+                    name="sandbox",
+                    argv=python_module("sandbox.procore", "--port", str(sandbox_port)),
+                    health_url=f"{procore_url}/_sandbox/health",
+                )
+            )
+        port = gateway_port if _port_free(gateway_port) else free_port()
+        specs.extend(service_specs(infra, procore_url, port))
+        runner = asyncio.create_task(supervisor.run(specs))
+        ready = asyncio.create_task(supervisor.ready.wait())
+        await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            ready.cancel()
+            return runner.result()
+        if demo and infra.procore_url is None:
+            try:
+                from devstack.demo import ACCOUNT, seed_sandbox, send_demo
+
+                seeded = await seed_sandbox(procore_url)
+                count = await send_demo(infra.kafka, topics, seeded, date.today())
+                supervisor.say(
+                    f"demo: account '{ACCOUNT}', {count} timelogs this week, Procore company {seeded['company_id']}"
+                )
+            except (httpx.HTTPError, OSError) as error:
+                supervisor.say(f"demo data not loaded: {error!r}")
+        base = f"http://127.0.0.1:{port}"
+        supervisor.say(f"Procore sandbox: {procore_url}   API docs: {base}/docs")
+        print(f"Dashboard: {base}/dev/login?account_id=demo", flush=True)
+        return await runner
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def main(storage: str, demo: bool, gateway_port: int) -> int:
+    try:
+        return asyncio.run(run_system(storage, demo, gateway_port))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sys.stdout.flush()

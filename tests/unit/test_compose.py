@@ -1,0 +1,612 @@
+"""Checks docker-compose.yml, deploy/Dockerfile and deploy/otel-collector.yaml without a Docker engine.
+
+`docker compose config` cannot run here (no engine, no compose plugin), so this module does what
+matters of it: Compose-style variable interpolation, validation against the official Compose
+Specification JSON schema, and the project's own rules (healthchecks, dependencies, settings).
+
+The schema, deploy/compose-spec.schema.json, is copied byte for byte from the PyPI package
+check-jsonschema 0.39.0 (check_jsonschema/builtin_schemas/vendor/compose-spec.json), which vendors
+the compose-spec project's schema (Apache-2.0). Its sha256 is pinned below so that an edit shows up.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SCHEMA_FILE = ROOT / "deploy" / "compose-spec.schema.json"
+SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+OTEL_CONFIG = ROOT / "deploy" / "otel-collector.yaml"
+
+REQUIRED_VARS = {
+    "TOKEN_ENCRYPTION_KEY": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
+    "JWT_SECRET": "a-long-random-test-secret-of-enough-length",
+}
+
+APP_SERVICES = {"aggregator": 8081, "publisher": 8082, "mapping": 8083, "gateway": 8000}
+COMMON_ENV = {
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "DATABASE_URL",
+    "TOPIC_PREFIX",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "LOG_LEVEL",
+    "HTTP_HOST",
+    "HTTP_PORT",
+}
+PROCORE_ENV = {"PROCORE_BASE_URL", "PROCORE_LOGIN_URL", "PROCORE_CLIENT_ID", "PROCORE_CLIENT_SECRET"}
+EXTRA_ENV: dict[str, set[str]] = {
+    "aggregator": set(),
+    "publisher": PROCORE_ENV,
+    "mapping": PROCORE_ENV | {"TOKEN_ENCRYPTION_KEY"},
+    "gateway": {"JWT_SECRET", "DEV_LOGIN"},
+}
+EXTRA_DEPENDENCIES: dict[str, set[str]] = {
+    "aggregator": set(),
+    "publisher": {"procore-sandbox"},
+    "mapping": {"procore-sandbox"},
+    "gateway": {"aggregator"},
+}
+
+
+# --------------------------------------------------------------------------- interpolation
+
+
+class InterpolationError(ValueError):
+    """A malformed `$` expression."""
+
+
+class MissingVariableError(InterpolationError):
+    """A `${VAR:?msg}` / `${VAR?msg}` whose variable is missing."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"required variable {variable} is missing a value: {message}")
+        self.variable = variable
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERATORS = (":-", ":?", ":+", "-", "?", "+")
+
+
+def _closing_brace(text: str, open_at: int) -> int:
+    """Index of the `}` closing the `{` at `open_at`, allowing nested `${...}`."""
+    depth = 0
+    i = open_at
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
+            continue
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "{" and i == open_at:
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise InterpolationError(f"unterminated ${{ in {text!r}")
+
+
+def _expand_braced(body: str, env: Mapping[str, str]) -> str:
+    match = _NAME.match(body)
+    if match is None:
+        raise InterpolationError(f"invalid variable name in ${{{body}}}")
+    name, rest = match.group(), body[match.end() :]
+    if not rest:
+        return env.get(name, "")
+    operator = next((op for op in _OPERATORS if rest.startswith(op)), None)
+    if operator is None:
+        raise InterpolationError(f"invalid interpolation format ${{{body}}}")
+    arg = rest[len(operator) :]
+    is_set = name in env
+    has_value = bool(env.get(name))
+    present = has_value if operator.startswith(":") else is_set
+    kind = operator[-1]
+    if kind == "-":
+        return env[name] if present else interpolate_string(arg, env)
+    if kind == "?":
+        if not present:
+            raise MissingVariableError(name, interpolate_string(arg, env))
+        return env[name]
+    return interpolate_string(arg, env) if present else ""  # "+": alternative value
+
+
+def interpolate_string(text: str, env: Mapping[str, str]) -> str:
+    """Interpolate one string the way Docker Compose does.
+
+    Supports `$$` (a literal `$`), `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
+    `${VAR:?message}`, `${VAR?message}`, `${VAR:+alt}`, `${VAR+alt}`, and nested expressions in
+    the default/alternative/message part (evaluated only when used). An unset plain `${VAR}` is
+    the empty string, as in Compose (which also warns).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "$":
+            out.append(char)
+            i += 1
+            continue
+        following = text[i + 1 : i + 2]
+        if following == "$":
+            out.append("$")
+            i += 2
+        elif following == "{":
+            end = _closing_brace(text, i + 1)
+            out.append(_expand_braced(text[i + 2 : end], env))
+            i = end + 1
+        else:
+            match = _NAME.match(text, i + 1)
+            if match is None:
+                raise InterpolationError(f"invalid interpolation format at {text[i:]!r}")
+            out.append(env.get(match.group(), ""))
+            i = match.end()
+    return "".join(out)
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """Interpolate every string value (not mapping keys) of a loaded YAML document."""
+    if isinstance(value, str):
+        return interpolate_string(value, env)
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    return value
+
+
+def variable_references(text: str) -> Iterator[tuple[str, str]]:
+    """(name, operator) of every `$` reference in `text`, nested ones included; `$$` skipped."""
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
+        elif text.startswith("${", i):
+            end = _closing_brace(text, i + 1)
+            body = text[i + 2 : end]
+            match = _NAME.match(body)
+            if match is None:
+                raise InterpolationError(f"invalid variable name in ${{{body}}}")
+            rest = body[match.end() :]
+            operator = next((op for op in _OPERATORS if rest.startswith(op)), "")
+            yield match.group(), operator
+            yield from variable_references(rest[len(operator) :])
+            i = end + 1
+        elif text[i] == "$" and (match := _NAME.match(text, i + 1)):
+            yield match.group(), ""
+            i = match.end()
+        else:
+            i += 1
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _raw_compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _all_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _all_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _all_strings(item)
+
+
+def _environment(service: Mapping[str, Any]) -> dict[str, str | None]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        result: dict[str, str | None] = {}
+        for entry in env:
+            name, sep, val = str(entry).partition("=")
+            result[name] = val if sep else None
+        return result
+    return {str(k): None if v is None else str(v) for k, v in env.items()}
+
+
+def _depends_on(service: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: {"condition": "service_started"} for name in deps}
+    return dict(deps)
+
+
+def _published_ports(service: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(host_ip, host_port, protocol) of every published port of a service."""
+    published: list[tuple[str, str, str]] = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            if port.get("published") is not None:
+                published.append((str(port.get("host_ip", "")), str(port["published"]), port.get("protocol", "tcp")))
+            continue
+        spec, _, protocol = str(port).partition("/")
+        parts = spec.rsplit(":", 2)
+        if len(parts) == 3:
+            published.append((parts[0], parts[1], protocol or "tcp"))
+        elif len(parts) == 2:
+            published.append(("", parts[0], protocol or "tcp"))
+    return published
+
+
+def _named_volume_sources(service: Mapping[str, Any]) -> Iterator[str]:
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type", "volume") == "volume" and volume.get("source"):
+                yield volume["source"]
+            continue
+        source = str(volume).split(":", 1)[0]
+        if ":" in str(volume) and not source.startswith((".", "/", "~", "$")):
+            yield source
+
+
+def _bind_sources(service: Mapping[str, Any]) -> Iterator[str]:
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                yield volume["source"]
+            continue
+        source = str(volume).split(":", 1)[0]
+        if source.startswith((".", "/")):
+            yield source
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    resolved = interpolate(_raw_compose(), REQUIRED_VARS)
+    assert isinstance(resolved, dict)
+    return resolved
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    result = compose["services"]
+    assert isinstance(result, dict)
+    return result
+
+
+@pytest.fixture(scope="module")
+def validator() -> Draft202012Validator:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+# --------------------------------------------------------------------------- interpolation tests
+
+
+@pytest.mark.parametrize(
+    ("template", "env", "expected"),
+    [
+        ("plain", {}, "plain"),
+        ("${A}", {"A": "x"}, "x"),
+        ("$A/b", {"A": "x"}, "x/b"),
+        ("${A}", {}, ""),
+        ("${A:-d}", {}, "d"),
+        ("${A:-d}", {"A": ""}, "d"),
+        ("${A:-d}", {"A": "x"}, "x"),
+        ("${A-d}", {"A": ""}, ""),
+        ("${A-d}", {}, "d"),
+        ("${A:-}", {}, ""),
+        ("${A:--Xmx1g}", {}, "-Xmx1g"),
+        ("${A:?boom}", {"A": "x"}, "x"),
+        ("${A?boom}", {"A": ""}, ""),
+        ("${A:+alt}", {"A": "x"}, "alt"),
+        ("${A:+alt}", {"A": ""}, ""),
+        ("${A+alt}", {"A": ""}, "alt"),
+        ("$${A}", {"A": "x"}, "${A}"),
+        ("$$A $$", {}, "$A $"),
+        ("${A:-${B:-z}}", {}, "z"),
+        ("${A:-${B:-z}}", {"B": "b"}, "b"),
+        ("${A:-${B:?unused}}", {"A": "a"}, "a"),
+        ("pre-${A:-x}-${B:-y}-post", {"B": "b"}, "pre-x-b-post"),
+        ("${A:-http://h:1/p}", {}, "http://h:1/p"),
+    ],
+)
+def test_interpolate_string(template: str, env: dict[str, str], expected: str) -> None:
+    assert interpolate_string(template, env) == expected
+
+
+@pytest.mark.parametrize("template", ["${A", "${}", "${1A}", "${A:x}", "a $ b", "trailing $", "${A!}"])
+def test_interpolate_rejects_malformed(template: str) -> None:
+    with pytest.raises(InterpolationError):
+        interpolate_string(template, {})
+
+
+@pytest.mark.parametrize("template", ["${A:?set A please}", "${A?set A please}"])
+def test_interpolate_missing_required_names_the_variable(template: str) -> None:
+    with pytest.raises(MissingVariableError, match=r"\bA\b.*set A please") as info:
+        interpolate_string(template, {})
+    assert info.value.variable == "A"
+
+
+def test_interpolate_empty_value_fails_colon_form_only() -> None:
+    with pytest.raises(MissingVariableError):
+        interpolate_string("${A:?empty}", {"A": ""})
+    assert interpolate_string("${A?unset only}", {"A": ""}) == ""
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED_VARS))
+def test_compose_without_a_required_secret_fails_naming_it(missing: str) -> None:
+    env = {name: value for name, value in REQUIRED_VARS.items() if name != missing}
+    with pytest.raises(MissingVariableError) as info:
+        interpolate(_raw_compose(), env)
+    assert info.value.variable == missing
+    assert missing in str(info.value)
+
+
+def test_compose_interpolates_fully_with_required_vars(compose: dict[str, Any]) -> None:
+    # Only `$${VAR}` escapes (expanded later by a shell inside the container) may leave "${".
+    escaped = {interpolate_string(text, REQUIRED_VARS) for text in _all_strings(_raw_compose()) if "$$" in text}
+    leftovers = {text for text in _all_strings(compose) if "${" in text}
+    assert leftovers <= escaped
+    mapping = _environment(compose["services"]["mapping"])
+    gateway = _environment(compose["services"]["gateway"])
+    assert mapping["TOKEN_ENCRYPTION_KEY"] == REQUIRED_VARS["TOKEN_ENCRYPTION_KEY"]
+    assert gateway["JWT_SECRET"] == REQUIRED_VARS["JWT_SECRET"]
+    assert gateway["DEV_LOGIN"] == "false"
+    assert _environment(compose["services"]["aggregator"])["DATABASE_URL"] == (
+        "postgresql://postgres:postgres@postgres:5432/procore"
+    )
+
+
+def test_compose_overrides_are_applied() -> None:
+    env = {**REQUIRED_VARS, "POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "db", "GATEWAY_PORT": "9000"}
+    resolved = interpolate(_raw_compose(), env)
+    services = resolved["services"]
+    assert _environment(services["publisher"])["DATABASE_URL"] == "postgresql://postgres:pw@postgres:5432/db"
+    assert _environment(services["postgres"])["POSTGRES_PASSWORD"] == "pw"
+    assert _published_ports(services["gateway"]) == [("", "9000", "tcp")]
+
+
+def test_every_variable_has_a_default_or_is_required() -> None:
+    refs = [ref for text in _all_strings(_raw_compose()) for ref in variable_references(text)]
+    assert refs, "expected some ${VAR} references"
+    bare = sorted({name for name, operator in refs if operator not in (":-", ":?")})
+    assert bare == [], f"variables without ${{VAR:-default}} or ${{VAR:?message}}: {bare}"
+    required = sorted({name for name, operator in refs if operator == ":?"})
+    assert required == sorted(REQUIRED_VARS)
+
+
+# --------------------------------------------------------------------------- schema tests
+
+
+def test_vendored_schema_is_the_recorded_copy() -> None:
+    assert hashlib.sha256(SCHEMA_FILE.read_bytes()).hexdigest() == SCHEMA_SHA256
+
+
+def test_compose_matches_compose_spec_schema(compose: dict[str, Any], validator: Draft202012Validator) -> None:
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+
+
+def test_schema_rejects_known_mistakes(compose: dict[str, Any], validator: Draft202012Validator) -> None:
+    """The schema is strict enough to catch typos, so passing it means something."""
+    typo = copy.deepcopy(compose)
+    typo["services"]["gateway"]["healthchek"] = typo["services"]["gateway"].pop("healthcheck")
+    assert not validator.is_valid(typo)
+
+    bad_condition = copy.deepcopy(compose)
+    bad_condition["services"]["gateway"]["depends_on"]["kafka"]["condition"] = "healthy"
+    assert not validator.is_valid(bad_condition)
+
+
+def test_no_obsolete_version_key() -> None:
+    assert "version" not in _raw_compose()
+
+
+# --------------------------------------------------------------------------- project rules
+
+
+def test_every_service_has_image_or_build(services: dict[str, dict[str, Any]]) -> None:
+    assert {"kafka", "postgres", "procore-sandbox", "otel-collector", "jaeger"} | set(APP_SERVICES) <= set(services)
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+
+
+def test_every_service_has_an_enabled_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        check = service.get("healthcheck")
+        assert isinstance(check, dict), f"{name} has no healthcheck"
+        assert not check.get("disable"), name
+        test = check.get("test")
+        assert test and test != ["NONE"], name
+        if isinstance(test, list):
+            assert test[0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_every_service_restarts(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_depends_on_waits_for_healthy_defined_services(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for target, options in _depends_on(service).items():
+            assert target in services, f"{name} depends on undefined {target}"
+            assert options.get("condition") == "service_healthy", f"{name} -> {target}"
+            assert "healthcheck" in services[target], f"{name} waits for {target}, which has no healthcheck"
+
+
+def test_dependency_graph_has_no_cycle(services: dict[str, dict[str, Any]]) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        assert state.get(name) != "visiting", f"dependency cycle: {' -> '.join((*path, name))}"
+        state[name] = "visiting"
+        for target in _depends_on(services[name]):
+            visit(target, (*path, name))
+        state[name] = "done"
+
+    for name in services:
+        visit(name, ())
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_app_service_command_environment_and_dependencies(services: dict[str, dict[str, Any]], name: str) -> None:
+    service = services[name]
+    port = APP_SERVICES[name]
+    assert service["command"] == ["python", "-m", f"services.{name}"]
+    assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+
+    env = _environment(service)
+    missing = (COMMON_ENV | EXTRA_ENV[name]) - set(env)
+    assert not missing, f"{name} lacks {sorted(missing)}"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+    assert env["OTEL_SERVICE_NAME"] == name
+    assert env["HTTP_HOST"] == "0.0.0.0"
+    assert env["HTTP_PORT"] == str(port)
+    assert env["LOG_LEVEL"] == "INFO"
+    assert env["TOPIC_PREFIX"] == ""
+    if EXTRA_ENV[name] >= PROCORE_ENV:
+        assert env["PROCORE_BASE_URL"] == "http://procore-sandbox:8090"
+
+    probe = " ".join(service["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/health" in probe
+
+    deps = set(_depends_on(service))
+    assert deps == {"kafka", "postgres"} | EXTRA_DEPENDENCIES[name]
+
+
+def test_procore_sandbox(services: dict[str, dict[str, Any]]) -> None:
+    sandbox = services["procore-sandbox"]
+    assert sandbox["command"] == ["python", "-m", "sandbox.procore", "--host", "0.0.0.0", "--port", "8090"]
+    assert "http://127.0.0.1:8090/_sandbox/health" in " ".join(sandbox["healthcheck"]["test"])
+
+
+def test_kafka_is_single_node_kraft(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services["kafka"]
+    assert re.fullmatch(r"apache/kafka:(3\.(9|\d{2,})|4\.\d+)\.\d+", kafka["image"]), kafka["image"]
+    env = _environment(kafka)
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_LISTENERS"] == "PLAINTEXT://:9092,CONTROLLER://:9093"
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@localhost:9093"
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
+    protocols = dict(item.split(":") for item in str(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]).split(","))
+    assert {"PLAINTEXT", "CONTROLLER"} <= set(protocols)
+    assert "localhost:9092" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    declared = set(compose.get("volumes") or {})
+    used = {source for service in services.values() for source in _named_volume_sources(service)}
+    assert {"kafka-data", "postgres-data"} <= used
+    assert used <= declared, f"undeclared volumes: {sorted(used - declared)}"
+    assert declared <= used, f"unused volumes: {sorted(declared - used)}"
+
+
+def test_bind_mounted_files_exist(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for source in _bind_sources(service):
+            assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_published_ports_do_not_collide(services: dict[str, dict[str, Any]]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for name, service in services.items():
+        for host_ip, host_port, protocol in _published_ports(service):
+            key = (host_port, protocol)
+            assert key not in seen, f"{name} and {seen[key]} both publish {host_port}/{protocol}"
+            seen[key] = name
+            assert host_ip in ("", "0.0.0.0", "127.0.0.1"), host_ip
+    http_ports = [APP_SERVICES[name] for name in APP_SERVICES]
+    assert len(set(http_ports)) == len(http_ports)
+
+
+def test_build_contexts_and_dockerfiles_exist(services: dict[str, dict[str, Any]]) -> None:
+    built = {name: service["build"] for name, service in services.items() if "build" in service}
+    assert set(built) == set(APP_SERVICES) | {"procore-sandbox"}
+    for name, build in built.items():
+        context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
+        assert context.is_dir(), f"{name}: missing build context {context}"
+        dockerfile = context / ("Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile"))
+        assert dockerfile.is_file(), f"{name}: missing {dockerfile}"
+        assert dockerfile.resolve() == DOCKERFILE
+
+
+def test_dockerfile() -> None:
+    lines = [
+        line.strip()
+        for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    froms = [line.split()[1] for line in lines if line.upper().startswith("FROM ")]
+    assert froms and all(image == "python:3.11-slim" for image in froms), froms
+    copied = " ".join(line for line in lines if line.upper().startswith("COPY "))
+    for item in ("pyproject.toml", "shared/", "services/", "sandbox/", "devstack/"):
+        assert item in copied, item
+        assert (ROOT / item).exists(), item
+    assert any("pip install ." in line for line in lines)
+    assert not any("[dev]" in line for line in lines)
+    users = [line.split()[1] for line in lines if line.upper().startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), users
+    assert not any(line.upper().startswith(("CMD", "ENTRYPOINT")) for line in lines)
+
+
+def test_dockerignore_keeps_what_the_image_needs() -> None:
+    lines = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()]
+    assert "*" in lines
+    for item in ("pyproject.toml", "shared/", "services/", "sandbox/", "devstack/"):
+        assert f"!{item}" in lines, item
+
+
+def test_otel_collector_config(services: dict[str, dict[str, Any]]) -> None:
+    mounts = [str(volume) for volume in services["otel-collector"]["volumes"]]
+    assert any(mount.startswith("./deploy/otel-collector.yaml:") for mount in mounts), mounts
+
+    config = yaml.safe_load(OTEL_CONFIG.read_text(encoding="utf-8"))
+    assert isinstance(config, dict)
+    pipelines = config["service"]["pipelines"]
+    assert "traces" in pipelines
+    for pipeline_name, pipeline in pipelines.items():
+        for section in ("receivers", "processors", "exporters"):
+            for component in pipeline.get(section, []):
+                assert component in (config.get(section) or {}), f"{pipeline_name}: undefined {component}"
+        assert pipeline.get("receivers") and pipeline.get("exporters"), pipeline_name
+    for extension in config["service"].get("extensions", []):
+        assert extension in (config.get("extensions") or {}), extension
+
+    assert config["extensions"]["health_check"]["endpoint"].endswith(":13133")
+    assert set(config["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
+    assert "batch" in pipelines["traces"]["processors"]
+    otlp_exporters = {name: exporter for name, exporter in config["exporters"].items() if name.split("/")[0] == "otlp"}
+    assert otlp_exporters, "no otlp exporter"
+    for exporter in otlp_exporters.values():
+        assert exporter["endpoint"] == "jaeger:4317"
+        assert exporter["tls"]["insecure"] is True
+        assert "jaeger" in services
+    assert any(name.split("/")[0] == "debug" for name in config["exporters"])
+    assert set(otlp_exporters) <= set(pipelines["traces"]["exporters"])
+
+
+def test_jaeger_ui_is_published(services: dict[str, dict[str, Any]]) -> None:
+    jaeger = services["jaeger"]
+    assert jaeger["image"].startswith(("jaegertracing/all-in-one:", "jaegertracing/jaeger:"))
+    assert ("", "16686", "tcp") in _published_ports(jaeger)

@@ -1,0 +1,3 @@
+from services.gateway.entrypoint import main
+
+main()

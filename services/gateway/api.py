@@ -1,0 +1,285 @@
+"""HTTP routes: thin adapters from requests to `handlers`, plus auth and error mapping.
+
+Routes read their dependencies (pool, command bus, settings) from `app.state`, which the
+lifespan in `bootstrap` fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from html import escape
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.gateway import domain, handlers
+from services.gateway.config import GatewaySettings
+from services.gateway.domain import (
+    InvalidInput,
+    MissingPermission,
+    NotAuthenticated,
+    NotFound,
+    Permission,
+    Principal,
+)
+from services.gateway.views import (
+    Accepted,
+    CellDetails,
+    Dashboard,
+    EntryDetail,
+    EntryStatus,
+    Me,
+    Setup,
+    Token,
+)
+from shared.events import Id, Module, ProcoreEntity, ProcoreId, PublishAction, PublishScope
+
+# --- dependencies ----------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT (HS256) with sub, account_id and permissions")
+
+
+def settings_of(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.app.state.settings
+    return settings
+
+
+def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The signed-in user from the bearer token; 401 without a valid one."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated("sign in: send Authorization: Bearer <token>")
+    return domain.read_token(credentials.credentials, settings_of(request).jwt_secret.get_secret_value())
+
+
+async def read_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a read-only snapshot transaction: the gateway never writes the read model."""
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        yield conn
+
+
+def command_bus(request: Request) -> handlers.CommandBus:
+    bus: handlers.CommandBus = request.app.state.bus
+    return bus
+
+
+Who = Annotated[Principal, Depends(principal)]
+Conn = Annotated[asyncpg.Connection, Depends(read_connection)]
+Bus = Annotated[handlers.CommandBus, Depends(command_bus)]
+
+
+# --- request bodies --------------------------------------------------------------------
+
+
+class PublishBody(BaseModel):
+    """What to publish. An account_id sent along is ignored: commands act on the token's account."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: PublishAction
+    scope: PublishScope
+
+
+class SetupBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    procore_company_id: ProcoreId | None
+    enabled_modules: list[Module]
+    two_way: bool = False
+
+
+class MappingBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    procore_id: ProcoreId | None = Field(description="The Procore entity; null clears the mapping")
+    procore_project_id: ProcoreId | None = Field(default=None, description="Cost codes are mapped per Procore project")
+
+
+class DevLoginBody(BaseModel):
+    account_id: Id
+    user_id: Id
+    permissions: list[Permission] = Field(default_factory=lambda: list(Permission))
+
+
+# --- routes ----------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["ops"])
+async def health(request: Request) -> JSONResponse:
+    """200 when the database and the broker answer, 503 otherwise."""
+    checks = {"database": False, "broker": False}
+    pool: asyncpg.Pool | None = getattr(request.app.state, "pool", None)
+    if pool is not None:
+        try:
+            async with asyncio.timeout(3.0), pool.acquire() as conn:
+                checks["database"] = await conn.fetchval("SELECT true") is True
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            pass
+    broker = getattr(request.app.state, "broker", None)
+    if broker is not None:
+        checks["broker"] = await broker.ping(timeout=3.0)
+    ok = all(checks.values())
+    return JSONResponse({"status": "ok" if ok else "unhealthy", **checks}, status_code=200 if ok else 503)
+
+
+@router.get("/api/me", tags=["auth"])
+async def me(who: Who) -> Me:
+    """Who the token belongs to: user, account and permissions."""
+    return Me(user_id=who.user_id, account_id=who.account_id, permissions=sorted(who.permissions))
+
+
+@router.get("/api/setup", tags=["setup"])
+async def get_setup(who: Who, conn: Conn) -> Setup:
+    """The account's Procore setup: company, enabled modules, two-way option."""
+    return await handlers.current_setup(conn, who)
+
+
+@router.get("/api/modules/{module}/dashboard", tags=["dashboard"])
+async def get_dashboard(
+    module: Module,
+    who: Who,
+    conn: Conn,
+    week_start: Annotated[date | None, Query(description="First day shown; default: this week's Monday")] = None,
+    status: Annotated[list[EntryStatus] | None, Query(description="Only entries with these statuses")] = None,
+) -> Dashboard:
+    """Job sites by the 7 days from week_start: numbers, status and allowed actions per cell."""
+    start = week_start or domain.week_of(datetime.now(UTC).date())
+    return await handlers.dashboard(conn, who, module, start, status or [])
+
+
+@router.get("/api/modules/{module}/cells/{job_site_id}/{work_date}", tags=["dashboard"])
+async def get_cell(module: Module, job_site_id: str, work_date: date, who: Who, conn: Conn) -> CellDetails:
+    """The details table of one job site on one day, with the Errors panel."""
+    return await handlers.cell_details(conn, who, module, job_site_id, work_date)
+
+
+@router.get("/api/entries/{entry_id}", tags=["dashboard"])
+async def get_entry(entry_id: UUID, who: Who, conn: Conn) -> EntryDetail:
+    """One entry, its details row and its publish history."""
+    return await handlers.entry_detail(conn, who, entry_id)
+
+
+@router.post("/api/modules/{module}/publish", status_code=202, tags=["commands"])
+async def publish(module: Module, body: PublishBody, who: Who, conn: Conn, bus: Bus) -> Accepted:
+    """Publish, republish or force publish a cell, a list of entries or a date range (procore.publish)."""
+    return await handlers.request_publish(conn, bus, who, module, body.action, body.scope)
+
+
+@router.put("/api/setup", status_code=202, tags=["commands"])
+async def put_setup(body: SetupBody, who: Who, bus: Bus) -> Accepted:
+    """Configure the Procore company, enabled modules and two-way option (procore.setup)."""
+    return await handlers.configure_setup(bus, who, body.procore_company_id, body.enabled_modules, body.two_way)
+
+
+@router.put("/api/mappings/{entity}/{mobiclocks_id}", status_code=202, tags=["commands"])
+async def put_mapping(
+    entity: ProcoreEntity,
+    mobiclocks_id: Annotated[str, Path(min_length=1, max_length=64)],
+    body: MappingBody,
+    who: Who,
+    bus: Bus,
+) -> Accepted:
+    """Map a MobiClocks entity to a Procore entity, or clear it with null (procore.mapping)."""
+    return await handlers.set_mapping(bus, who, entity, mobiclocks_id, body.procore_id, body.procore_project_id)
+
+
+# --- dev login (only registered when DEV_LOGIN=true) -----------------------------------
+
+dev_router = APIRouter(tags=["dev"])
+
+
+def _dev_token(request: Request, body: DevLoginBody) -> Token:
+    settings = settings_of(request)
+    who = Principal(body.user_id, body.account_id, frozenset(p.value for p in body.permissions))
+    token = domain.issue_token(who, settings.jwt_secret.get_secret_value(), settings.jwt_ttl_s)
+    return Token(access_token=token, expires_in=settings.jwt_ttl_s)
+
+
+@dev_router.post("/api/dev/login")
+async def dev_login(request: Request, body: DevLoginBody) -> Token:
+    """Development only: a token for any account and user (all permissions unless listed)."""
+    return _dev_token(request, body)
+
+
+_DEV_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Signing in…</title></head>
+<body style="font-family: system-ui, sans-serif; padding: 2rem">
+<p>Signing in to account <b>{account}</b> as <b>{user}</b>…</p>
+<script>
+localStorage.setItem("gateway.token", {token});
+location.replace("/");
+</script></body></html>
+"""
+
+
+@dev_router.get("/dev/login", response_class=HTMLResponse)
+async def dev_login_page(
+    request: Request,
+    account_id: Annotated[str, Query(min_length=1, max_length=64)],
+    user_id: Annotated[str, Query(min_length=1, max_length=64)] = "dev",
+    permission: Annotated[list[Permission] | None, Query()] = None,
+) -> HTMLResponse:
+    """Development only: stores a token in the browser and opens the dashboard."""
+    token = _dev_token(
+        request,
+        DevLoginBody(account_id=account_id, user_id=user_id, permissions=permission or list(Permission)),
+    )
+    script_token = json.dumps(token.access_token).replace("<", "\\u003c")
+    page = _DEV_PAGE.format(account=escape(account_id), user=escape(user_id), token=script_token)
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def _where(loc: tuple[Any, ...] | list[Any]) -> str:
+    """'body.scope.work_date' → names the field; the 'body'/'query'/'path' prefix says where it was."""
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-after", "tagged-union")))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotAuthenticated)
+    async def on_not_authenticated(request: Request, error: NotAuthenticated) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(MissingPermission)
+    async def on_missing_permission(request: Request, error: MissingPermission) -> JSONResponse:
+        return JSONResponse({"detail": str(error), "permission": error.permission.value}, status_code=403)
+
+    @app.exception_handler(NotFound)
+    async def on_not_found(request: Request, error: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(InvalidInput)
+    async def on_invalid_input(request: Request, error: InvalidInput) -> JSONResponse:
+        field = _where(error.field)
+        return JSONResponse(
+            {
+                "detail": [{"loc": list(error.field), "msg": str(error), "type": "value_error"}],
+                "message": f"{field}: {error}",
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in error.errors()  # 'input' and 'ctx' left out: they may echo secrets or be unserializable
+        ]
+        message = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in errors)
+        return JSONResponse({"detail": errors, "message": message}, status_code=422)

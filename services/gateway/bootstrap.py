@@ -1,0 +1,80 @@
+"""The one place that wires the gateway: settings → pool, broker, command bus, routes, telemetry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.responses import Response
+
+from services.gateway import api
+from services.gateway.adapters.commands import KafkaCommandBus
+from services.gateway.config import GatewaySettings
+from shared import db
+from shared.broker import make_broker
+from shared.events import SCHEMA_VERSION
+from shared.telemetry import instrument_asyncpg, make_tracer_provider
+
+SERVICE = "gateway"
+STATIC = Path(__file__).parent / "static"
+
+
+class RevalidatedStaticFiles(StaticFiles):
+    """The dashboard has no build step (no hashed file names): browsers revalidate on every load."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    provider = tracer_provider or make_tracer_provider(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
+    topics = settings.topics
+    # Publish only: no subscribers, so the dead-letter middleware never runs here.
+    broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        instrument_asyncpg(provider)
+        app.state.pool = await db.create_pool(settings.database_url.get_secret_value(), settings.aggregator_schema)
+        try:
+            await broker.start()
+            app.state.broker = broker
+            app.state.bus = KafkaCommandBus(broker, topics)
+            yield
+        finally:
+            await broker.stop()
+            await app.state.pool.close()
+            provider.force_flush()
+
+    app = FastAPI(
+        title="MobiClocks Procore gateway",
+        version=f"{SCHEMA_VERSION}.0.0",
+        description=(
+            "The dashboard's HTTP API: queries read the aggregator's read model, commands go out as "
+            "events. Every call is scoped to the account of the bearer token."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    api.install_error_handlers(app)
+    app.include_router(api.router)
+    if settings.dev_login:
+        app.include_router(api.dev_router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        """The dashboard (a static page; it calls the API with the token from localStorage)."""
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", RevalidatedStaticFiles(directory=STATIC), name="static")
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="/health,/static/.*")
+    return app

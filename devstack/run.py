@@ -86,6 +86,8 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
         "PROCORE_CLIENT_ID": os.environ.get("PROCORE_CLIENT_ID", "sandbox-client"),
         "PROCORE_CLIENT_SECRET": os.environ.get("PROCORE_CLIENT_SECRET", "sandbox-secret"),
     }
+    # A schema prefix lets several systems share one database (the e2e tests do).
+    schema_prefix = os.environ.get("DEVSTACK_SCHEMA_PREFIX", "")
     specs = []
     for name, extra in (
         ("aggregator", {}),
@@ -97,7 +99,7 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
             ServiceSpec(
                 name=name,
                 argv=python_module(f"services.{name}"),
-                env={**common, **extra, "HTTP_PORT": str(port)},
+                env={**common, **extra, "HTTP_PORT": str(port), "DB_SCHEMA": f"{schema_prefix}{name}"},
                 health_url=f"http://127.0.0.1:{port}/health",
             )
         )
@@ -110,6 +112,7 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
                 "HTTP_PORT": str(gateway_port),
                 "JWT_SECRET": os.environ.get("JWT_SECRET") or persistent_secret("jwt", "token"),
                 "DEV_LOGIN": os.environ.get("DEV_LOGIN", "true"),
+                "AGGREGATOR_SCHEMA": f"{schema_prefix}aggregator",
             },
             health_url=f"http://127.0.0.1:{gateway_port}/health",
         )

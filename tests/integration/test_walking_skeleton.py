@@ -1,6 +1,6 @@
 """The minimal real path through every service, in one OpenTelemetry trace.
 
-timelog event → aggregator entry (visible over the gateway's HTTP API) → publish command →
+timelog event → aggregator entry (visible over the gateway's HTTP API) → publish command (gateway) →
 publish request (outbox) → publisher → Procore sandbox over HTTP → result → entry Published.
 """
 
@@ -14,18 +14,19 @@ from decimal import Decimal
 import asyncpg
 import httpx
 import pytest
+from opentelemetry import propagate
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.gateway.bootstrap import build_app as build_gateway
+from services.gateway.config import GatewaySettings
+from services.gateway.domain import Principal, issue_token
 from shared.broker import make_broker
 from shared.events import (
-    CellScope,
     ConfigureSetup,
     Module,
     ProcoreEntity,
-    PublishAction,
-    PublishEntries,
     SetMapping,
     TimelogUpserted,
 )
@@ -34,6 +35,8 @@ from tests.support.stack import StackConfig, running
 
 pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 20)
+SECRET = "walking-skeleton-secret-0123456789abcdef"
+ACCOUNT = "acc-skeleton"
 
 
 async def seed_procore(base_url: str) -> dict[str, int]:
@@ -62,6 +65,29 @@ async def entry_status(dsn: str, schema: str) -> str | None:
 
 
 @asynccontextmanager
+async def gateway(cfg: StackConfig, provider: TracerProvider) -> AsyncIterator[httpx.AsyncClient]:
+    settings = GatewaySettings(
+        kafka_bootstrap_servers=cfg.kafka, database_url=cfg.dsn, topic_prefix=cfg.prefix, jwt_secret=SECRET,
+        aggregator_schema=cfg.schemas["aggregator"],
+    )  # fmt: skip
+    app = build_gateway(settings, tracer_provider=provider)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http,
+    ):
+        yield http
+
+
+def traced() -> dict[str, str]:
+    """The dashboard's request headers: a user token and the current trace context."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    who = Principal("office-user", ACCOUNT, frozenset({"procore.publish"}))
+    headers["Authorization"] = f"Bearer {issue_token(who, SECRET, 600)}"
+    return headers
+
+
+@asynccontextmanager
 async def mobiclocks_core(kafka: str, cfg: StackConfig, provider: TracerProvider) -> AsyncIterator[object]:
     """A stand-in for MobiClocks core and the dashboard's commands: a traced producer."""
     broker = make_broker(kafka, "mobiclocks-core", cfg.topics, provider)
@@ -82,7 +108,7 @@ async def test_one_trace_from_timelog_to_published(
     tracer = provider.get_tracer("walking-skeleton")
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=procore_sandbox_url)
     topics = cfg.topics
-    account = f"acc-{unique}"
+    account = ACCOUNT
 
     async with running(cfg, provider=provider), mobiclocks_core(kafka_bootstrap, cfg, provider) as core:
         with tracer.start_as_current_span("walking-skeleton") as root:
@@ -106,19 +132,25 @@ async def test_one_trace_from_timelog_to_published(
             )  # fmt: skip
             await core.publish(timelog, topic=topics.timelogs, key=f"{account}:site-1".encode())  # type: ignore[attr-defined]
 
-            await eventually(
-                lambda: entry_status(postgres_dsn, schemas["aggregator"]), lambda s: s == "todo", what="To do"
-            )
-            command = PublishEntries(
-                account_id=account, module=Module.MANPOWER, action=PublishAction.PUBLISH,
-                scope=CellScope(job_site_id="site-1", work_date=DAY), requested_by="office",
-            )  # fmt: skip
-            await core.publish(command, topic=topics.publish_commands, key=f"{account}:site-1".encode())  # type: ignore[attr-defined]
-            await eventually(
-                lambda: entry_status(postgres_dsn, schemas["aggregator"]),
-                lambda s: s == "published",
-                what="Published",
-            )
+            async with gateway(cfg, provider) as http:
+                cell = f"/api/modules/manpower/cells/site-1/{DAY.isoformat()}"
+
+                async def rows() -> list[dict[str, object]]:
+                    response = await http.get(cell, headers=traced())
+                    return list(response.json()["rows"]) if response.status_code == 200 else []
+
+                (row,) = await eventually(rows, lambda r: len(r) == 1 and r[0]["status"] == "todo", what="To do")
+                assert row["crew_tag"] == "Framers" and row["manpower"] == 1
+                response = await http.post(
+                    "/api/modules/manpower/publish",
+                    json={
+                        "action": "publish",
+                        "scope": {"kind": "cell", "job_site_id": "site-1", "work_date": str(DAY)},
+                    },
+                    headers=traced(),
+                )
+                assert response.status_code == 202, response.text
+                await eventually(rows, lambda r: r[0]["status"] == "published", what="Published")
             trace_id = root.get_span_context().trace_id
 
     async with httpx.AsyncClient(base_url=procore_sandbox_url) as http:
@@ -131,6 +163,8 @@ async def test_one_trace_from_timelog_to_published(
     spans = exporter.get_finished_spans()
     in_trace = [s for s in spans if s.context.trace_id == trace_id]
     names = {s.name for s in in_trace}
+    assert any(s.name.startswith("POST /api/modules/{module}/publish") for s in in_trace), names
+    assert any(topics.publish_commands in n and "process" in n for n in names), names
     assert any(topics.timelogs in n and "process" in n for n in names), names
     assert any(topics.publish_requests in n and "process" in n for n in names), names
     assert any(topics.publish_results in n and "process" in n for n in names), names

@@ -121,10 +121,11 @@ def demo_events(seeded: dict[str, Any], today: date) -> tuple[list[BaseModel], l
 
     rng = random.Random(7)
     timelogs: list[BaseModel] = []
-    monday = today - timedelta(days=today.weekday())
+    # Last week and this week up to today, working days only: timelogs never lie in the future.
+    monday = today - timedelta(days=today.weekday() + 7)
+    days = [monday + timedelta(days=i) for i in range(14)]
     n = 0
-    for day_offset in range(5):
-        day = monday + timedelta(days=day_offset)
+    for day in (d for d in days if d.weekday() < 5 and d <= today):
         for site_id, _, _ in SITES:
             for emp_index, (emp_id, _) in enumerate(employees):
                 if rng.random() < 0.3:

@@ -152,7 +152,8 @@ async def run_system(storage: str = "memory", demo: bool = True, gateway_port: i
                 seeded = await seed_sandbox(procore_url)
                 count = await send_demo(infra.kafka, topics, seeded, date.today())
                 supervisor.say(
-                    f"demo: account '{ACCOUNT}', {count} timelogs (last week and this one), Procore company {seeded['company_id']}"
+                    f"demo: account '{ACCOUNT}', {count} timelogs (last week and this), "
+                    f"Procore company {seeded['company_id']}"
                 )
             except (httpx.HTTPError, OSError) as error:
                 supervisor.say(f"demo data not loaded: {error!r}")

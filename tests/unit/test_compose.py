@@ -610,3 +610,32 @@ def test_jaeger_ui_is_published(services: dict[str, dict[str, Any]]) -> None:
     jaeger = services["jaeger"]
     assert jaeger["image"].startswith(("jaegertracing/all-in-one:", "jaegertracing/jaeger:"))
     assert ("", "16686", "tcp") in _published_ports(jaeger)
+
+
+SETTINGS_CLASSES = {
+    "aggregator": "services.aggregator.config:AggregatorSettings",
+    "publisher": "services.publisher.config:PublisherSettings",
+    "mapping": "services.mapping.config:MappingSettings",
+    "gateway": "services.gateway.config:GatewaySettings",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS_CLASSES))
+def test_compose_environment_satisfies_the_service_settings(
+    services: dict[str, dict[str, Any]], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's own settings class accepts exactly the environment compose gives it."""
+    import importlib
+    import os
+
+    module, cls_name = SETTINGS_CLASSES[name].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    env = services[name]["environment"]
+    env = env if isinstance(env, dict) else dict(item.split("=", 1) for item in env)
+    for key in list(os.environ):
+        if key.isupper():
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    settings = cls()
+    assert settings.http_port == int(env["HTTP_PORT"])

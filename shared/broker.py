@@ -60,45 +60,58 @@ def json_problem(body: bytes) -> str | None:
     return None
 
 
+class DeadLetters:
+    """Sends records that can never be processed to the service's dead-letter topic, with the reason."""
+
+    def __init__(self, broker: KafkaBroker, service: str, topics: Topics) -> None:
+        self._broker = broker
+        self.service = service
+        self.topic = topics.dead_letter(service)
+
+    async def send(self, record: Any, reason: str, headers: dict[str, str] | None = None) -> None:
+        """`record` is an aiokafka ConsumerRecord (a batch message holds several)."""
+        out = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        out.update(headers or {})
+        out.update(
+            {
+                REASON_HEADER: reason,
+                "x-dead-letter-source-topic": record.topic,
+                "x-dead-letter-source-partition": str(record.partition),
+                "x-dead-letter-source-offset": str(record.offset),
+                "x-dead-letter-service": self.service,
+                "x-dead-letter-at": datetime.now(UTC).isoformat(),
+            }
+        )
+        await self._broker.publish(record.value, topic=self.topic, key=record.key, headers=out)
+        log.warning(
+            "dead-lettered %s[%s]@%s to %s: %s", record.topic, record.partition, record.offset, self.topic, reason
+        )
+
+
+def _records(msg: StreamMessage[Any]) -> tuple[Any, ...]:
+    raw = msg.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
+
+
 def make_dead_letter_middleware(
-    broker: KafkaBroker,
-    service: str,
-    topics: Topics,
+    dead_letters: DeadLetters,
     max_attempts: int = 5,
     base_delay_s: float = 0.2,
 ) -> type[BaseMiddleware]:
     attempts: dict[tuple[str, int, int], int] = {}
-    dead_letter_topic = topics.dead_letter(service)
-
-    async def dead_letter(msg: StreamMessage[Any], reason: str) -> None:
-        raw = msg.raw_message
-        topic, partition, offset = raw.topic, raw.partition, raw.offset
-        headers = dict(msg.headers)
-        headers.update(
-            {
-                REASON_HEADER: reason,
-                "x-dead-letter-source-topic": topic,
-                "x-dead-letter-source-partition": str(partition),
-                "x-dead-letter-source-offset": str(offset),
-                "x-dead-letter-service": service,
-                "x-dead-letter-at": datetime.now(UTC).isoformat(),
-            }
-        )
-        key = raw.key
-        await broker.publish(msg.body, topic=dead_letter_topic, key=key, headers=headers)
-        log.warning("dead-lettered %s[%s]@%s to %s: %s", topic, partition, offset, dead_letter_topic, reason)
 
     class DeadLetterMiddleware(BaseMiddleware):
         async def consume_scope(
             self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
         ) -> Any:
-            raw = msg.raw_message
-            position = (raw.topic, raw.partition, raw.offset)
+            records = _records(msg)
+            first = records[0]
+            position = (first.topic, first.partition, first.offset)
             try:
                 result = await call_next(msg)
             except Exception as error:
                 reason = reason_for(error)
-                if isinstance(error, ValidationError) and (problem := json_problem(msg.body)):
+                if isinstance(error, ValidationError) and len(records) == 1 and (problem := json_problem(msg.body)):
                     reason = f"message is not valid JSON: {problem}"
                 if reason is None:
                     count = attempts.get(position, 0) + 1
@@ -117,7 +130,8 @@ def make_dead_letter_middleware(
                         raise
                     reason = f"handler failed {max_attempts} times: {error!r}"[:2000]
                 attempts.pop(position, None)
-                await dead_letter(msg, reason)
+                for record in records:
+                    await dead_letters.send(record, reason)
                 return None
             attempts.pop(position, None)
             return result
@@ -139,7 +153,7 @@ def make_broker(
         description=f"{service} service",
         log_level=logging.DEBUG,  # one line per message is too much at INFO; failures still log as warnings
     )
-    broker.add_middleware(make_dead_letter_middleware(broker, service, topics, max_attempts=max_attempts))
+    broker.add_middleware(make_dead_letter_middleware(DeadLetters(broker, service, topics), max_attempts=max_attempts))
     return broker
 
 
@@ -169,3 +183,9 @@ async def ensure_topics(bootstrap_servers: str, names: list[str], partitions: in
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+async def raw_bodies(msg: StreamMessage[Any]) -> Any:
+    """Decoder for batch subscribers that validate each record themselves (so one bad record
+    is dead-lettered alone instead of failing its whole batch)."""
+    return list(msg.body) if isinstance(msg.body, list) else [msg.body]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -46,3 +50,32 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+@contextlib.contextmanager
+def span_per_record(tracer: trace.Tracer, name: str, records: Sequence[Any]) -> Iterator[None]:
+    """One span per Kafka record of a batch, each in the trace its producer started.
+
+    A batch consumer span cannot belong to every producer's trace (FastStream links it to
+    them instead); these spans keep each event's own trace whole, covering the batched work.
+    """
+    batch = trace.get_current_span()
+    links = [trace.Link(batch.get_span_context())] if batch.get_span_context().is_valid else []
+    spans = []
+    for record in records:
+        carrier = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        parent = propagate.extract(carrier)
+        span = tracer.start_span(name, context=parent, kind=trace.SpanKind.CONSUMER, links=links)
+        span.set_attribute("messaging.destination.name", record.topic)
+        span.set_attribute("messaging.kafka.offset", record.offset)
+        spans.append(span)
+    try:
+        yield
+    except BaseException as error:
+        for span in spans:
+            span.record_exception(error)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+        raise
+    finally:
+        for span in spans:
+            span.end()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from faststream.asgi import AsgiFastStream
+from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import Field
 
@@ -16,7 +17,7 @@ from services.aggregator.adapters.outbox import OutboxRelay
 from services.aggregator.config import AggregatorSettings
 from shared import db
 from shared.app import health_checks, make_service_app
-from shared.broker import consumer_options, ensure_topics, make_broker
+from shared.broker import DeadLetters, consumer_options, ensure_topics, make_broker, raw_bodies
 from shared.events import (
     MappingChanged,
     ProcorePublishFinished,
@@ -24,9 +25,8 @@ from shared.events import (
     ReferenceDeleted,
     ReferenceUpserted,
     SetupChanged,
-    TimelogEvent,
 )
-from shared.telemetry import instrument_asyncpg, make_tracer_provider
+from shared.telemetry import instrument_asyncpg, make_tracer_provider, span_per_record
 
 SERVICE = "aggregator"
 
@@ -39,6 +39,7 @@ AggregatorInput = Annotated[
 def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | None = None) -> AsgiFastStream:
     provider = tracer_provider or make_tracer_provider(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     topics = settings.topics
+    tracer = provider.get_tracer(SERVICE)
     broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
     state: dict[str, Any] = {}
 
@@ -51,14 +52,23 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
 
     options = consumer_options(SERVICE, settings.kafka_session_timeout_ms)
 
+    dead_letters = DeadLetters(broker, SERVICE, topics)
+
     @broker.subscriber(
         topics.timelogs,
         **options,
-        description="Timelog upserts and deletes from MobiClocks core: stored, then entries recomputed.",
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        decoder=raw_bodies,
+        description=(
+            "Timelog upserts and deletes from MobiClocks core (TimelogUpserted | TimelogDeleted, JSON), consumed"
+            " in batches: stored, then the entries they touch recomputed in one transaction per batch."
+        ),
     )
-    async def on_timelog_changed(event: TimelogEvent) -> None:
-        async with pool().acquire() as conn, conn.transaction():
-            await handlers.apply_timelog_events(conn, [event])
+    async def on_timelogs_changed(bodies: list[bytes], message: KafkaMessage) -> None:
+        with span_per_record(tracer, "aggregate timelog", message.raw_message):
+            await handlers.apply_timelog_records(pool(), message.raw_message, dead_letters)
 
     @broker.subscriber(
         topics.reference,

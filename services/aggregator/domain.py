@@ -8,15 +8,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Protocol
 
 from shared.events import (
@@ -68,26 +68,20 @@ MODULE_DIMS: dict[Module, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class Aggregate:
+class EntryRef:
+    """The identity of an entry: module, job site, day and the module's dimensions (MODULE_DIMS order)."""
+
     module: Module
     job_site_id: str
     work_date: date
-    dims: tuple[tuple[str, str | None], ...]
-    content: tuple[tuple[str, str], ...]
-    timelog_ids: frozenset[str]
+    dims: tuple[str | None, ...]
 
-    @property
-    def entry_key(self) -> str:
-        return entry_key(self.module, self.job_site_id, self.work_date, dict(self.dims))
+    @cached_property
+    def key(self) -> str:
+        return json.dumps([self.job_site_id, self.work_date.isoformat(), *self.dims], separators=(",", ":"))
 
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(dict(self.content))
-
-
-def entry_key(module: Module, job_site_id: str, work_date: date, dims: Mapping[str, str | None]) -> str:
-    parts = [job_site_id, work_date.isoformat(), *(dims.get(d) for d in MODULE_DIMS[module])]
-    return json.dumps(parts, separators=(",", ":"))
+    def dims_dict(self) -> dict[str, str | None]:
+        return dict(zip(MODULE_DIMS[self.module], self.dims, strict=True))
 
 
 def entry_id(account_id: str, module: Module, key: str) -> uuid.UUID:
@@ -95,9 +89,65 @@ def entry_id(account_id: str, module: Module, key: str) -> uuid.UUID:
     return uuid.uuid5(ENTRY_NAMESPACE, f"{account_id}\x1f{module.value}\x1f{key}")
 
 
-def fingerprint(content: Mapping[str, Any]) -> str:
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+@dataclass
+class Totals:
+    """What an entry adds up; kept so each change applies as a delta (and equals a recompute)."""
+
+    seconds: int = 0
+    units: Decimal = Decimal(0)
+    contributions: int = 0
+    members: Counter[str] = field(default_factory=Counter)
+    """Manpower only: timelogs per employee, so head count stays exact under deletes and moves."""
+
+    @property
+    def empty(self) -> bool:
+        return self.contributions == 0
+
+    def add(self, seconds: int, units: Decimal, member: str | None, sign: int) -> None:
+        self.seconds += sign * seconds
+        self.units += sign * units
+        self.contributions += sign
+        if member is not None:
+            self.members[member] += sign
+            if self.members[member] == 0:
+                del self.members[member]
+
+    def merged(self, delta: Totals) -> Totals:
+        """These totals with a delta applied (members that drop to zero leave)."""
+        members = self.members
+        if delta.members:
+            members = self.members.copy()
+            for member, count in delta.members.items():
+                members[member] += count
+                if members[member] <= 0:
+                    del members[member]
+        return Totals(
+            self.seconds + delta.seconds,
+            self.units + delta.units,
+            self.contributions + delta.contributions,
+            members,
+        )
+
+
+Contribution = tuple[EntryRef, int, Decimal, str | None]
+"""(entry, seconds, units, member) that one timelog adds to one entry."""
+
+
+def contributions(t: Timelog, modules: Iterable[Module]) -> list[Contribution]:
+    """Every entry a timelog counts towards, for the enabled modules."""
+    out: list[Contribution] = []
+    for module in modules:
+        if module is Module.MANPOWER:
+            ref = EntryRef(module, t.job_site_id, t.work_date, (t.company_id, t.crew_tag))
+            out.append((ref, t.seconds, Decimal(0), t.employee_id))
+        elif module is Module.TIMECARD:
+            dims = (t.employee_id, t.pay_id, t.cost_code_id, t.pay_class_id)
+            out.append((EntryRef(module, t.job_site_id, t.work_date, dims), t.seconds, Decimal(0), None))
+        else:
+            for cost_code_id, unit, units in t.quantities:
+                ref = EntryRef(module, t.job_site_id, t.work_date, (cost_code_id, unit))
+                out.append((ref, 0, units, None))
+    return out
 
 
 def hours(seconds: int) -> Decimal:
@@ -105,73 +155,35 @@ def hours(seconds: int) -> Decimal:
 
 
 def _units(value: Decimal) -> str:
-    normalized = value.normalize()
-    return format(normalized, "f")
+    return format(value.normalize(), "f") if value else "0"
 
 
-def aggregate(timelogs: Iterable[Timelog], modules: Iterable[Module]) -> dict[tuple[Module, str], Aggregate]:
-    """Entries of the enabled modules for exactly the given (current, non-deleted) timelogs."""
-    enabled = set(modules)
-    manpower: dict[tuple[str, date, str, str | None], list[Timelog]] = defaultdict(list)
-    timecard: dict[tuple[str, date, str, str, str | None, str | None], list[Timelog]] = defaultdict(list)
-    quantity: dict[tuple[str, date, str, str], list[tuple[Timelog, Decimal]]] = defaultdict(list)
+def content_of(module: Module, totals: Totals) -> dict[str, str] | None:
+    """The numbers users see (and Procore gets); None for an entry no timelog contributes to."""
+    if totals.empty:
+        return None
+    if module is Module.MANPOWER:
+        heads = len(totals.members)
+        average = (Decimal(totals.seconds) / Decimal(3600) / heads).quantize(HUNDREDTH, rounding=ROUND_HALF_UP)
+        return {"average_hours": str(average), "manpower": str(heads), "total_hours": str(hours(totals.seconds))}
+    if module is Module.TIMECARD:
+        return {"hours": str(hours(totals.seconds))}
+    return {"units": _units(totals.units)}
+
+
+def fingerprint(content: Mapping[str, Any]) -> str:
+    """A canonical, compact rendering of the content: equal content, equal fingerprint."""
+    return ";".join(f"{k}={content[k]}" for k in sorted(content))
+
+
+def aggregate(timelogs: Iterable[Timelog], modules: Iterable[Module]) -> dict[EntryRef, Totals]:
+    """From scratch: the entries of the enabled modules for exactly these (current) timelogs."""
+    enabled = list(modules)
+    out: dict[EntryRef, Totals] = defaultdict(Totals)
     for t in timelogs:
-        if Module.MANPOWER in enabled:
-            manpower[(t.job_site_id, t.work_date, t.company_id, t.crew_tag)].append(t)
-        if Module.TIMECARD in enabled:
-            timecard[(t.job_site_id, t.work_date, t.employee_id, t.pay_id, t.cost_code_id, t.pay_class_id)].append(t)
-        if Module.PRODUCTION_QUANTITY in enabled:
-            for cost_code_id, unit, units in t.quantities:
-                quantity[(t.job_site_id, t.work_date, cost_code_id, unit)].append((t, units))
-
-    out: dict[tuple[Module, str], Aggregate] = {}
-
-    def add(a: Aggregate) -> None:
-        out[(a.module, a.entry_key)] = a
-
-    for (site, day, company, crew), group in manpower.items():
-        heads = len({t.employee_id for t in group})
-        total_seconds = sum(t.seconds for t in group)
-        total = hours(total_seconds)
-        average = (Decimal(total_seconds) / Decimal(3600) / heads).quantize(HUNDREDTH, rounding=ROUND_HALF_UP)
-        add(
-            Aggregate(
-                Module.MANPOWER,
-                site,
-                day,
-                (("company_id", company), ("crew_tag", crew)),
-                (("average_hours", str(average)), ("manpower", str(heads)), ("total_hours", str(total))),
-                frozenset(t.timelog_id for t in group),
-            )
-        )
-    for (site, day, employee, pay_id, cost_code, pay_class), group in timecard.items():
-        add(
-            Aggregate(
-                Module.TIMECARD,
-                site,
-                day,
-                (
-                    ("employee_id", employee),
-                    ("pay_id", pay_id),
-                    ("cost_code_id", cost_code),
-                    ("pay_class_id", pay_class),
-                ),
-                (("hours", str(hours(sum(t.seconds for t in group)))),),
-                frozenset(t.timelog_id for t in group),
-            )
-        )
-    for (site, day, cost_code, unit), pairs in quantity.items():
-        add(
-            Aggregate(
-                Module.PRODUCTION_QUANTITY,
-                site,
-                day,
-                (("cost_code_id", cost_code), ("unit_of_measure", unit)),
-                (("units", _units(sum((u for _, u in pairs), Decimal(0)))),),
-                frozenset(t.timelog_id for t, _ in pairs),
-            )
-        )
-    return out
+        for ref, seconds, units, member in contributions(t, enabled):
+            out[ref].add(seconds, units, member, +1)
+    return dict(out)
 
 
 # --- entry status ------------------------------------------------------------------------
@@ -182,7 +194,6 @@ class EntryState:
     status: Status
     fingerprint: str | None = None
     """None when no timelog contributes to the entry any more."""
-    timelog_ids: frozenset[str] = frozenset()
     version: int = 1
     errors: tuple[str, ...] = ()
     last_error: str | None = None
@@ -193,7 +204,7 @@ class EntryState:
     publishing_fingerprint: str | None = None
     publishing_timelog_ids: frozenset[str] | None = None
     deleted_timelog_ids: frozenset[str] = field(default=frozenset())
-    """Published timelogs of this entry that were deleted (not merely moved) since the publish."""
+    """Timelogs this entry was published (or is being published) with that have since been deleted."""
 
     @property
     def ever_published(self) -> bool:
@@ -212,32 +223,26 @@ def settle(e: EntryState) -> EntryState | None:
         return replace(e, status=Status.FAILED if e.last_error else Status.TODO)
     if e.fingerprint is None or e.deleted_timelog_ids:
         return replace(e, status=Status.DELETED)
-    if e.fingerprint == e.published_fingerprint and e.timelog_ids == e.published_timelog_ids:
+    if e.fingerprint == e.published_fingerprint:
         return replace(e, status=Status.PUBLISHED, last_error=None)
     if e.errors:
         return replace(e, status=Status.NON_PUBLISHABLE)
     return replace(e, status=Status.FAILED if e.last_error else Status.UPDATED)
 
 
-def new_entry(fp: str, timelog_ids: frozenset[str], errors: tuple[str, ...]) -> EntryState:
-    state = settle(EntryState(status=Status.TODO, fingerprint=fp, timelog_ids=timelog_ids, errors=errors))
+def new_entry(fp: str, errors: tuple[str, ...]) -> EntryState:
+    state = settle(EntryState(status=Status.TODO, fingerprint=fp, errors=errors))
     assert state is not None
     return state
 
 
-def content_changed(
-    e: EntryState,
-    fp: str | None,
-    timelog_ids: frozenset[str],
-    deleted_timelog_ids: frozenset[str],
-) -> EntryState | None:
+def content_changed(e: EntryState, fp: str | None, deleted_timelog_ids: frozenset[str]) -> EntryState | None:
     """Timelogs changed under an entry (fp None: no timelog left). A change while Publishing is kept."""
-    if fp == e.fingerprint and timelog_ids == e.timelog_ids and deleted_timelog_ids == e.deleted_timelog_ids:
+    if fp == e.fingerprint and deleted_timelog_ids == e.deleted_timelog_ids:
         return e
     changed = replace(
         e,
         fingerprint=fp,
-        timelog_ids=timelog_ids,
         deleted_timelog_ids=deleted_timelog_ids,
         version=e.version + 1,
         last_error=None if fp != e.fingerprint else e.last_error,
@@ -272,9 +277,12 @@ def operation_for(e: EntryState) -> ProcoreOperation | None:
 
 
 def publish_requested(
-    e: EntryState, action: PublishAction, request_id: uuid.UUID
+    e: EntryState, action: PublishAction, request_id: uuid.UUID, timelog_ids: frozenset[str]
 ) -> tuple[EntryState, ProcoreOperation] | None:
-    """Move an eligible entry to Publishing; None when the action does not apply to its status."""
+    """Move an eligible entry to Publishing; None when the action does not apply to its status.
+
+    `timelog_ids` are the timelogs the entry holds now: the ones it will have been published with.
+    """
     if e.status not in PUBLISHABLE[action]:
         return None
     operation = operation_for(e)
@@ -285,7 +293,7 @@ def publish_requested(
         status=Status.PUBLISHING,
         publishing_request_id=request_id,
         publishing_fingerprint=e.fingerprint,
-        publishing_timelog_ids=e.timelog_ids,
+        publishing_timelog_ids=timelog_ids,
         last_error=None,
     )
     return publishing, operation
@@ -314,7 +322,8 @@ def result_arrived(
             procore_id=procore_id,
             published_fingerprint=e.publishing_fingerprint,
             published_timelog_ids=e.publishing_timelog_ids,
-            deleted_timelog_ids=frozenset(),
+            # a timelog deleted while its publish was in flight still makes the entry Deleted
+            deleted_timelog_ids=e.deleted_timelog_ids & (e.publishing_timelog_ids or frozenset()),
             last_error=None,
         )
     elif outcome is PublishOutcome.DELETED:
@@ -345,6 +354,12 @@ class MappingView(Protocol):
     def procore_name(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> str | None: ...
 
     def label(self, kind: ReferenceKind, entity_id: str) -> str: ...
+
+
+def timelog_deleted(e: EntryState, timelog_id: str) -> frozenset[str]:
+    """The entry's deleted set after `timelog_id` was deleted: only timelogs it was published with count."""
+    published = (e.published_timelog_ids or frozenset()) | (e.publishing_timelog_ids or frozenset())
+    return e.deleted_timelog_ids | {timelog_id} if timelog_id in published else e.deleted_timelog_ids
 
 
 def validate(
@@ -400,6 +415,28 @@ def validate(
         need(ProcoreEntity.COST_CODE, ReferenceKind.COST_CODE, dims.get("cost_code_id"),
              "Cost code {label} is not mapped for project {project}", True)  # fmt: skip
     return tuple(errors)
+
+
+def mapping_needs(ref: EntryRef) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The (entity, MobiClocks id) mappings and (kind, id) names `validate` may look up for an entry."""
+    ids = {(ProcoreEntity.PROJECT.value, ref.job_site_id)}
+    names = {(ReferenceKind.JOB_SITE.value, ref.job_site_id)}
+    for dim, value in zip(MODULE_DIMS[ref.module], ref.dims, strict=True):
+        if value is None or dim not in _ENTITY_OF_DIM:
+            continue
+        entity, kind = _ENTITY_OF_DIM[dim]
+        ids.add((entity.value, value))
+        names.add((kind.value, value))
+    return ids, names
+
+
+_ENTITY_OF_DIM: dict[str, tuple[ProcoreEntity, ReferenceKind]] = {
+    "company_id": (ProcoreEntity.VENDOR, ReferenceKind.COMPANY),
+    "employee_id": (ProcoreEntity.EMPLOYEE, ReferenceKind.EMPLOYEE),
+    "pay_id": (ProcoreEntity.PAYROLL_TYPE, ReferenceKind.PAY_ID),
+    "cost_code_id": (ProcoreEntity.COST_CODE, ReferenceKind.COST_CODE),
+    "pay_class_id": (ProcoreEntity.CLASSIFICATION, ReferenceKind.PAY_CLASS),
+}
 
 
 def marker_for(entry_uuid: uuid.UUID) -> str:

@@ -7,13 +7,17 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import Any, Protocol
 
 import asyncpg
 from opentelemetry import propagate
+from pydantic import TypeAdapter, ValidationError
 
 from services.aggregator import domain
 from services.aggregator.adapters import repository as repo
 from services.aggregator.adapters.repository import AccountMappings, Group, StoredEntry
+from shared.broker import describe_validation_error, json_problem
+from shared.errors import InvalidMessage
 from shared.events import (
     MappingChange,
     MappingChanged,
@@ -26,6 +30,7 @@ from shared.events import (
     ReferenceUpserted,
     SetupChanged,
     TimelogDeleted,
+    TimelogEvent,
     TimelogUpserted,
 )
 from shared.topics import Topics
@@ -33,6 +38,62 @@ from shared.topics import Topics
 log = logging.getLogger(__name__)
 
 TimelogChange = TimelogUpserted | TimelogDeleted
+_timelog_event: TypeAdapter[TimelogChange] = TypeAdapter(TimelogEvent)
+
+
+class DeadLetterSink(Protocol):
+    async def send(self, record: Any, reason: str, headers: dict[str, str] | None = None) -> None: ...
+
+
+def parse_timelog_records(records: Sequence[Any]) -> tuple[list[tuple[Any, TimelogChange]], list[tuple[Any, str]]]:
+    """Split a batch of Kafka records into valid timelog events and (record, reason) rejects."""
+    valid: list[tuple[Any, TimelogChange]] = []
+    rejects: list[tuple[Any, str]] = []
+    for record in records:
+        try:
+            valid.append((record, _timelog_event.validate_json(record.value or b"")))
+        except ValidationError as error:
+            problem = json_problem(record.value or b"")
+            reason = (
+                f"message is not valid JSON: {problem}"
+                if problem
+                else f"invalid message: {describe_validation_error(error)}"
+            )
+            rejects.append((record, reason))
+    return valid, rejects
+
+
+async def apply_timelog_records(pool: asyncpg.Pool, records: Sequence[Any], dead_letters: DeadLetterSink) -> int:
+    """Apply a batch in one transaction; dead-letter what is malformed.
+
+    If the batch transaction fails, each event is retried alone: events that fail alone while
+    others succeed are poison and dead-lettered; if every one fails the cause is likely
+    transient (database down), so the error propagates and the whole batch is retried.
+    """
+    valid, rejects = parse_timelog_records(records)
+    for record, reason in rejects:
+        await dead_letters.send(record, reason)
+    if not valid:
+        return 0
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            return await apply_timelog_events(conn, [e for _, e in valid])
+    except (asyncpg.PostgresError, InvalidMessage, ValueError) as batch_error:
+        if len(valid) == 1:
+            raise
+        log.warning("batch of %d failed (%r); applying one by one", len(valid), batch_error)
+    applied, failures = 0, []
+    for record, event in valid:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                applied += await apply_timelog_events(conn, [event])
+        except (asyncpg.PostgresError, InvalidMessage, ValueError) as event_error:
+            failures.append((record, event_error))
+    if failures and len(failures) == len(valid):
+        raise failures[0][1]
+    for record, failure in failures:
+        await dead_letters.send(record, f"could not be applied: {failure!r}"[:2000])
+    return applied
 
 
 def newest_per_timelog(events: Iterable[TimelogChange]) -> list[TimelogChange]:
@@ -45,99 +106,177 @@ def newest_per_timelog(events: Iterable[TimelogChange]) -> list[TimelogChange]:
     return list(best.values())
 
 
+def _to_timelog(e: TimelogUpserted) -> domain.Timelog:
+    return domain.Timelog(
+        timelog_id=e.timelog_id,
+        employee_id=e.employee_id,
+        company_id=e.company_id,
+        crew_tag=e.crew_tag,
+        job_site_id=e.job_site_id,
+        work_date=e.work_date,
+        seconds=e.seconds,
+        cost_code_id=e.cost_code_id,
+        pay_class_id=e.pay_class_id,
+        pay_id=e.pay_id,
+        quantities=tuple((q.cost_code_id, q.unit_of_measure, q.units) for q in e.quantities),
+    )
+
+
+AccountRef = tuple[str, domain.EntryRef]
+
+
+class ConcurrentEntryCreation(Exception):
+    """Another writer created an entry this batch meant to create: the batch is retried."""
+
+
 async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[TimelogChange]) -> int:
-    """Store newer timelog revisions and recompute every (job site, day) they leave or enter."""
+    """Store newer timelog revisions and apply their effect on entries as deltas (one batch, set-based).
+
+    Each event removes its timelog's old contributions and adds its new ones; entries are
+    locked, updated from their stored totals, re-settled by the status machine, and written
+    back. The result equals a from-scratch recompute (see `recompute_groups`).
+    """
     batch = newest_per_timelog(events)
     if not batch:
         return 0
-    stored = await repo.lock_timelog_revisions(conn, [e.account_id for e in batch], [e.timelog_id for e in batch])
-    fresh: list[TimelogChange] = []
-    groups: set[Group] = set()
-    for e in batch:
-        previous = stored.get((e.account_id, e.timelog_id))
-        if previous is not None and previous[0] >= e.revision:
-            continue  # stale or duplicate delivery
-        fresh.append(e)
-        if previous is not None and previous[1] is not None and previous[2] is not None:
-            groups.add((e.account_id, previous[1], previous[2]))
-        if isinstance(e, TimelogUpserted):
-            groups.add((e.account_id, e.job_site_id, e.work_date))
+    accounts = sorted({e.account_id for e in batch})
+    # Shared per-account locks: a from-scratch recompute of an account takes the exclusive one.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock_shared(hashtext('aggregate:' || a)) FROM unnest($1::text[]) a ORDER BY a",
+        accounts,
+    )
+    stored = await repo.lock_timelogs(conn, [(e.account_id, e.timelog_id) for e in batch])
+    fresh = [e for e in batch if (old := stored.get((e.account_id, e.timelog_id))) is None or old.revision < e.revision]
     if not fresh:
         return 0
+    views = await repo.load_setups(conn, accounts)
+    deltas: dict[AccountRef, domain.Totals] = defaultdict(domain.Totals)
+    deleted: dict[AccountRef, set[str]] = defaultdict(set)
+    revived: dict[AccountRef, set[str]] = defaultdict(set)
+    for e in fresh:
+        modules = views[e.account_id].enabled_modules
+        previous = stored.get((e.account_id, e.timelog_id))
+        if previous is not None and previous.timelog is not None:
+            for ref, seconds, units, member in domain.contributions(previous.timelog, modules):
+                deltas[(e.account_id, ref)].add(seconds, units, member, -1)
+                if isinstance(e, TimelogDeleted):
+                    deleted[(e.account_id, ref)].add(e.timelog_id)
+        if isinstance(e, TimelogUpserted):
+            for ref, seconds, units, member in domain.contributions(_to_timelog(e), modules):
+                deltas[(e.account_id, ref)].add(seconds, units, member, +1)
+                revived[(e.account_id, ref)].add(e.timelog_id)
     await repo.upsert_timelogs(conn, fresh)
-    await recompute_groups(conn, groups)
+
+    ids = {(a, ref): domain.entry_id(a, ref.module, ref.key) for a, ref in deltas}
+    existing = {(e.account_id, e.ref): e for e in await repo.lock_entries_by_id(conn, list(ids.values()))}
+    await repo.load_members(conn, list(existing.values()))
+    after = {
+        key: (entry.totals if (entry := existing.get(key)) is not None else domain.Totals()).merged(delta)
+        for key, delta in deltas.items()
+    }
+    await _settle_and_save(conn, views, existing, after, deleted, revived, revalidate=False, ids=ids)
     return len(fresh)
 
 
+async def _settle_and_save(
+    conn: asyncpg.Connection,
+    views: dict[str, AccountMappings],
+    existing: dict[AccountRef, StoredEntry],
+    after: dict[AccountRef, domain.Totals],
+    deleted: dict[AccountRef, set[str]],
+    revived: dict[AccountRef, set[str]],
+    revalidate: bool,
+    ids: dict[AccountRef, uuid.UUID] | None = None,
+) -> None:
+    """Write entries whose totals are now `after`: new ones validated, changed ones re-settled."""
+    need_ids: set[tuple[str, str, str]] = set()
+    need_names: set[tuple[str, str, str]] = set()
+    for account, ref in after:
+        old = existing.get((account, ref))
+        if old is None or revalidate or ref.module is Module.PRODUCTION_QUANTITY:
+            wanted_ids, wanted_names = domain.mapping_needs(ref)
+            need_ids |= {(account, *i) for i in wanted_ids}
+            need_names |= {(account, *n) for n in wanted_names}
+    await repo.load_mappings_for(conn, views, need_ids, need_names)
+
+    to_save: list[StoredEntry] = []
+    to_create: list[StoredEntry] = []
+    to_delete: list[uuid.UUID] = []
+    members: list[tuple[uuid.UUID, str, int]] = []
+    for (account, ref), total in after.items():
+        old = existing.get((account, ref))
+        content = domain.content_of(ref.module, total)
+        fp = domain.fingerprint(content) if content is not None else None
+        dims = ref.dims_dict()
+        if old is None:
+            if content is None or fp is None:
+                continue  # created and emptied again within one batch
+            errors = domain.validate(ref.module, ref.job_site_id, dims, content, views[account])
+            key = ref.key
+            entry = StoredEntry(
+                entry_id=ids[(account, ref)] if ids else domain.entry_id(account, ref.module, key),
+                account_id=account,
+                module=ref.module,
+                job_site_id=ref.job_site_id,
+                work_date=ref.work_date,
+                entry_key=key,
+                dims=dims,
+                content=content,
+                state=domain.new_entry(fp, errors),
+                procore_updated_at=None,
+                published_payload=None,
+                totals=total,
+            )
+            to_create.append(entry)
+            members += [(entry.entry_id, m, n) for m, n in total.members.items()]
+            continue
+        gone = old.state.deleted_timelog_ids
+        for timelog_id in deleted.get((account, ref), ()):
+            gone = domain.timelog_deleted(old.state, timelog_id) | gone
+        if (back := revived.get((account, ref))) and gone:
+            gone = gone - back
+        state = domain.content_changed(old.state, fp, gone)
+        if state is not None and content is not None and (revalidate or content != old.content):
+            state = domain.errors_changed(
+                state, domain.validate(ref.module, ref.job_site_id, dims, content, views[account])
+            )
+        if state is None:
+            to_delete.append(old.entry_id)
+            continue
+        if state != old.state or content != old.content or total != old.totals:
+            to_save.append(replace(old, state=state, content=content, totals=total))
+        if ref.module is Module.MANPOWER and total.members != old.totals.members:
+            for member in old.totals.members.keys() | total.members.keys():
+                if old.totals.members.get(member, 0) != total.members.get(member, 0):
+                    members.append((old.entry_id, member, total.members.get(member, 0)))
+    await repo.delete_entries(conn, to_delete)
+    if to_create and await repo.create_entries(conn, to_create) != len(to_create):
+        raise ConcurrentEntryCreation("an entry of this batch was created concurrently")
+    await repo.save_entries(conn, to_save)
+    await repo.save_member_changes(conn, members)
+
+
 async def recompute_groups(conn: asyncpg.Connection, groups: Iterable[Group]) -> None:
-    """Make the entries of these groups equal a from-scratch aggregation of their timelogs."""
+    """From scratch: make the entries of these (account, job site, day) groups equal their timelogs."""
     by_account: dict[str, set[Group]] = defaultdict(set)
     for g in groups:
         by_account[g[0]].add(g)
     for account_id in sorted(by_account):
-        mappings = await repo.load_account_mappings(conn, account_id)
-        await _recompute_account_groups(conn, account_id, by_account[account_id], mappings)
-
-
-async def _recompute_account_groups(
-    conn: asyncpg.Connection, account_id: str, groups: set[Group], mappings: AccountMappings
-) -> None:
-    existing = {(e.module, e.entry_key): e for e in await repo.lock_entries_of_groups(conn, groups)}
-    timelogs = await repo.timelogs_of_groups(conn, groups)
-    fresh: dict[tuple[Module, str], domain.Aggregate] = {}
-    for group_timelogs in timelogs.values():
-        fresh.update(domain.aggregate(group_timelogs, mappings.enabled_modules))
-
-    published_ids: set[str] = set()
-    for e in existing.values():
-        if e.state.published_timelog_ids:
-            published_ids |= e.state.published_timelog_ids
-    tombstoned = await repo.deleted_timelog_ids(conn, account_id, published_ids)
-
-    to_save: list[StoredEntry] = []
-    to_delete: list[uuid.UUID] = []
-    for key in existing.keys() | fresh.keys():
-        old, agg = existing.get(key), fresh.get(key)
-        if old is None:
-            assert agg is not None
-            dims = dict(agg.dims)
-            content = dict(agg.content)
-            errors = domain.validate(agg.module, agg.job_site_id, dims, content, mappings)
-            to_save.append(
-                StoredEntry(
-                    entry_id=domain.entry_id(account_id, agg.module, agg.entry_key),
-                    account_id=account_id,
-                    module=agg.module,
-                    job_site_id=agg.job_site_id,
-                    work_date=agg.work_date,
-                    entry_key=agg.entry_key,
-                    dims=dims,
-                    content=content,
-                    state=domain.new_entry(agg.fingerprint, agg.timelog_ids, errors),
-                    procore_updated_at=None,
-                    published_payload=None,
-                )
-            )
-            continue
-        current: dict[str, str] | None = None
-        fp: str | None = None
-        ids: frozenset[str] = frozenset()
-        if agg is not None:
-            current, fp, ids = dict(agg.content), agg.fingerprint, agg.timelog_ids
-        deleted = frozenset((old.state.published_timelog_ids or frozenset()) - ids) & tombstoned
-        if old.module not in mappings.enabled_modules and not old.state.ever_published:
-            fp, current, ids = None, None, frozenset()
-        state = domain.content_changed(old.state, fp, ids, deleted)
-        if state is not None and current is not None:
-            state = domain.errors_changed(
-                state, domain.validate(old.module, old.job_site_id, old.dims, current, mappings)
-            )
-        if state is None:
-            to_delete.append(old.entry_id)
-        elif state != old.state or current != old.content:
-            to_save.append(replace(old, state=state, content=current))
-    await repo.delete_entries(conn, to_delete)
-    await repo.save_entries(conn, to_save)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aggregate:' || $1::text))", account_id)
+        views = await repo.load_setups(conn, [account_id])
+        view = views[account_id]
+        account_groups = by_account[account_id]
+        existing = {
+            (account_id, e.ref): e
+            for e in await repo.lock_entries_of_groups(conn, account_groups)
+            if e.module in view.enabled_modules
+        }
+        await repo.load_members(conn, list(existing.values()))
+        after: dict[AccountRef, domain.Totals] = {key: domain.Totals() for key in existing}
+        for group_timelogs in (await repo.timelogs_of_groups(conn, account_groups)).values():
+            for ref, total in domain.aggregate(group_timelogs, view.enabled_modules).items():
+                after[(account_id, ref)] = total
+        await _settle_and_save(conn, views, existing, after, {}, {}, revalidate=True)
 
 
 async def revalidate_account(conn: asyncpg.Connection, account_id: str) -> None:
@@ -210,7 +349,10 @@ async def publish_entries(conn: asyncpg.Connection, cmd: PublishEntries, topics:
     force = cmd.action.value == "force_publish"
     for e in entries:
         request_id = uuid.uuid4()
-        moved = domain.publish_requested(e.state, cmd.action, request_id)
+        if e.state.status not in domain.PUBLISHABLE[cmd.action]:
+            continue
+        members = await repo.timelog_ids_of(conn, e.account_id, e.ref)
+        moved = domain.publish_requested(e.state, cmd.action, request_id, members)
         if moved is None:
             continue
         state, operation = moved

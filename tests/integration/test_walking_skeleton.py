@@ -165,7 +165,7 @@ async def test_one_trace_from_timelog_to_published(
     names = {s.name for s in in_trace}
     assert any(s.name.startswith("POST /api/modules/{module}/publish") for s in in_trace), names
     assert any(topics.publish_commands in n and "process" in n for n in names), names
-    assert any(topics.timelogs in n and "process" in n for n in names), names
+    assert "aggregate timelog" in names, names
     assert any(topics.publish_requests in n and "process" in n for n in names), names
     assert any(topics.publish_results in n and "process" in n for n in names), names
     assert any(s.attributes and str(s.attributes.get("http.url", s.attributes.get("url.full", ""))).endswith(

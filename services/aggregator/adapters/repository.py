@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from services.aggregator.domain import EntryState, Status, Timelog
+from services.aggregator.domain import MODULE_DIMS, EntryRef, EntryState, Status, Timelog, Totals
 from shared.events import Module, ProcoreEntity, ReferenceKind, TimelogDeleted, TimelogUpserted
 
 Group = tuple[str, str, date]  # (account_id, job_site_id, work_date)
@@ -31,6 +31,12 @@ class StoredEntry:
     state: EntryState
     procore_updated_at: datetime | None
     published_payload: dict[str, Any] | None
+    totals: Totals = field(default_factory=Totals)
+
+    @property
+    def ref(self) -> EntryRef:
+        names = MODULE_DIMS[self.module]
+        return EntryRef(self.module, self.job_site_id, self.work_date, tuple(self.dims.get(n) for n in names))
 
 
 def _frozen(values: Sequence[str] | None) -> frozenset[str] | None:
@@ -41,7 +47,6 @@ def _entry(row: asyncpg.Record) -> StoredEntry:
     state = EntryState(
         status=Status(row["status"]),
         fingerprint=row["fingerprint"],
-        timelog_ids=frozenset(row["timelog_ids"]),
         version=row["version"],
         errors=tuple(row["errors"]),
         last_error=row["last_error"],
@@ -65,53 +70,79 @@ def _entry(row: asyncpg.Record) -> StoredEntry:
         state=state,
         procore_updated_at=row["procore_updated_at"],
         published_payload=row["published_payload"],
+        totals=Totals(seconds=row["seconds"], units=row["units"], contributions=row["contributions"]),
     )
 
 
 # --- timelogs --------------------------------------------------------------------------
 
 
-async def lock_timelog_revisions(
-    conn: asyncpg.Connection, account_ids: Sequence[str], timelog_ids: Sequence[str]
-) -> dict[tuple[str, str], tuple[int, str | None, date | None]]:
-    """Stored (revision, job site, day) of the given timelogs, locked for this transaction."""
+@dataclass(frozen=True)
+class StoredTimelog:
+    revision: int
+    timelog: Timelog | None
+    """None for a tombstone (a deleted timelog)."""
+
+
+def _timelog(r: asyncpg.Record) -> Timelog:
+    return Timelog(
+        timelog_id=r["timelog_id"],
+        employee_id=r["employee_id"],
+        company_id=r["company_id"],
+        crew_tag=r["crew_tag"],
+        job_site_id=r["job_site_id"],
+        work_date=r["work_date"],
+        seconds=r["seconds"],
+        cost_code_id=r["cost_code_id"],
+        pay_class_id=r["pay_class_id"],
+        pay_id=r["pay_id"],
+        quantities=tuple((c, u, Decimal(n)) for c, u, n in r["quantities"]),
+    )
+
+
+async def lock_timelogs(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], StoredTimelog]:
+    """The stored state of these (account, timelog) ids, locked for this transaction."""
     rows = await conn.fetch(
         """
-        SELECT t.account_id, t.timelog_id, t.revision, t.job_site_id, t.work_date
-          FROM timelogs t
+        SELECT t.* FROM timelogs t
           JOIN unnest($1::text[], $2::text[]) AS k(account_id, timelog_id)
             ON t.account_id = k.account_id AND t.timelog_id = k.timelog_id
          ORDER BY t.account_id, t.timelog_id
            FOR UPDATE OF t
         """,
-        account_ids,
-        timelog_ids,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
     )
-    return {(r["account_id"], r["timelog_id"]): (r["revision"], r["job_site_id"], r["work_date"]) for r in rows}
+    return {
+        (r["account_id"], r["timelog_id"]): StoredTimelog(r["revision"], None if r["deleted"] else _timelog(r))
+        for r in rows
+    }
 
 
 async def upsert_timelogs(conn: asyncpg.Connection, events: Sequence[TimelogUpserted | TimelogDeleted]) -> None:
-    """Write the newest state of each timelog; a delete leaves a tombstone carrying its revision."""
-    rows: list[tuple[Any, ...]] = []
+    """Write the newest state of each timelog in one statement; a delete leaves a tombstone with its revision."""
+    columns: list[list[Any]] = [[] for _ in range(14)]
     for e in events:
         if isinstance(e, TimelogUpserted):
-            rows.append(
-                (
-                    e.account_id, e.timelog_id, e.revision, False, e.employee_id, e.company_id, e.crew_tag,
-                    e.job_site_id, e.work_date, e.seconds, e.cost_code_id, e.pay_class_id, e.pay_id,
-                    json.dumps([[q.cost_code_id, q.unit_of_measure, str(q.units)] for q in e.quantities]),
-                )
+            row: tuple[Any, ...] = (
+                e.account_id, e.timelog_id, e.revision, False, e.employee_id, e.company_id, e.crew_tag,
+                e.job_site_id, e.work_date, e.seconds, e.cost_code_id, e.pay_class_id, e.pay_id,
+                json.dumps([[q.cost_code_id, q.unit_of_measure, str(q.units)] for q in e.quantities]),
             )  # fmt: skip
         else:
-            rows.append(
-                (e.account_id, e.timelog_id, e.revision, True, None, None, None, None, None, None, None, None,
-                 None, "[]")
-            )  # fmt: skip
-    await conn.executemany(
+            row = (e.account_id, e.timelog_id, e.revision, True, *([None] * 9), "[]")
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    await conn.execute(
         """
         INSERT INTO timelogs (account_id, timelog_id, revision, deleted, employee_id, company_id, crew_tag,
                               job_site_id, work_date, seconds, cost_code_id, pay_class_id, pay_id, quantities)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb)
+        SELECT a, t, r, d, emp, co, crew, site, day, sec, cc, pc, pay, q::jsonb
+          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::text[], $6::text[], $7::text[],
+                      $8::text[], $9::date[], $10::int[], $11::text[], $12::text[], $13::text[], $14::text[])
+               AS x(a, t, r, d, emp, co, crew, site, day, sec, cc, pc, pay, q)
         ON CONFLICT (account_id, timelog_id) DO UPDATE SET
             revision = EXCLUDED.revision, deleted = EXCLUDED.deleted, employee_id = EXCLUDED.employee_id,
             company_id = EXCLUDED.company_id, crew_tag = EXCLUDED.crew_tag, job_site_id = EXCLUDED.job_site_id,
@@ -120,7 +151,7 @@ async def upsert_timelogs(conn: asyncpg.Connection, events: Sequence[TimelogUpse
             updated_at = now()
         WHERE timelogs.revision < EXCLUDED.revision
         """,
-        rows,
+        *columns,
     )
 
 
@@ -139,34 +170,8 @@ async def timelogs_of_groups(conn: asyncpg.Connection, groups: Iterable[Group]) 
     )
     out: dict[Group, list[Timelog]] = {g: [] for g in gs}
     for r in rows:
-        out[(r["account_id"], r["job_site_id"], r["work_date"])].append(
-            Timelog(
-                timelog_id=r["timelog_id"],
-                employee_id=r["employee_id"],
-                company_id=r["company_id"],
-                crew_tag=r["crew_tag"],
-                job_site_id=r["job_site_id"],
-                work_date=r["work_date"],
-                seconds=r["seconds"],
-                cost_code_id=r["cost_code_id"],
-                pay_class_id=r["pay_class_id"],
-                pay_id=r["pay_id"],
-                quantities=tuple((c, u, Decimal(n)) for c, u, n in r["quantities"]),
-            )
-        )
+        out[(r["account_id"], r["job_site_id"], r["work_date"])].append(_timelog(r))
     return out
-
-
-async def deleted_timelog_ids(conn: asyncpg.Connection, account_id: str, ids: Iterable[str]) -> frozenset[str]:
-    wanted = list(set(ids))
-    if not wanted:
-        return frozenset()
-    rows = await conn.fetch(
-        "SELECT timelog_id FROM timelogs WHERE account_id = $1 AND timelog_id = ANY($2::text[]) AND deleted",
-        account_id,
-        wanted,
-    )
-    return frozenset(r["timelog_id"] for r in rows)
 
 
 async def groups_of_account(conn: asyncpg.Connection, account_id: str) -> list[Group]:
@@ -210,20 +215,71 @@ async def lock_entries(conn: asyncpg.Connection, where: str, *args: Any) -> list
     return [_entry(r) for r in rows]
 
 
+_ENTRY_COLUMNS = (
+    "entry_id, account_id, module, job_site_id, work_date, entry_key, dims, content, fingerprint, contributions,"
+    " status, version, errors, last_error, published_fingerprint, published_timelog_ids, procore_id,"
+    " procore_updated_at, published_payload, publishing_request_id, publishing_fingerprint, publishing_timelog_ids,"
+    " deleted_timelog_ids, seconds, units"
+)
+_ENTRY_VALUES = (
+    "$1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11, $12, $13::text::jsonb, $14, $15, $16,"
+    " $17, $18, $19::text::jsonb, $20, $21, $22, $23, $24, $25"
+)
+
+
+def _entry_row(e: StoredEntry) -> tuple[Any, ...]:
+    s = e.state
+    return (
+        e.entry_id, e.account_id, e.module.value, e.job_site_id, e.work_date, e.entry_key, json.dumps(e.dims),
+        None if e.content is None else json.dumps(e.content), s.fingerprint, e.totals.contributions, s.status.value,
+        s.version, json.dumps(s.errors), s.last_error, s.published_fingerprint,
+        None if s.published_timelog_ids is None else sorted(s.published_timelog_ids), s.procore_id,
+        e.procore_updated_at, None if e.published_payload is None else json.dumps(e.published_payload),
+        s.publishing_request_id, s.publishing_fingerprint,
+        None if s.publishing_timelog_ids is None else sorted(s.publishing_timelog_ids),
+        sorted(s.deleted_timelog_ids), e.totals.seconds, e.totals.units,
+    )  # fmt: skip
+
+
+async def create_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> int:
+    """Insert new entries in one statement; returns how many were new (fewer: a concurrent writer won)."""
+    if not entries:
+        return 0
+    columns: list[list[Any]] = [[] for _ in range(15)]
+    for e in entries:
+        row = (
+            e.entry_id, e.account_id, e.module.value, e.job_site_id, e.work_date, e.entry_key, json.dumps(e.dims),
+            None if e.content is None else json.dumps(e.content), e.state.fingerprint, e.totals.contributions,
+            e.state.status.value, e.state.version, json.dumps(e.state.errors) if e.state.errors else "[]",
+            e.totals.seconds, e.totals.units,
+        )  # fmt: skip
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    rows = await conn.fetch(
+        """
+        INSERT INTO entries (entry_id, account_id, module, job_site_id, work_date, entry_key, dims, content,
+                             fingerprint, contributions, status, version, errors, seconds, units)
+        SELECT e, a, m, s, d, k, dims::jsonb, c::jsonb, f, n, st, v, err::jsonb, sec, u
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::date[], $6::text[], $7::text[],
+                      $8::text[], $9::text[], $10::int[], $11::text[], $12::int[], $13::text[], $14::bigint[],
+                      $15::numeric[]) AS x(e, a, m, s, d, k, dims, c, f, n, st, v, err, sec, u)
+        ON CONFLICT (entry_id) DO NOTHING
+        RETURNING entry_id
+        """,
+        *columns,
+    )
+    return len(rows)
+
+
 async def save_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> None:
     if not entries:
         return
     await conn.executemany(
-        """
-        INSERT INTO entries (entry_id, account_id, module, job_site_id, work_date, entry_key, dims, content,
-                             fingerprint, timelog_ids, status, version, errors, last_error,
-                             published_fingerprint, published_timelog_ids, procore_id, procore_updated_at,
-                             published_payload, publishing_request_id, publishing_fingerprint,
-                             publishing_timelog_ids, deleted_timelog_ids)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11, $12, $13::text::jsonb,
-                $14, $15, $16, $17, $18, $19::text::jsonb, $20, $21, $22, $23)
+        f"""
+        INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES ({_ENTRY_VALUES})
         ON CONFLICT (entry_id) DO UPDATE SET
-            content = EXCLUDED.content, fingerprint = EXCLUDED.fingerprint, timelog_ids = EXCLUDED.timelog_ids,
+            content = EXCLUDED.content, fingerprint = EXCLUDED.fingerprint,
+            contributions = EXCLUDED.contributions, seconds = EXCLUDED.seconds, units = EXCLUDED.units,
             status = EXCLUDED.status, version = EXCLUDED.version, errors = EXCLUDED.errors,
             last_error = EXCLUDED.last_error, published_fingerprint = EXCLUDED.published_fingerprint,
             published_timelog_ids = EXCLUDED.published_timelog_ids, procore_id = EXCLUDED.procore_id,
@@ -233,27 +289,84 @@ async def save_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry])
             publishing_timelog_ids = EXCLUDED.publishing_timelog_ids,
             deleted_timelog_ids = EXCLUDED.deleted_timelog_ids, updated_at = now()
         """,
-        [
-            (
-                e.entry_id, e.account_id, e.module.value, e.job_site_id, e.work_date, e.entry_key,
-                json.dumps(e.dims), None if e.content is None else json.dumps(e.content), e.state.fingerprint,
-                sorted(e.state.timelog_ids), e.state.status.value, e.state.version, json.dumps(e.state.errors),
-                e.state.last_error, e.state.published_fingerprint,
-                None if e.state.published_timelog_ids is None else sorted(e.state.published_timelog_ids),
-                e.state.procore_id, e.procore_updated_at,
-                None if e.published_payload is None else json.dumps(e.published_payload),
-                e.state.publishing_request_id, e.state.publishing_fingerprint,
-                None if e.state.publishing_timelog_ids is None else sorted(e.state.publishing_timelog_ids),
-                sorted(e.state.deleted_timelog_ids),
-            )
-            for e in entries
-        ],
-    )  # fmt: skip
+        [_entry_row(e) for e in entries],
+    )
 
 
 async def delete_entries(conn: asyncpg.Connection, entry_ids: Sequence[uuid.UUID]) -> None:
     if entry_ids:
         await conn.execute("DELETE FROM entries WHERE entry_id = ANY($1::uuid[])", list(entry_ids))
+        await conn.execute("DELETE FROM entry_members WHERE entry_id = ANY($1::uuid[])", list(entry_ids))
+
+
+async def lock_entries_by_id(conn: asyncpg.Connection, entry_ids: Sequence[uuid.UUID]) -> list[StoredEntry]:
+    rows = await conn.fetch(
+        "SELECT * FROM entries WHERE entry_id = ANY($1::uuid[]) ORDER BY entry_id FOR UPDATE", list(entry_ids)
+    )
+    return [_entry(r) for r in rows]
+
+
+async def load_members(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> None:
+    """Fill in the per-employee timelog counts of manpower entries (in place)."""
+    ids = [e.entry_id for e in entries if e.module is Module.MANPOWER]
+    if not ids:
+        return
+    by_id = {e.entry_id: e for e in entries}
+    rows = await conn.fetch(
+        "SELECT entry_id, employee_id, timelogs FROM entry_members WHERE entry_id = ANY($1::uuid[])", ids
+    )
+    for r in rows:
+        by_id[r["entry_id"]].totals.members[r["employee_id"]] = r["timelogs"]
+
+
+async def save_member_changes(conn: asyncpg.Connection, changes: Sequence[tuple[uuid.UUID, str, int]]) -> None:
+    """(entry, employee, timelogs) rows; 0 removes the member."""
+    upserts = [c for c in changes if c[2] > 0]
+    removals = [c for c in changes if c[2] <= 0]
+    if upserts:
+        await conn.execute(
+            """
+            INSERT INTO entry_members (entry_id, employee_id, timelogs)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[])
+            ON CONFLICT (entry_id, employee_id) DO UPDATE SET timelogs = EXCLUDED.timelogs
+            """,
+            [c[0] for c in upserts],
+            [c[1] for c in upserts],
+            [c[2] for c in upserts],
+        )
+    if removals:
+        await conn.execute(
+            """
+            DELETE FROM entry_members m USING unnest($1::uuid[], $2::text[]) AS r(entry_id, employee_id)
+             WHERE m.entry_id = r.entry_id AND m.employee_id = r.employee_id
+            """,
+            [c[0] for c in removals],
+            [c[1] for c in removals],
+        )
+
+
+async def timelog_ids_of(conn: asyncpg.Connection, account_id: str, ref: EntryRef) -> frozenset[str]:
+    """The timelogs an entry holds now (asked when it is published)."""
+    base = (
+        "SELECT timelog_id FROM timelogs WHERE account_id = $1 AND job_site_id = $2 AND work_date = $3 AND NOT deleted"
+    )
+    d = ref.dims
+    if ref.module is Module.MANPOWER:
+        rows = await conn.fetch(
+            base + " AND company_id = $4 AND crew_tag IS NOT DISTINCT FROM $5", account_id, ref.job_site_id,
+            ref.work_date, d[0], d[1],
+        )  # fmt: skip
+    elif ref.module is Module.TIMECARD:
+        rows = await conn.fetch(
+            base + " AND employee_id = $4 AND pay_id = $5 AND cost_code_id IS NOT DISTINCT FROM $6"
+            " AND pay_class_id IS NOT DISTINCT FROM $7", account_id, ref.job_site_id, ref.work_date, *d,
+        )  # fmt: skip
+    else:
+        rows = await conn.fetch(
+            base + " AND EXISTS (SELECT 1 FROM jsonb_array_elements(quantities) q WHERE q->>0 = $4 AND q->>1 = $5)",
+            account_id, ref.job_site_id, ref.work_date, d[0], d[1],
+        )  # fmt: skip
+    return frozenset(r["timelog_id"] for r in rows)
 
 
 async def add_history(
@@ -338,6 +451,51 @@ async def load_account_mappings(conn: asyncpg.Connection, account_id: str) -> Ac
     for r in await conn.fetch("SELECT * FROM reference_names WHERE account_id = $1", account_id):
         m.names[(r["kind"], r["entity_id"])] = (r["name"], r["number"])
     return m
+
+
+async def load_setups(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, AccountMappings]:
+    """Setup of each account (enabled modules, Procore company), mappings not loaded yet."""
+    out = {a: AccountMappings() for a in account_ids}
+    for r in await conn.fetch("SELECT * FROM setups WHERE account_id = ANY($1::text[])", list(account_ids)):
+        m = out[r["account_id"]]
+        m.procore_company_id = r["procore_company_id"]
+        m.enabled_modules = frozenset(Module(x) for x in r["enabled_modules"])
+        m.two_way = r["two_way"]
+    return out
+
+
+async def load_mappings_for(
+    conn: asyncpg.Connection,
+    accounts: dict[str, AccountMappings],
+    ids: set[tuple[str, str, str]],
+    names: set[tuple[str, str, str]],
+) -> None:
+    """Fill in just the mappings (account, entity, MobiClocks id) and names (account, kind, id) asked for."""
+    if ids:
+        rows = await conn.fetch(
+            """
+            SELECT m.* FROM mappings m
+              JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(account_id, entity, mobiclocks_id)
+                ON m.account_id = k.account_id AND m.entity = k.entity AND m.mobiclocks_id = k.mobiclocks_id
+            """,
+            *map(list, zip(*ids, strict=True)),
+        )
+        for r in rows:
+            accounts[r["account_id"]].ids[(r["entity"], r["mobiclocks_id"], r["procore_project_id"])] = (
+                r["procore_id"],
+                r["procore_name"],
+            )
+    if names:
+        rows = await conn.fetch(
+            """
+            SELECT n.* FROM reference_names n
+              JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(account_id, kind, entity_id)
+                ON n.account_id = k.account_id AND n.kind = k.kind AND n.entity_id = k.entity_id
+            """,
+            *map(list, zip(*names, strict=True)),
+        )
+        for r in rows:
+            accounts[r["account_id"]].names[(r["kind"], r["entity_id"])] = (r["name"], r["number"])
 
 
 async def save_setup(

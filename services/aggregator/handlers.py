@@ -178,6 +178,12 @@ async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[Timelo
     return len(fresh)
 
 
+def _validates(ref: domain.EntryRef, revalidate: bool) -> bool:
+    """Whether an existing entry's errors are re-checked: on mapping changes, and for production
+    quantities whenever their units change (a fractional quantity cannot be published)."""
+    return revalidate or ref.module is Module.PRODUCTION_QUANTITY
+
+
 async def _settle_and_save(
     conn: asyncpg.Connection,
     views: dict[str, AccountMappings],
@@ -193,7 +199,7 @@ async def _settle_and_save(
     need_names: set[tuple[str, str, str]] = set()
     for account, ref in after:
         old = existing.get((account, ref))
-        if old is None or revalidate or ref.module is Module.PRODUCTION_QUANTITY:
+        if old is None or _validates(ref, revalidate):
             wanted_ids, wanted_names = domain.mapping_needs(ref)
             need_ids |= {(account, *i) for i in wanted_ids}
             need_names |= {(account, *n) for n in wanted_names}
@@ -236,7 +242,11 @@ async def _settle_and_save(
         if (back := revived.get((account, ref))) and gone:
             gone = gone - back
         state = domain.content_changed(old.state, fp, gone)
-        if state is not None and content is not None and (revalidate or content != old.content):
+        if (
+            state is not None
+            and content is not None
+            and (revalidate or (_validates(ref, False) and content != old.content))
+        ):
             state = domain.errors_changed(
                 state, domain.validate(ref.module, ref.job_site_id, dims, content, views[account])
             )

@@ -60,7 +60,7 @@ timelog_state = st.fixed_dictionaries(
                     "cost_code_id": st.sampled_from(["cc1", "cc2"]),
                     "unit_of_measure": st.just("m3"),
                     "units": st.integers(1, 5),
-                }  # fmt: skip
+                }
             ),
             max_size=2,
         ),
@@ -151,8 +151,9 @@ async def publish_everything(pool: asyncpg.Pool) -> dict[uuid.UUID, tuple[str, f
                 frozenset(row["publishing_timelog_ids"]),
             )
             result = ProcorePublishFinished(
-                account_id=ACCOUNT, request_id=uuid.UUID(request["request_id"]), entry_id=uuid.UUID(request["entry_id"]),
-                entry_version=request["entry_version"], module=Module(request["module"]),
+                account_id=ACCOUNT, request_id=uuid.UUID(request["request_id"]),
+                entry_id=uuid.UUID(request["entry_id"]), entry_version=request["entry_version"],
+                module=Module(request["module"]),
                 outcome=PublishOutcome.PUBLISHED, procore_id=10_000 + n,
             )  # fmt: skip
             assert await handlers.apply_publish_result(conn, result)

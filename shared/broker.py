@@ -157,10 +157,12 @@ def make_broker(
     return broker
 
 
-def consumer_options(service: str, session_timeout_ms: int = 10_000) -> dict[str, Any]:
-    """Subscriber options for a service's consumer group: commit only after the handler succeeded."""
+def consumer_options(service: str, session_timeout_ms: int = 10_000, prefix: str = "") -> dict[str, Any]:
+    """Subscriber options for a service's consumer group: commit only after the handler succeeded.
+
+    The group id carries the topic prefix, so systems sharing a broker never share a group."""
     return {
-        "group_id": service,
+        "group_id": f"{prefix}{service}",
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "session_timeout_ms": session_timeout_ms,

@@ -50,7 +50,7 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
     async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:
         await broker.publish(body, topic=topic, key=key.encode(), headers=headers)
 
-    options = consumer_options(SERVICE, settings.kafka_session_timeout_ms)
+    options = consumer_options(SERVICE, settings.kafka_session_timeout_ms, topics.prefix)
 
     dead_letters = DeadLetters(broker, SERVICE, topics)
 
@@ -75,7 +75,7 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
         topics.mapping_changes,
         topics.publish_commands,
         topics.publish_results,
-        **{**options, "group_id": f"{SERVICE}.control"},
+        **{**options, "group_id": f"{options['group_id']}.control"},
         description="Reference names, setup and mapping changes, publish commands and publish results.",
     )
     async def on_control_event(event: AggregatorInput) -> None:

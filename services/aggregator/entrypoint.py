@@ -1,13 +1,77 @@
-"""`python -m services.aggregator`: read settings (fail fast), then serve the app."""
+"""`python -m services.aggregator [serve|rebuild|replay]`: read settings (fail fast), then act."""
 
-from services.aggregator.bootstrap import build_app
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+from services.aggregator import maintenance
+from services.aggregator.bootstrap import SERVICE, build_app
 from services.aggregator.config import AggregatorSettings
-from shared.app import serve
+from shared import db
+from shared.app import serve as serve_app
 from shared.settings import load_settings
 from shared.telemetry import configure_logging
 
+cli = typer.Typer(add_completion=False, help="The aggregator service and its maintenance commands.")
 
-def main() -> None:
+
+@cli.callback(invoke_without_command=True)
+def default(ctx: typer.Context) -> None:
+    """Serve the aggregator when no command is given."""
+    if ctx.invoked_subcommand is None:
+        serve()
+
+
+@cli.command()
+def serve() -> None:
+    """Consume events and serve /health and /asyncapi."""
     settings = load_settings(AggregatorSettings)
     configure_logging(settings.log_level)
-    serve(build_app(settings), settings.http_host, settings.http_port, settings.log_level)
+    serve_app(build_app(settings), settings.http_host, settings.http_port, settings.log_level)
+
+
+@cli.command()
+def rebuild(
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    chunk: Annotated[int, typer.Option(min=1, help="(job site, day) groups per transaction.")] = 200,
+) -> None:
+    """Recompute every entry from the stored timelogs (publish state is kept)."""
+    settings = load_settings(AggregatorSettings)
+
+    async def run() -> int:
+        dsn = settings.database_url.get_secret_value()
+        await db.migrate(dsn, settings.db_schema, "services.aggregator.migrations")
+        pool = await db.create_pool(dsn, settings.db_schema)
+        try:
+            sizes = await maintenance.count_groups(pool, account)
+            with tqdm(total=sum(sizes.values()), unit="group", desc="rebuild") as bar:
+
+                def advance(groups: int) -> None:
+                    bar.update(groups)
+
+                return await maintenance.rebuild(pool, account, chunk, advance)
+        finally:
+            await pool.close()
+
+    done = asyncio.run(run())
+    typer.echo(f"rebuilt {done} (job site, day) groups")
+
+
+@cli.command()
+def replay() -> None:
+    """Reset the aggregator's timelog consumer group to the beginning of the topic (stop the service first)."""
+    settings = load_settings(AggregatorSettings)
+    offsets = asyncio.run(
+        maintenance.replay_from_beginning(
+            settings.kafka_bootstrap_servers, settings.topics.timelogs, f"{settings.topic_prefix}{SERVICE}"
+        )
+    )
+    typer.echo(f"{settings.topics.timelogs}: consumer group reset to {offsets}; start the aggregator to replay")
+
+
+def main() -> None:
+    cli()

@@ -157,7 +157,9 @@ def make_broker(
     return broker
 
 
-def consumer_options(service: str, session_timeout_ms: int = 10_000, prefix: str = "") -> dict[str, Any]:
+def consumer_options(
+    service: str, session_timeout_ms: int = 10_000, prefix: str = "", fetch_max_wait_ms: int = 50
+) -> dict[str, Any]:
     """Subscriber options for a service's consumer group: commit only after the handler succeeded.
 
     The group id carries the topic prefix, so systems sharing a broker never share a group."""
@@ -167,6 +169,8 @@ def consumer_options(service: str, session_timeout_ms: int = 10_000, prefix: str
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": max(session_timeout_ms // 4, 500),
+        # how long a fetch may wait for data: bounds the latency a quiet partition adds
+        "fetch_max_wait_ms": fetch_max_wait_ms,
     }
 
 

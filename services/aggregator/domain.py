@@ -164,6 +164,8 @@ def content_of(module: Module, totals: Totals) -> dict[str, str] | None:
         return None
     if module is Module.MANPOWER:
         heads = len(totals.members)
+        if heads == 0:
+            raise ValueError("a manpower entry has timelogs but no employees: its totals drifted (run rebuild)")
         average = (Decimal(totals.seconds) / Decimal(3600) / heads).quantize(HUNDREDTH, rounding=ROUND_HALF_UP)
         return {"average_hours": str(average), "manpower": str(heads), "total_hours": str(hours(totals.seconds))}
     if module is Module.TIMECARD:

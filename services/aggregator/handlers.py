@@ -272,7 +272,7 @@ async def recompute_groups(conn: asyncpg.Connection, groups: Iterable[Group]) ->
     for g in groups:
         by_account[g[0]].add(g)
     for account_id in sorted(by_account):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aggregate:' || $1::text))", account_id)
+        await lock_account(conn, account_id)
         views = await repo.load_setups(conn, [account_id])
         view = views[account_id]
         account_groups = by_account[account_id]
@@ -289,8 +289,16 @@ async def recompute_groups(conn: asyncpg.Connection, groups: Iterable[Group]) ->
         await _settle_and_save(conn, views, existing, after, {}, {}, revalidate=True)
 
 
+async def lock_account(conn: asyncpg.Connection, account_id: str) -> None:
+    """Exclusive per-account lock of a from-scratch recompute; timelog batches take it shared."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aggregate:' || $1::text))", account_id)
+
+
 async def revalidate_account(conn: asyncpg.Connection, account_id: str) -> None:
     """Mapping or setup changed: rebuild the account's entries and re-check their mappings."""
+    # Lock before listing the groups: a timelog batch committing in between would otherwise land
+    # timelogs in groups this recompute never sees.
+    await lock_account(conn, account_id)
     groups = await repo.groups_of_account(conn, account_id)
     if groups:
         await recompute_groups(conn, groups)

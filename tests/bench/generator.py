@@ -48,7 +48,9 @@ class Generator:
 
     def setups(self) -> list[SetupChanged]:
         return [
-            SetupChanged(account_id=self.account(a), procore_company_id=1000 + a, enabled_modules=list(Module), two_way=False)
+            SetupChanged(
+                account_id=self.account(a), procore_company_id=1000 + a, enabled_modules=list(Module), two_way=False
+            )
             for a in range(self.shape.accounts)
         ]
 
@@ -73,8 +75,8 @@ class Generator:
             company_id=f"co-{company}", crew_tag=f"crew-{crew}", job_site_id=f"site-{r.randrange(s.job_sites)}",
             work_date=day, clock_in=start, clock_out=start + timedelta(hours=hours), cost_code_id=f"cc-{cc}",
             pay_class_id=None if r.random() < 0.7 else "pc-1", pay_id=r.choice(s.pay_ids),
-            quantities=[{"cost_code_id": f"cc-{cc}", "unit_of_measure": r.choice(["m3", "ea"]), "units": r.randint(1, 20)}]
-            if r.random() < 0.3 else [],
+            quantities=[{"cost_code_id": f"cc-{cc}", "unit_of_measure": r.choice(["m3", "ea"]),
+                         "units": r.randint(1, 20)}] if r.random() < 0.3 else [],
         )  # fmt: skip
 
     def _edit(self, old: TimelogUpserted) -> TimelogUpserted:

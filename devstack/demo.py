@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from shared.events import (
     ConfigureSetup,
+    ConnectProcore,
     Module,
     ProcoreEntity,
     ReferenceKind,
@@ -95,6 +96,7 @@ def demo_events(seeded: dict[str, Any], today: date) -> tuple[list[BaseModel], l
         )
 
     commands: list[BaseModel] = [
+        ConnectProcore(account_id=account, requested_by="demo-admin"),
         ConfigureSetup(
             account_id=account, procore_company_id=seeded["company_id"], enabled_modules=list(Module),
             requested_by="demo-admin",

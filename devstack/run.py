@@ -88,13 +88,16 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
     }
     # A schema prefix lets several systems share one database (the e2e tests do).
     schema_prefix = os.environ.get("DEVSTACK_SCHEMA_PREFIX", "")
+    ports = {name: free_port() for name in ("aggregator", "publisher", "mapping")}
+    internal = {"INTERNAL_API_TOKEN": os.environ.get("INTERNAL_API_TOKEN") or persistent_secret("internal", "token")}
     specs = []
     for name, extra in (
         ("aggregator", {}),
-        ("publisher", procore),
-        ("mapping", {**procore, "TOKEN_ENCRYPTION_KEY": persistent_secret("token-key", "fernet")}),
+        ("mapping", {**procore, **internal, "TOKEN_ENCRYPTION_KEY": persistent_secret("token-key", "fernet")}),
+        # the publisher asks the mapping service for each account's Procore access token
+        ("publisher", {**procore, **internal, "PROCORE_TOKENS_URL": f"http://127.0.0.1:{ports['mapping']}"}),
     ):
-        port = free_port()
+        port = ports[name]
         specs.append(
             ServiceSpec(
                 name=name,
@@ -113,6 +116,7 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
                 "JWT_SECRET": os.environ.get("JWT_SECRET") or persistent_secret("jwt", "token"),
                 "DEV_LOGIN": os.environ.get("DEV_LOGIN", "true"),
                 "AGGREGATOR_SCHEMA": f"{schema_prefix}aggregator",
+                "MAPPING_SCHEMA": f"{schema_prefix}mapping",
             },
             health_url=f"http://127.0.0.1:{gateway_port}/health",
         )

@@ -282,12 +282,23 @@ MOBICLOCKS_KIND_OF: dict[ProcoreEntity, ReferenceKind] = {
 }
 
 
+Permissions = list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None
+"""The requester's role permissions, copied by the gateway from the verified user token.
+
+The mapping service checks them itself: "procore.mapping" ("Procore Connect data mapping")
+for sync and mapping, "procore.setup" (administrator) for setup and the Procore connection.
+None marks a command a trusted backend issued on its own behalf (MobiClocks core, the dev
+demo), never one made for a dashboard user: the gateway always sends a list.
+"""
+
+
 class ConfigureSetup(Envelope):
     type: Literal["setup.configure"] = "setup.configure"
     procore_company_id: ProcoreId | None = None
     enabled_modules: list[Module]
     two_way: bool = False
     requested_by: Id
+    permissions: Permissions = None
 
 
 class SetMapping(Envelope):
@@ -299,9 +310,73 @@ class SetMapping(Envelope):
     procore_project_id: ProcoreId | None = None
     """Cost codes and classifications are mapped per Procore project."""
     requested_by: Id
+    permissions: Permissions = None
 
 
-MappingCommand = Annotated[ConfigureSetup | SetMapping, Field(discriminator="type")]
+class ConnectProcore(Envelope):
+    """Connect the account to Procore with the app's own client credentials (a service account, DMSA)."""
+
+    type: Literal["procore.connect"] = "procore.connect"
+    grant: Literal["client_credentials"] = "client_credentials"
+    requested_by: Id
+    permissions: Permissions = None
+
+
+class CompleteProcoreConnection(Envelope):
+    """The OAuth authorization-code callback arrived at the gateway: exchange the code for tokens."""
+
+    type: Literal["procore.complete_connection"] = "procore.complete_connection"
+    code: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    redirect_uri: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    requested_by: Id
+    permissions: Permissions = None
+
+
+class DisconnectProcore(Envelope):
+    """Forget (and revoke) the account's Procore tokens."""
+
+    type: Literal["procore.disconnect"] = "procore.disconnect"
+    requested_by: Id
+    permissions: Permissions = None
+
+
+class SyncProcoreEntities(Envelope):
+    """Pull the whole Procore list of one mapping tab (cost codes: of every mapped project)."""
+
+    type: Literal["mapping.sync"] = "mapping.sync"
+    entity: ProcoreEntity
+    requested_by: Id
+    permissions: Permissions = None
+
+
+class AutoMap(Envelope):
+    """Map the rows of one tab whose Number equals a Procore entity's number."""
+
+    type: Literal["mapping.auto_map"] = "mapping.auto_map"
+    entity: ProcoreEntity
+    overwrite_manual: bool = False
+    """Also replace mappings someone made by hand (never done unless asked)."""
+    requested_by: Id
+    permissions: Permissions = None
+
+
+MappingCommand = Annotated[
+    ConfigureSetup
+    | SetMapping
+    | ConnectProcore
+    | CompleteProcoreConnection
+    | DisconnectProcore
+    | SyncProcoreEntities
+    | AutoMap,
+    Field(discriminator="type"),
+]
+
+
+class ConnectionStatus(StrEnum):
+    CONNECTED = "connected"
+    NEEDS_REAUTHORIZATION = "needs_reauthorization"
+    """Procore refused the stored refresh token or credentials: an administrator must connect again."""
+    DISCONNECTED = "disconnected"
 
 
 class SetupChanged(Envelope):
@@ -309,6 +384,8 @@ class SetupChanged(Envelope):
     procore_company_id: ProcoreId | None
     enabled_modules: list[Module]
     two_way: bool
+    connection: ConnectionStatus | None = None
+    """The Procore connection's state when it changed (None: unchanged by this event, or not known)."""
 
 
 class MappingChanged(Envelope):
@@ -318,6 +395,8 @@ class MappingChanged(Envelope):
     procore_id: ProcoreId | None
     procore_project_id: ProcoreId | None = None
     procore_name: str | None = None
+    broken_reason: str | None = None
+    """Set when the mapping was cleared because its Procore entity disappeared from Procore."""
 
 
 MappingChange = Annotated[SetupChanged | MappingChanged, Field(discriminator="type")]

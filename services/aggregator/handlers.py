@@ -169,6 +169,19 @@ async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[Timelo
 
     ids = {(a, ref): domain.entry_id(a, ref.module, ref.key) for a, ref in deltas}
     existing = {(e.account_id, e.ref): e for e in await repo.lock_entries_by_id(conn, list(ids.values()))}
+    gone = {(e.account_id, e.timelog_id) for e in fresh if isinstance(e, TimelogDeleted)}
+    if gone:
+        # entries published with a timelog it has since moved out of are Deleted too
+        for published in await repo.lock_entries_published_with(conn, accounts, sorted({t for _, t in gone})):
+            with_ = (published.state.published_timelog_ids or frozenset()) | (
+                published.state.publishing_timelog_ids or frozenset()
+            )
+            hit = {t for a, t in gone if a == published.account_id and t in with_}
+            if hit:
+                key = (published.account_id, published.ref)
+                existing.setdefault(key, published)
+                deleted[key] |= hit
+                deltas.setdefault(key, domain.Totals())
     await repo.load_members(conn, list(existing.values()))
     after = {
         key: (entry.totals if (entry := existing.get(key)) is not None else domain.Totals()).merged(delta)

@@ -11,17 +11,18 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from html import escape
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway import domain, handlers
+from services.gateway import domain, handlers, mapping_handlers
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import (
     InvalidInput,
@@ -31,12 +32,18 @@ from services.gateway.domain import (
     Permission,
     Principal,
 )
+from services.gateway.mapping_rules import Conflict, InvalidState
 from services.gateway.views import (
     Accepted,
+    AuthorizeUrl,
     CellDetails,
+    CommandOutcome,
+    Connection,
     Dashboard,
     EntryDetail,
     EntryStatus,
+    MappingOverview,
+    MappingTab,
     Me,
     Setup,
     Token,
@@ -76,6 +83,7 @@ def command_bus(request: Request) -> handlers.CommandBus:
 
 
 Who = Annotated[Principal, Depends(principal)]
+Settings = Annotated[GatewaySettings, Depends(settings_of)]
 Conn = Annotated[asyncpg.Connection, Depends(read_connection)]
 Bus = Annotated[handlers.CommandBus, Depends(command_bus)]
 
@@ -116,6 +124,7 @@ class DevLoginBody(BaseModel):
 # --- routes ----------------------------------------------------------------------------
 
 router = APIRouter()
+_CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Two-way account: mappings come from linked ids"}}
 
 
 @router.get("/health", tags=["ops"])
@@ -185,16 +194,141 @@ async def put_setup(body: SetupBody, who: Who, bus: Bus) -> Accepted:
     return await handlers.configure_setup(bus, who, body.procore_company_id, body.enabled_modules, body.two_way)
 
 
-@router.put("/api/mappings/{entity}/{mobiclocks_id}", status_code=202, tags=["commands"])
+@router.put("/api/mappings/{entity}/{mobiclocks_id}", status_code=202, tags=["commands"], responses=_CONFLICT)
 async def put_mapping(
     entity: ProcoreEntity,
     mobiclocks_id: Annotated[str, Path(min_length=1, max_length=64)],
     body: MappingBody,
     who: Who,
+    conn: Conn,
     bus: Bus,
+    settings: Settings,
 ) -> Accepted:
-    """Map a MobiClocks entity to a Procore entity, or clear it with null (procore.mapping)."""
-    return await handlers.set_mapping(bus, who, entity, mobiclocks_id, body.procore_id, body.procore_project_id)
+    """Map a MobiClocks entity to a Procore entity, or clear it with null (procore.mapping); 409 in two-way accounts."""
+    two_way = await mapping_handlers.is_two_way(conn, settings.mapping_schema, who.account_id)
+    return await handlers.set_mapping(
+        bus, who, entity, mobiclocks_id, body.procore_id, body.procore_project_id, two_way=two_way
+    )
+
+
+# --- setup: the Procore connection -----------------------------------------------------
+
+CALLBACK_PATH = "/oauth/procore/callback"
+
+
+def redirect_uri(request: Request, settings: GatewaySettings) -> str:
+    base = settings.public_base_url.rstrip("/") or str(request.base_url).rstrip("/")
+    return f"{base}{CALLBACK_PATH}"
+
+
+@router.get("/api/procore/connection", tags=["setup"])
+async def get_connection(who: Who, conn: Conn, settings: Settings) -> Connection:
+    """The account's Procore connection (status, grant, companies it reaches) and setup (procore.setup)."""
+    return await mapping_handlers.connection(conn, settings.mapping_schema, who)
+
+
+@router.get("/api/procore/authorize", tags=["setup"])
+async def get_authorize_url(request: Request, who: Who, conn: Conn, settings: Settings) -> AuthorizeUrl:
+    """Procore's OAuth authorize URL (open it in the browser); it comes back to /oauth/procore/callback."""
+    return await mapping_handlers.authorize_url(
+        conn,
+        settings.mapping_schema,
+        who,
+        redirect_uri(request, settings),
+        settings.jwt_secret.get_secret_value(),
+        settings.oauth_state_ttl_s,
+    )
+
+
+@router.get(CALLBACK_PATH, tags=["setup"], response_class=RedirectResponse, status_code=303)
+async def oauth_callback(
+    bus: Bus,
+    settings: Settings,
+    state: Annotated[str | None, Query(max_length=4096)] = None,
+    code: Annotated[str | None, Query(max_length=512)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+    error_description: Annotated[str | None, Query(max_length=1000)] = None,
+) -> RedirectResponse:
+    """Procore sends the browser back here; the signed state says which account asked. Back to Setup."""
+    if error or not code or not state:
+        reason = error_description or error or "Procore sent no authorization code"
+        return RedirectResponse(f"/#setup?{urlencode({'connect_error': reason})}", status_code=303)
+    try:
+        accepted = await mapping_handlers.complete_connection(bus, state, code, settings.jwt_secret.get_secret_value())
+    except (InvalidState, MissingPermission) as problem:
+        return RedirectResponse(f"/#setup?{urlencode({'connect_error': str(problem)})}", status_code=303)
+    return RedirectResponse(f"/#setup?{urlencode({'connect_command': str(accepted.command_id)})}", status_code=303)
+
+
+class ConnectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grant: Literal["client_credentials"] = Field(
+        description="A Procore service account (the app's client credentials, installed in the company)"
+    )
+
+
+@router.post("/api/procore/connection", status_code=202, tags=["commands"])
+async def post_connection(body: ConnectBody, who: Who, bus: Bus) -> Accepted:
+    """Connect with the app's client credentials (procore.setup). For a user's consent use /api/procore/authorize."""
+    return await mapping_handlers.connect_service_account(bus, who)
+
+
+@router.delete("/api/procore/connection", status_code=202, tags=["commands"])
+async def delete_connection(who: Who, bus: Bus) -> Accepted:
+    """Disconnect: the mapping service revokes and forgets the tokens (procore.setup)."""
+    return await mapping_handlers.disconnect(bus, who)
+
+
+# --- data mapping ----------------------------------------------------------------------
+
+
+@router.get("/api/mapping", tags=["mapping"])
+async def get_mapping_overview(who: Who, conn: Conn, settings: Settings) -> MappingOverview:
+    """The Data mapping tabs the enabled modules need, and the mapped projects (procore.mapping)."""
+    return await mapping_handlers.overview(conn, settings.mapping_schema, who)
+
+
+@router.get("/api/mapping/{entity}", tags=["mapping"])
+async def get_mapping_tab(
+    entity: ProcoreEntity,
+    who: Who,
+    conn: Conn,
+    settings: Settings,
+    procore_project_id: Annotated[
+        ProcoreId | None, Query(description="Cost codes: the mapped Procore project (default: the first)")
+    ] = None,
+) -> MappingTab:
+    """One tab's rows, their mappings, the synced Procore entities, last sync and auto-map report."""
+    return await mapping_handlers.mapping_tab(conn, settings.mapping_schema, who, entity, procore_project_id)
+
+
+@router.post("/api/mapping/{entity}/sync", status_code=202, tags=["commands"])
+async def post_sync(entity: ProcoreEntity, who: Who, bus: Bus) -> Accepted:
+    """Pull the whole Procore list of this tab (procore.mapping); follow it with GET /api/commands/{id}."""
+    return await mapping_handlers.sync(bus, who, entity)
+
+
+class AutoMapBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overwrite_manual: bool = Field(default=False, description="Also replace mappings made by hand")
+
+
+@router.post("/api/mapping/{entity}/auto-map", status_code=202, tags=["commands"], responses=_CONFLICT)
+async def post_auto_map(
+    entity: ProcoreEntity, who: Who, conn: Conn, bus: Bus, settings: Settings, body: AutoMapBody | None = None
+) -> Accepted:
+    """Map rows whose Number equals a Procore entity's number (procore.mapping); 409 in two-way accounts."""
+    two_way = await mapping_handlers.is_two_way(conn, settings.mapping_schema, who.account_id)
+    overwrite = body.overwrite_manual if body is not None else False
+    return await mapping_handlers.auto_map(bus, who, entity, overwrite, two_way)
+
+
+@router.get("/api/commands/{command_id}", tags=["commands"])
+async def get_command(command_id: UUID, who: Who, conn: Conn, settings: Settings) -> CommandOutcome:
+    """What became of a setup or mapping command: pending, done, rejected (why) or failed (Procore's message)."""
+    return await mapping_handlers.command_outcome(conn, settings.mapping_schema, who, command_id)
 
 
 # --- dev login (only registered when DEV_LOGIN=true) -----------------------------------
@@ -221,7 +355,7 @@ _DEV_PAGE = """<!doctype html>
 <p>Signing in to account <b>{account}</b> as <b>{user}</b>…</p>
 <script>
 localStorage.setItem("gateway.token", {token});
-location.replace("/");
+location.replace("/{hash}");
 </script></body></html>
 """
 
@@ -232,6 +366,7 @@ async def dev_login_page(
     account_id: Annotated[str, Query(min_length=1, max_length=64)],
     user_id: Annotated[str, Query(min_length=1, max_length=64)] = "dev",
     permission: Annotated[list[Permission] | None, Query()] = None,
+    screen: Annotated[Literal["", "mapping", "setup"], Query(description="Open this screen")] = "",
 ) -> HTMLResponse:
     """Development only: stores a token in the browser and opens the dashboard."""
     token = _dev_token(
@@ -239,7 +374,9 @@ async def dev_login_page(
         DevLoginBody(account_id=account_id, user_id=user_id, permissions=permission or list(Permission)),
     )
     script_token = json.dumps(token.access_token).replace("<", "\\u003c")
-    page = _DEV_PAGE.format(account=escape(account_id), user=escape(user_id), token=script_token)
+    page = _DEV_PAGE.format(
+        account=escape(account_id), user=escape(user_id), token=script_token, hash=f"#{screen}" if screen else ""
+    )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
@@ -259,6 +396,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MissingPermission)
     async def on_missing_permission(request: Request, error: MissingPermission) -> JSONResponse:
         return JSONResponse({"detail": str(error), "permission": error.permission.value}, status_code=403)
+
+    @app.exception_handler(Conflict)
+    async def on_conflict(request: Request, error: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
 
     @app.exception_handler(NotFound)
     async def on_not_found(request: Request, error: NotFound) -> JSONResponse:

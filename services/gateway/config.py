@@ -13,6 +13,11 @@ class GatewaySettings(ServiceSettings):
     """Enables /api/dev/login and /dev/login, which mint tokens for anyone: never in production."""
     aggregator_schema: str = Field(default="aggregator", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     """The schema holding the aggregator's read model (entries, names, mappings); only read here."""
+    mapping_schema: str = Field(default="mapping", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """The schema holding the mapping service's read model (setup, connection, Procore lists, mappings)."""
+    public_base_url: str = ""
+    """The gateway's public URL (for the OAuth redirect URI); default: the URL the request came in on."""
+    oauth_state_ttl_s: int = Field(default=600, ge=60)
 
     @field_validator("jwt_secret")
     @classmethod

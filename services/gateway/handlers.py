@@ -17,12 +17,14 @@ import asyncpg
 from services.gateway import domain
 from services.gateway.adapters import read_model
 from services.gateway.domain import NotFound, Permission, Principal, require
+from services.gateway.mapping_rules import refuse_two_way
 from services.gateway.views import Accepted, CellDetails, Dashboard, EntryDetail, EntryStatus, Setup
 from shared.events import (
     CellScope,
     ConfigureSetup,
     DateRangeScope,
     EntriesScope,
+    MappingCommand,
     Module,
     ProcoreEntity,
     PublishAction,
@@ -35,7 +37,7 @@ from shared.events import (
 class CommandBus(Protocol):
     async def send_publish(self, command: PublishEntries, key: str) -> None: ...
 
-    async def send_mapping(self, command: ConfigureSetup | SetMapping, key: str) -> None: ...
+    async def send_mapping(self, command: MappingCommand, key: str) -> None: ...
 
 
 # --- queries ---------------------------------------------------------------------------
@@ -141,6 +143,7 @@ async def configure_setup(
         enabled_modules=list(dict.fromkeys(enabled_modules)),
         two_way=two_way,
         requested_by=who.user_id,
+        permissions=sorted(who.permissions),
     )
     await bus.send_mapping(command, who.account_id)
     return Accepted(command_id=command.event_id)
@@ -153,10 +156,12 @@ async def set_mapping(
     mobiclocks_id: str,
     procore_id: int | None,
     procore_project_id: int | None,
+    two_way: bool = False,
 ) -> Accepted:
-    """Map one MobiClocks entity to a Procore entity (None clears the mapping)."""
+    """Map one MobiClocks entity to a Procore entity (None clears the mapping); never in two-way accounts."""
     require(who, Permission.MAPPING)
     domain.check_mapping_scope(entity, procore_project_id)
+    refuse_two_way(two_way)
     command = SetMapping(
         account_id=who.account_id,
         entity=entity,
@@ -164,6 +169,7 @@ async def set_mapping(
         procore_id=procore_id,
         procore_project_id=procore_project_id,
         requested_by=who.user_id,
+        permissions=sorted(who.permissions),
     )
     await bus.send_mapping(command, who.account_id)
     return Accepted(command_id=command.event_id)

@@ -190,3 +190,122 @@ class Token(View):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+
+
+# --- setup: the Procore connection -----------------------------------------------------
+
+
+class ProcoreCompany(View):
+    procore_company_id: int
+    name: str
+    is_active: bool
+
+
+class Connection(View):
+    """The account's Procore connection as the mapping service keeps it (never the tokens themselves)."""
+
+    status: str
+    """not_connected · connected · needs_reauthorization · disconnected"""
+    grant: str | None = None
+    """authorization_code (a user's OAuth consent) or client_credentials (a service account)."""
+    message: str | None = None
+    connected_by: str | None = None
+    connected_at: datetime | None = None
+    refreshed_at: datetime | None = None
+    expires_at: datetime | None = None
+    companies: list[ProcoreCompany] = []
+    procore_company_id: int | None = None
+    enabled_modules: list[Module] = []
+    two_way: bool = False
+
+
+class AuthorizeUrl(View):
+    authorize_url: str
+    expires_in: int
+
+
+# --- data mapping ----------------------------------------------------------------------
+
+
+class SyncInfo(View):
+    procore_project_id: int | None
+    synced_at: datetime
+    total: int
+    added: int
+    updated: int
+    gone: int
+
+
+class AutoMapReport(View):
+    ran_at: datetime
+    requested_by: str | None
+    overwrite_manual: bool
+    mapped: int
+    skipped: int
+    ambiguous: int
+    details: list[dict[str, object]] = []
+
+
+class Tab(View):
+    entity: str
+    label: str
+    mobiclocks_label: str
+    auto_map: bool
+    """Auto-map is offered (the module has a Number field); `number_field` is the Procore field compared."""
+    number_field: str | None
+    many_to_one: bool
+    """Several MobiClocks rows may map to one Procore entity on this tab."""
+    needs_project: bool
+    """Shows nothing until at least one project is mapped."""
+
+
+class ProjectOption(View):
+    procore_project_id: int
+    name: str
+
+
+class MappingOverview(View):
+    two_way: bool
+    message: str | None
+    tabs: list[Tab]
+    mapped_projects: list[ProjectOption]
+
+
+class ProcoreOption(View):
+    procore_id: int
+    name: str
+    number: str | None
+
+
+class MappingRow(View):
+    mobiclocks_id: str
+    name: str
+    number: str | None
+    procore_id: int | None
+    procore_name: str | None
+    source: str | None
+    """manual · auto · two_way"""
+    broken_reason: str | None
+    """Set when the mapped Procore entity disappeared from Procore: the row counts as unmapped."""
+
+
+class MappingTab(View):
+    tab: Tab
+    two_way: bool
+    procore_project_id: int | None
+    message: str | None
+    """Why there are no rows (no project mapped yet, two-way account), when that is the case."""
+    rows: list[MappingRow]
+    procore_options: list[ProcoreOption]
+    last_sync: SyncInfo | None
+    last_auto_map: AutoMapReport | None
+
+
+class CommandOutcome(View):
+    command_id: UUID
+    status: str
+    """pending (not handled yet) · done · rejected · failed"""
+    command_type: str | None = None
+    message: str | None = None
+    details: dict[str, object] | None = None
+    finished_at: datetime | None = None

@@ -1,29 +1,58 @@
-"""The one place that wires the mapping service: settings → broker, pool, subscribers."""
+"""The one place that wires the mapping service: settings → broker, pool, Procore client, subscribers, routes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import asyncpg
+import httpx
 from faststream.asgi import AsgiFastStream
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import Field
 
 from services.mapping import handlers
+from services.mapping.adapters import internal_api
+from services.mapping.adapters import repository as repo
+from services.mapping.adapters.connections import TokenCipher
 from services.mapping.config import MappingSettings
+from services.mapping.connection import Change, ConnectionDeps
 from shared import db
 from shared.app import health_checks, make_service_app
 from shared.broker import consumer_options, ensure_topics, make_broker
-from shared.events import ConfigureSetup, ReferenceDeleted, ReferenceUpserted, SetMapping
+from shared.events import (
+    AutoMap,
+    CompleteProcoreConnection,
+    ConfigureSetup,
+    ConnectProcore,
+    DisconnectProcore,
+    ReferenceDeleted,
+    ReferenceUpserted,
+    SetMapping,
+    SyncProcoreEntities,
+)
+from shared.procore import OAuthApp, ProcoreClient
 from shared.telemetry import instrument_asyncpg, make_tracer_provider
 
 SERVICE = "mapping"
 
 MappingInput = Annotated[
-    ConfigureSetup | SetMapping | ReferenceUpserted | ReferenceDeleted, Field(discriminator="type")
+    ConfigureSetup
+    | SetMapping
+    | ConnectProcore
+    | CompleteProcoreConnection
+    | DisconnectProcore
+    | SyncProcoreEntities
+    | AutoMap
+    | ReferenceUpserted
+    | ReferenceDeleted,
+    Field(discriminator="type"),
 ]
+
+
+async def _no_token(company_id: int, force_refresh: bool) -> str:
+    raise RuntimeError("use connection.client_for(account) for Procore calls: tokens belong to a connection")
 
 
 def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None = None) -> AsgiFastStream:
@@ -32,44 +61,72 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
     broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
     state: dict[str, Any] = {}
     to_mapping_changes = broker.publisher(
-        topics.mapping_changes, description="Setup and mapping changes; the aggregator re-validates entries."
+        topics.mapping_changes,
+        description="Setup changes (modules, two-way, company, connection) and mapping changes (set, cleared, "
+        "broken); the aggregator re-validates entries.",
     )
+
+    async def publish(changes: Sequence[Change]) -> None:
+        for change in changes:
+            await to_mapping_changes.publish(change, key=change.account_id.encode())
+
+    def deps() -> ConnectionDeps:
+        found: ConnectionDeps = state["deps"]
+        return found
 
     @broker.subscriber(
         topics.mapping_commands,
         topics.reference,
-        **consumer_options(SERVICE, settings.kafka_session_timeout_ms),
-        description="Setup and mapping commands from the gateway; reference entities from MobiClocks core.",
+        **consumer_options(SERVICE, settings.kafka_session_timeout_ms, topics.prefix),
+        description="Setup, connection, sync, auto-map and mapping commands from the gateway (checked against "
+        "the requester's permissions here); reference entities from MobiClocks core.",
     )
     async def on_mapping_input(event: MappingInput) -> None:
-        pool: asyncpg.Pool = state["pool"]
-        async with pool.acquire() as conn, conn.transaction():
-            if isinstance(event, ConfigureSetup):
-                changes = await handlers.configure_setup(conn, event)
-            elif isinstance(event, SetMapping):
-                changes = await handlers.set_mapping(conn, event)
-            else:
-                changes = await handlers.apply_reference_event(conn, event)
-        for change in changes:
-            await to_mapping_changes.publish(change, key=change.account_id.encode())
+        if isinstance(event, ReferenceUpserted | ReferenceDeleted):
+            changes = await handlers.apply_reference_event(deps(), event)
+        else:
+            changes = await handlers.handle_command(deps(), event)
+        await publish(changes)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         dsn = settings.database_url.get_secret_value()
+        cipher = TokenCipher(settings.token_encryption_key.get_secret_value())
         instrument_asyncpg(provider)
         await ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions)
         await db.migrate(dsn, settings.db_schema, "services.mapping.migrations")
-        state["pool"] = await db.create_pool(dsn, settings.db_schema)
+        pool = await db.create_pool(dsn, settings.db_schema)
+        state["pool"] = pool
+        http = httpx.AsyncClient(
+            timeout=settings.procore_timeout_s,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        )
+        HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider)
+        oauth = OAuthApp(
+            http, settings.login_url, settings.procore_client_id, settings.procore_client_secret.get_secret_value()
+        )
+        procore = ProcoreClient(http, settings.procore_base_url, _no_token, max_attempts=settings.procore_max_attempts)
+        async with pool.acquire() as conn:
+            await repo.publish_oauth_app(conn, oauth.login_url, oauth.client_id)
+        state["deps"] = ConnectionDeps(pool, cipher, oauth, procore, publish, settings.token_refresh_margin_s)
         try:
             yield
         finally:
-            await state["pool"].close()
+            state.pop("deps", None)
+            await http.aclose()
+            await pool.close()
             provider.force_flush()
 
-    return make_service_app(
+    app = make_service_app(
         broker,
         title="MobiClocks Procore mapping",
-        description="Owns setup, Procore entity sync and the mapping of MobiClocks entities to Procore.",
+        description="Owns setup, the Procore connection (its OAuth tokens), Procore entity sync, auto-map and "
+        "the mapping of MobiClocks entities to Procore.",
         check=health_checks(broker, lambda: state.get("pool")),
         lifespan=lifespan,
     )
+    app.mount(
+        internal_api.PATH,
+        internal_api.token_endpoint(lambda: state.get("deps"), settings.internal_api_token.get_secret_value()),
+    )
+    return app

@@ -1,80 +1,434 @@
-"""Mapping use cases: setup, MobiClocks reference entities, manual and two-way mappings."""
+"""Mapping use cases: commands from the dashboard (through the gateway) and MobiClocks reference events.
+
+Every command is checked here, where the data lives: the requester's permission, two-way
+accounts, enabled tabs, one-to-one tabs. A refused command is recorded (`command_outcomes`,
+which the gateway shows) with its reason; a command that Procore failed is recorded with
+Procore's message. A redelivered command is not redone: the changes it emitted are sent again.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import asyncpg
+import httpx
+from pydantic import TypeAdapter
 
 from services.mapping import domain
+from services.mapping.adapters import connections as store
+from services.mapping.adapters import procore_lists
 from services.mapping.adapters import repository as repo
-from shared.errors import InvalidMessage
+from services.mapping.connection import (
+    Change,
+    ConnectionDeps,
+    NeedsReauthorization,
+    NotConnected,
+    client_for,
+    connect,
+    disconnect,
+)
+from services.mapping.domain import MOBICLOCKS_LABEL, PROCORE_LABEL, TAB_LABEL, Outcome, Permission
 from shared.events import (
+    MOBICLOCKS_KIND_OF,
+    AutoMap,
+    CompleteProcoreConnection,
     ConfigureSetup,
+    ConnectProcore,
+    DisconnectProcore,
+    MappingChange,
     MappingChanged,
+    ProcoreEntity,
     ReferenceDeleted,
     ReferenceUpserted,
     SetMapping,
     SetupChanged,
+    SyncProcoreEntities,
+)
+from shared.procore import ProcoreError
+
+log = logging.getLogger(__name__)
+
+Command = (
+    ConfigureSetup | SetMapping | ConnectProcore | CompleteProcoreConnection | DisconnectProcore
+    | SyncProcoreEntities | AutoMap
+)  # fmt: skip
+
+REQUIRED_PERMISSION: dict[type[Any], Permission] = {
+    ConfigureSetup: Permission.SETUP,
+    ConnectProcore: Permission.SETUP,
+    CompleteProcoreConnection: Permission.SETUP,
+    DisconnectProcore: Permission.SETUP,
+    SetMapping: Permission.MAPPING,
+    SyncProcoreEntities: Permission.MAPPING,
+    AutoMap: Permission.MAPPING,
+}
+
+TWO_WAY_REFUSAL = (
+    "this account uses the two-way integration: its mappings come from the Procore ids linked in MobiClocks, "
+    "so they cannot be changed here"
 )
 
-Change = SetupChanged | MappingChanged
+_CHANGES: TypeAdapter[Any] = TypeAdapter(MappingChange)
 
 
-async def configure_setup(conn: asyncpg.Connection, cmd: ConfigureSetup) -> list[Change]:
-    """Store the account's setup; everyone else follows the SetupChanged event."""
-    await repo.save_setup(
-        conn, cmd.account_id, cmd.procore_company_id, cmd.enabled_modules, cmd.two_way, cmd.requested_by
-    )
-    return [
-        SetupChanged(
-            account_id=cmd.account_id,
-            procore_company_id=cmd.procore_company_id,
-            enabled_modules=cmd.enabled_modules,
-            two_way=cmd.two_way,
-        )
-    ]
+class Rejected(Exception):
+    """The command is well-formed but not allowed or not applicable; the reason is shown to the user."""
 
 
-async def set_mapping(conn: asyncpg.Connection, cmd: SetMapping) -> list[Change]:
-    """Manual mapping of one row (or clearing it). Two-way accounts map automatically, never by hand."""
-    if await repo.is_two_way(conn, cmd.account_id):
-        raise InvalidMessage("two-way accounts are mapped automatically from linked Procore ids")
-    changed = await repo.set_mapping(
-        conn, cmd.account_id, cmd.entity, cmd.mobiclocks_id, cmd.procore_project_id, cmd.procore_id, "manual",
-        cmd.requested_by,
+# --- dispatch ------------------------------------------------------------------------------
+
+
+async def handle_command(deps: ConnectionDeps, cmd: Command) -> list[Change]:
+    """Run one command at most once in effect; returns the changes to emit on mapping.changes."""
+    async with deps.pool.acquire() as conn:
+        previous = await repo.outcome_changes(conn, cmd.event_id)
+    if previous is not None:
+        return [_CHANGES.validate_python(c) for c in previous]
+    try:
+        refusal = domain.refusal_for_permission(REQUIRED_PERMISSION[type(cmd)], cmd.permissions)
+        if refusal is not None:
+            raise Rejected(refusal)
+        return await _run(deps, cmd)
+    except Rejected as error:
+        log.warning("refused %s %s of %s: %s", cmd.type, cmd.event_id, cmd.account_id, error)
+        await _record(deps.pool, cmd, "rejected", str(error))
+    except (ProcoreError, NotConnected, NeedsReauthorization) as error:
+        message = error.message if isinstance(error, ProcoreError) else str(error)
+        await _record(deps.pool, cmd, "failed", message)
+    except httpx.TransportError as error:
+        await _record(deps.pool, cmd, "failed", f"Procore could not be reached: {error!r}")
+    return []
+
+
+async def _run(deps: ConnectionDeps, cmd: Command) -> list[Change]:
+    if isinstance(cmd, ConfigureSetup):
+        return await configure_setup(deps, cmd)
+    if isinstance(cmd, SetMapping):
+        return await set_mapping(deps, cmd)
+    if isinstance(cmd, SyncProcoreEntities):
+        return await sync_entities(deps, cmd)
+    if isinstance(cmd, AutoMap):
+        return await auto_map(deps, cmd)
+    if isinstance(cmd, CompleteProcoreConnection):
+        tokens = await deps.oauth.exchange_code(cmd.code, cmd.redirect_uri)
+        changes, message = await connect(deps, cmd.account_id, "authorization_code", tokens, cmd.requested_by)
+        return await _done(deps, cmd, changes, message)
+    if isinstance(cmd, ConnectProcore):
+        tokens = await deps.oauth.client_credentials()
+        changes, message = await connect(deps, cmd.account_id, "client_credentials", tokens, cmd.requested_by)
+        return await _done(deps, cmd, changes, message)
+    changes = await disconnect(deps, cmd.account_id)
+    return await _done(deps, cmd, changes, "disconnected from Procore")
+
+
+async def _finish(
+    conn: asyncpg.Connection,
+    cmd: Command,
+    changes: list[Change],
+    message: str,
+    details: dict[str, Any] | None = None,
+) -> list[Change]:
+    """Record a command as done (inside its own transaction) with the changes it emits."""
+    await repo.record_outcome(
+        conn, cmd.event_id, cmd.account_id, cmd.type, "done", message, details, cmd.requested_by,
+        [c.model_dump(mode="json") for c in changes],
     )  # fmt: skip
-    if not changed:
-        return []
-    name = None
-    if cmd.procore_id is not None:
-        name = await repo.procore_name(conn, cmd.account_id, cmd.entity, cmd.procore_project_id, cmd.procore_id)
-    return [
-        MappingChanged(
-            account_id=cmd.account_id,
-            entity=cmd.entity,
-            mobiclocks_id=cmd.mobiclocks_id,
-            procore_id=cmd.procore_id,
-            procore_project_id=cmd.procore_project_id,
-            procore_name=name,
+    return changes
+
+
+async def _done(deps: ConnectionDeps, cmd: Command, changes: list[Change], message: str) -> list[Change]:
+    async with deps.pool.acquire() as conn, conn.transaction():
+        return await _finish(conn, cmd, changes, message)
+
+
+async def _record(pool: asyncpg.Pool, cmd: Command, status: str, message: str) -> None:
+    async with pool.acquire() as conn:
+        await repo.record_outcome(conn, cmd.event_id, cmd.account_id, cmd.type, status, message, None, cmd.requested_by)
+
+
+# --- setup ---------------------------------------------------------------------------------
+
+
+async def configure_setup(deps: ConnectionDeps, cmd: ConfigureSetup) -> list[Change]:
+    """Store the account's setup; everyone else follows the SetupChanged event.
+
+    Choosing another Procore company clears every mapping (they point at the old company's entities);
+    turning two-way on replaces the mappings with the Procore ids linked in MobiClocks.
+    """
+    async with deps.pool.acquire() as conn, conn.transaction():
+        old = await repo.read_setup(conn, cmd.account_id)
+        reachable = await store.company_ids(conn, cmd.account_id)
+        if cmd.procore_company_id is not None and reachable and cmd.procore_company_id not in reachable:
+            raise Rejected(
+                f"Procore company {cmd.procore_company_id} is not one the connection reaches "
+                f"({', '.join(map(str, reachable))})"
+            )
+        await repo.save_setup(
+            conn, cmd.account_id, cmd.procore_company_id, cmd.enabled_modules, cmd.two_way, cmd.requested_by
         )
-    ]
+        changes: list[Change] = [
+            SetupChanged(
+                account_id=cmd.account_id,
+                procore_company_id=cmd.procore_company_id,
+                enabled_modules=cmd.enabled_modules,
+                two_way=cmd.two_way,
+                connection=await store.status_of(conn, cmd.account_id),
+            )
+        ]
+        if old is not None and old.procore_company_id is not None and old.procore_company_id != cmd.procore_company_id:
+            for m in await repo.delete_account_mappings(conn, cmd.account_id):
+                changes.append(_changed(cmd.account_id, m.entity, m.mobiclocks_id, m.procore_project_id, None))
+            await repo.forget_procore_entities(conn, cmd.account_id)
+        if cmd.two_way and not (old is not None and old.two_way):
+            changes += await adopt_two_way_links(conn, cmd.account_id)
+        return await _finish(conn, cmd, changes, "setup saved")
 
 
-async def apply_reference_event(conn: asyncpg.Connection, event: ReferenceUpserted | ReferenceDeleted) -> list[Change]:
+def _changed(
+    account_id: str,
+    entity: ProcoreEntity,
+    mobiclocks_id: str,
+    project_id: int | None,
+    procore_id: int | None,
+    name: str | None = None,
+    broken_reason: str | None = None,
+) -> MappingChanged:
+    return MappingChanged(
+        account_id=account_id,
+        entity=entity,
+        mobiclocks_id=mobiclocks_id,
+        procore_id=procore_id,
+        procore_project_id=project_id or None,
+        procore_name=name if procore_id is not None else None,
+        broken_reason=broken_reason,
+    )
+
+
+async def _check_tab(conn: asyncpg.Connection, account_id: str, entity: ProcoreEntity) -> repo.StoredSetup | None:
+    setup = await repo.read_setup(conn, account_id)
+    if setup is not None and setup.two_way:
+        raise Rejected(TWO_WAY_REFUSAL)
+    if setup is not None and setup.enabled_modules and entity not in domain.tabs_for(setup.enabled_modules):
+        modules = ", ".join(m.value for m in setup.enabled_modules)
+        raise Rejected(f"the {TAB_LABEL[entity]} tab is not used by the enabled modules ({modules})")
+    return setup
+
+
+# --- manual mapping ------------------------------------------------------------------------
+
+
+async def set_mapping(deps: ConnectionDeps, cmd: SetMapping) -> list[Change]:
+    """Manual mapping of one row, or clearing it. Two-way accounts map automatically, never by hand."""
+    entity, account = cmd.entity, cmd.account_id
+    label = PROCORE_LABEL[entity]
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await _check_tab(conn, account, entity)
+        project = cmd.procore_project_id
+        if entity in domain.PROJECT_SCOPED:
+            if project is None:
+                raise Rejected(
+                    f"{TAB_LABEL[entity].lower()} are mapped per Procore project: procore_project_id is required"
+                )
+            if project not in await repo.mapped_project_ids(conn, account):
+                raise Rejected(f"Procore project {project} is not mapped from any job site: map a job site to it first")
+        elif project is not None:
+            raise Rejected(f"{TAB_LABEL[entity].lower()} are not mapped per project: leave procore_project_id out")
+        name: str | None = None
+        if cmd.procore_id is not None:
+            known = await repo.procore_entity(conn, account, entity, project, cmd.procore_id)
+            if known is not None and known.gone:
+                raise Rejected(f"Procore {label} {known.name} no longer exists in Procore")
+            if known is None and await repo.was_synced(conn, account, entity, project or 0):
+                raise Rejected(
+                    f"Procore {label} {cmd.procore_id} is not in the synced list: sync {TAB_LABEL[entity]} and pick one"
+                )
+            name = known.name if known is not None else None
+            holders = await repo.holders_of(conn, account, entity, project, cmd.procore_id)
+            other = domain.one_to_one_conflict(entity, cmd.mobiclocks_id, holders)
+            if other is not None:
+                kind = MOBICLOCKS_LABEL[MOBICLOCKS_KIND_OF[entity]]
+                raise Rejected(
+                    f"Procore {label} {name or cmd.procore_id} is already mapped from {kind} {other}: "
+                    f"a Procore {label} is mapped from one MobiClocks {kind} only"
+                )
+        changed = await repo.set_mapping(
+            conn, account, entity, cmd.mobiclocks_id, project, cmd.procore_id, "manual", cmd.requested_by
+        )
+        changes: list[Change] = (
+            [_changed(account, entity, cmd.mobiclocks_id, project, cmd.procore_id, name)] if changed else []
+        )
+        verb = "cleared" if cmd.procore_id is None else f"mapped to {name or cmd.procore_id}"
+        return await _finish(conn, cmd, changes, f"{cmd.mobiclocks_id} {verb}")
+
+
+# --- sync ----------------------------------------------------------------------------------
+
+
+async def sync_entities(deps: ConnectionDeps, cmd: SyncProcoreEntities) -> list[Change]:
+    """Pull Procore's whole list for one tab (cost codes: per mapped project) and reconcile the mappings.
+
+    An entity that vanished from Procore is flagged gone and the mappings to it broken (emitted as
+    cleared, with the reason), so entries that need it become Non publishable; one that came back
+    is mapped again.
+    """
+    entity, account = cmd.entity, cmd.account_id
+    async with deps.pool.acquire() as conn:
+        setup = await repo.read_setup(conn, account)
+        projects = await repo.mapped_project_ids(conn, account)
+    if setup is None or setup.procore_company_id is None:
+        raise Rejected("choose the Procore company in Setup first")
+    company = setup.procore_company_id
+    if entity in domain.PROJECT_SCOPED and not projects:
+        return await _done(
+            deps, cmd, [], f"no Procore project is mapped yet: map a job site, then sync {TAB_LABEL[entity]}"
+        )
+    client = client_for(deps, account)
+    scopes: list[tuple[int, list[repo.SyncedEntity]]] = []
+    if entity in domain.PROJECT_SCOPED:
+        for project in projects:
+            scopes.append((project, await procore_lists.fetch(client, entity, company, project)))
+    else:
+        scopes.append((0, await procore_lists.fetch(client, entity, company, projects[0] if projects else None)))
+
+    totals = {"total": 0, "added": 0, "renamed": 0, "gone": 0, "returned": 0, "broken": 0}
+    async with deps.pool.acquire() as conn, conn.transaction():
+        changes: list[Change] = []
+        for project, items in scopes:
+            diff = await repo.apply_sync(conn, account, entity, project, items)
+            names = procore_lists.names(items)
+            broken = await repo.mark_broken(conn, account, entity, project, diff.gone)
+            changes += [
+                _changed(account, entity, m.mobiclocks_id, project, None, None, m.broken_reason) for m in broken
+            ]
+            back = await repo.restore_broken(conn, account, entity, project, diff.returned)
+            renamed = await repo.working_mappings_to(conn, account, entity, project, diff.renamed)
+            changes += [
+                _changed(account, entity, m.mobiclocks_id, project, m.procore_id, names[m.procore_id])
+                for m in [*back, *renamed]
+            ]
+            totals["total"] += diff.total
+            totals["added"] += len(diff.added)
+            totals["renamed"] += len(diff.renamed)
+            totals["gone"] += len(diff.gone)
+            totals["returned"] += len(diff.returned)
+            totals["broken"] += len(broken)
+        if setup.two_way and entity is ProcoreEntity.COST_CODE:
+            changes += await adopt_two_way_links(conn, account)
+        message = (
+            f"{totals['total']} {TAB_LABEL[entity].lower()} synced: {totals['added']} new, "
+            f"{totals['renamed']} renamed, {totals['gone']} gone from Procore ({totals['broken']} mappings broken)"
+        )
+        return await _finish(conn, cmd, changes, message, {**totals, "projects": [p for p, _ in scopes if p]})
+
+
+# --- auto-map ------------------------------------------------------------------------------
+
+
+async def auto_map(deps: ConnectionDeps, cmd: AutoMap) -> list[Change]:
+    """Map rows whose Number equals exactly one Procore entity's number; report mapped/skipped/ambiguous."""
+    entity, account = cmd.entity, cmd.account_id
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await _check_tab(conn, account, entity)
+        field = domain.NUMBER_FIELD[entity]
+        if field is None:
+            raise Rejected(
+                f"auto-map needs a Number field, and Procore {TAB_LABEL[entity].lower()} have none: map them by hand"
+            )
+        scopes = await repo.mapped_project_ids(conn, account) if entity in domain.PROJECT_SCOPED else [0]
+        if not scopes:
+            raise Rejected(
+                f"no Procore project is mapped yet: map a job site, then sync and auto-map {TAB_LABEL[entity]}"
+            )
+        if not any([await repo.was_synced(conn, account, entity, p) for p in scopes]):
+            raise Rejected(f"sync {TAB_LABEL[entity]} first: auto-map compares with the synced Procore list")
+        rows = await repo.reference_rows(conn, account, MOBICLOCKS_KIND_OF[entity])
+        changes: list[Change] = []
+        details: list[dict[str, Any]] = []
+        counts = {Outcome.MAPPED: 0, Outcome.SKIPPED: 0, Outcome.AMBIGUOUS: 0}
+        for project in scopes:
+            procore = await repo.procore_rows(conn, account, entity, project)
+            current = repo.current_mappings(await repo.mappings_of_entity(conn, account, entity, project))
+            plan = domain.auto_map(entity, rows, procore, current, cmd.overwrite_manual)
+            names = {p.procore_id: p.name for p in procore}
+            for mc_id, procore_id in plan.assignments:
+                if await repo.set_mapping(
+                    conn, account, entity, mc_id, project or None, procore_id, "auto", cmd.requested_by
+                ):
+                    changes.append(_changed(account, entity, mc_id, project, procore_id, names.get(procore_id)))
+            for outcome in counts:
+                counts[outcome] += plan.count(outcome)
+            details += [
+                {"mobiclocks_id": d.mobiclocks_id, "outcome": d.outcome.value, "reason": d.reason,
+                 "procore_id": d.procore_id, "procore_project_id": project or None}
+                for d in plan.decisions
+            ]  # fmt: skip
+        mapped, skipped, ambiguous = counts[Outcome.MAPPED], counts[Outcome.SKIPPED], counts[Outcome.AMBIGUOUS]
+        await repo.save_automap_report(
+            conn, account, entity, cmd.requested_by, cmd.overwrite_manual, (mapped, skipped, ambiguous), details
+        )
+        report = {"mapped": mapped, "skipped": skipped, "ambiguous": ambiguous, "field": field}
+        message = (
+            f"auto-map of {TAB_LABEL[entity]} on {field}: {mapped} mapped, {skipped} skipped, {ambiguous} ambiguous"
+        )
+        return await _finish(conn, cmd, changes, message, report)
+
+
+# --- MobiClocks reference entities and two-way links ---------------------------------------
+
+
+async def apply_reference_event(deps: ConnectionDeps, event: ReferenceUpserted | ReferenceDeleted) -> list[Change]:
     """Store MobiClocks reference entities; in two-way accounts their linked Procore ids are the mappings."""
-    await repo.save_reference(conn, event)
-    if not await repo.is_two_way(conn, event.account_id):
-        return []
-    entity = domain.two_way_entity(event.kind)
-    linked = event.linked_procore_id if isinstance(event, ReferenceUpserted) else None
-    changed = await repo.set_mapping(conn, event.account_id, entity, event.entity_id, None, linked, "two_way", None)
-    if not changed:
-        return []
-    return [
-        MappingChanged(
-            account_id=event.account_id,
-            entity=entity,
-            mobiclocks_id=event.entity_id,
-            procore_id=linked,
-            procore_name=event.name if linked is not None and isinstance(event, ReferenceUpserted) else None,
-        )
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await repo.save_reference(conn, event)
+        if not await repo.is_two_way(conn, event.account_id):
+            return []
+        entity = domain.two_way_entity(event.kind)
+        linked = event.linked_procore_id if isinstance(event, ReferenceUpserted) else None
+        name = event.name if isinstance(event, ReferenceUpserted) else None
+        return await _link(conn, event.account_id, entity, event.entity_id, linked, name)
+
+
+async def _link(
+    conn: asyncpg.Connection,
+    account_id: str,
+    entity: ProcoreEntity,
+    mobiclocks_id: str,
+    linked: int | None,
+    name: str | None,
+) -> list[Change]:
+    """Make one two-way mapping equal the linked id (cost codes: in the project the linked code belongs to)."""
+    project: int | None = None
+    if entity is ProcoreEntity.COST_CODE and linked is not None:
+        project = await repo.project_of_cost_code(conn, account_id, linked)
+    changes: list[Change] = []
+    stale = [
+        m
+        for m in await repo.mappings_of_entity(conn, account_id, entity)
+        if m.mobiclocks_id == mobiclocks_id and (linked is None or m.procore_project_id != (project or 0))
     ]
+    for m in stale:
+        scope = m.procore_project_id or None
+        if await repo.set_mapping(conn, account_id, entity, mobiclocks_id, scope, None, "two_way", None):
+            changes.append(_changed(account_id, entity, mobiclocks_id, m.procore_project_id, None))
+    if linked is not None and await repo.set_mapping(
+        conn, account_id, entity, mobiclocks_id, project, linked, "two_way", None
+    ):
+        known = await repo.procore_name(conn, account_id, entity, project, linked)
+        changes.append(_changed(account_id, entity, mobiclocks_id, project, linked, known or name))
+    return changes
+
+
+async def adopt_two_way_links(conn: asyncpg.Connection, account_id: str) -> list[Change]:
+    """Two-way: the mappings become exactly the links carried by the MobiClocks reference entities."""
+    links = {(domain.two_way_entity(kind), entity_id): (linked, name) for kind, entity_id, linked, name in
+             await repo.linked_references(conn, account_id)}  # fmt: skip
+    changes: list[Change] = []
+    for m in await repo.all_mappings(conn, account_id):
+        if (m.entity, m.mobiclocks_id) not in links:
+            project = m.procore_project_id or None
+            if await repo.set_mapping(conn, account_id, m.entity, m.mobiclocks_id, project, None, "two_way", None):
+                changes.append(_changed(account_id, m.entity, m.mobiclocks_id, m.procore_project_id, None))
+    for (entity, mobiclocks_id), (linked, name) in sorted(links.items()):
+        changes += await _link(conn, account_id, entity, mobiclocks_id, linked, name)
+    return changes

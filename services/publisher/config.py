@@ -11,8 +11,23 @@ class PublisherSettings(ServiceSettings):
     procore_login_url: str = ""
     procore_client_id: str = Field(min_length=1)
     procore_client_secret: SecretStr
+    procore_tokens_url: str = ""
+    """The mapping service's base URL: tokens of each account's own Procore connection come from it.
+    Empty: every account uses the app's client-credentials token (a service account)."""
+    internal_api_token: SecretStr = SecretStr("")
+    """Sent to the mapping service's internal token endpoint (needed with PROCORE_TOKENS_URL)."""
     procore_timeout_s: float = Field(default=30.0, gt=0)
     procore_max_attempts: int = Field(default=5, ge=1)
+    """Tries of one Procore call on transient failures (rate limits do not count)."""
+    procore_rate_limit_patience_s: float = Field(default=7200.0, gt=0)
+    """How long one call may wait out Procore's rate limits before its entry fails."""
+    publisher_max_active_companies: int = Field(default=64, ge=1)
+    """Companies whose requests are sent at the same time (each company: one call at a time)."""
+    batch_max_records: int = Field(default=500, ge=1)
+    """Publish requests read from Kafka (and stored) per batch."""
+    batch_timeout_ms: int = Field(default=100, ge=1)
+    publisher_max_tries: int = Field(default=5, ge=1)
+    """Restarts of one request (crashes, database errors) before it is failed."""
 
     @property
     def login_url(self) -> str:

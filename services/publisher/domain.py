@@ -1,80 +1,182 @@
-"""Pure publishing decisions: Procore resources per module, conflicts, adopting lost records."""
+"""Pure publishing decisions: where each module lives in Procore, what Procore can take,
+whether a record may be overwritten, and which listed record is the one we created."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from shared.events import Module
+from shared.events import Module, ProcoreOperation
 
 CHANGED_IN_PROCORE = "changed in Procore since it was published"
 DELETED_IN_PROCORE = "deleted in Procore since it was published"
+MAX_TIMECARD_HOURS = Decimal(24)
+
+Extract = Callable[[Mapping[str, Any]], Any]
+
+
+def _field(name: str) -> Extract:
+    return lambda record: record.get(name)
+
+
+def _ref_id(*names: str) -> Extract:
+    """The id of the first nested reference present (`vendor: {id, name}` answers `contact_id`)."""
+
+    def extract(record: Mapping[str, Any]) -> Any:
+        for name in names:
+            ref = record.get(name)
+            if isinstance(ref, Mapping) and ref.get("id") is not None:
+                return ref["id"]
+        return None
+
+    return extract
 
 
 @dataclass(frozen=True)
 class Resource:
-    """Where one module's records live in Procore and how their bodies are wrapped."""
+    """One module's Procore records: project-scoped Daily Log items, wrapped bodies, listed per day."""
 
+    path: str
     wrapper: str
-    marker_field: str
+    answers: Mapping[str, Extract]
+    """Each field we write → where Procore's answer shows it (used to compare content)."""
+    marker_fields: tuple[str, ...]
+    list_filters: Mapping[str, str] = field(default_factory=dict)
 
-    def collection(self, company_id: int, project_id: int) -> str:
-        raise NotImplementedError
-
-    def item(self, company_id: int, project_id: int, record_id: int) -> str:
-        return f"{self.collection(company_id, project_id)}/{record_id}"
-
-    def body(self, project_id: int, payload: dict[str, Any]) -> dict[str, Any]:
-        return {self.wrapper: payload}
-
-    def list_params(self, work_date: str) -> dict[str, Any]:
-        return {"log_date": work_date}
-
-
-@dataclass(frozen=True)
-class DailyLogResource(Resource):
-    path: str = ""
-
-    def collection(self, company_id: int, project_id: int) -> str:
+    def collection(self, project_id: int) -> str:
         return f"/rest/v1.0/projects/{project_id}/{self.path}"
 
-    def list_params(self, work_date: str) -> dict[str, Any]:
-        params: dict[str, Any] = {"log_date": work_date}
-        if self.path == "manpower_logs":
-            params["filters[status]"] = "all"
-        return params
+    def item(self, project_id: int, record_id: int) -> str:
+        return f"{self.collection(project_id)}/{record_id}"
 
+    def body(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        return {self.wrapper: dict(payload)}
 
-@dataclass(frozen=True)
-class CompanyTimecardResource(Resource):
-    """Company timecard entries: `origin_id`, `filters[updated_at]` and only project_id + date required."""
-
-    def collection(self, company_id: int, project_id: int) -> str:
-        return f"/rest/v1.0/companies/{company_id}/timecard_entries"
-
-    def body(self, project_id: int, payload: dict[str, Any]) -> dict[str, Any]:
-        return {"project_id": project_id, self.wrapper: payload}
-
-    def list_params(self, work_date: str) -> dict[str, Any]:
-        return {"start_date": work_date, "end_date": work_date}
+    def list_params(self, work_date: date) -> dict[str, Any]:
+        """One day's records (Daily Log lists answer today's when no date is given)."""
+        return {"log_date": work_date.isoformat(), **self.list_filters}
 
 
 RESOURCES: dict[Module, Resource] = {
-    Module.MANPOWER: DailyLogResource(wrapper="manpower_log", marker_field="notes", path="manpower_logs"),
-    Module.TIMECARD: CompanyTimecardResource(wrapper="timecard_entry", marker_field="origin_data"),
-    Module.PRODUCTION_QUANTITY: DailyLogResource(
-        wrapper="quantity_log", marker_field="description", path="quantity_logs"
+    Module.MANPOWER: Resource(
+        path="manpower_logs",
+        wrapper="manpower_log",
+        answers={
+            "date": _field("date"),
+            "num_workers": _field("num_workers"),
+            "num_hours": _field("num_hours"),
+            "contact_id": _ref_id("vendor", "contact"),
+            "notes": _field("notes"),
+            "cost_code_id": _ref_id("cost_code"),
+        },
+        marker_fields=("notes",),
+        list_filters={"filters[status]": "all"},  # pending logs too, not only approved ones
+    ),
+    Module.TIMECARD: Resource(
+        path="timecard_entries",
+        wrapper="timecard_entry",
+        answers={
+            "date": _field("date"),
+            "hours": _field("hours"),
+            "party_id": _ref_id("party"),
+            "timecard_time_type_id": _ref_id("timecard_time_type"),
+            "cost_code_id": _ref_id("cost_code"),
+            "line_item_type_id": _field("line_item_type_id"),
+            "origin_id": _field("origin_id"),
+            "origin_data": _field("origin_data"),
+            "description": _field("description"),
+        },
+        marker_fields=("origin_data", "description"),
+    ),
+    Module.PRODUCTION_QUANTITY: Resource(
+        path="quantity_logs",
+        wrapper="quantity_log",
+        answers={
+            "date": _field("date"),
+            "quantity": _field("quantity"),
+            "unit": _field("unit"),
+            "cost_code_id": _ref_id("cost_code"),
+            "vendor_id": _ref_id("vendor"),
+            "description": _field("description"),
+        },
+        marker_fields=("description",),
     ),
 }
 
 
-class Verdict(StrEnum):
-    PROCEED = "proceed"
-    CONFLICT = "conflict"
-    RECREATE = "recreate"
-    ALREADY_GONE = "already_gone"
+# --- what Procore can take -------------------------------------------------------------
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _number_string(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def prepare(module: Module, payload: Mapping[str, Any], marker: str) -> tuple[dict[str, Any], str | None]:
+    """The body Procore gets for an entry, or why Procore cannot take it (never rounded to fit).
+
+    Procore's quirks, handled here: `num_hours` (manpower) and `hours` (timecards) are strings;
+    quantity-log `quantity` is an integer; a project timecard entry gets `hours` only (the
+    hours time-entry mode): its `time_in`/`time_out`/`lunch_time` describe one worker's clock
+    times, which an entry summed over several timelogs does not have, so we never invent them.
+    Our `marker` is made sure to be in the record's text, so a lost record can be found again.
+    """
+    body = with_marker(RESOURCES[module], dict(payload), marker)
+    if module is Module.MANPOWER:
+        if "num_workers" in body:
+            workers = body["num_workers"]
+            if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+                return body, f"Procore needs a whole, non-negative number of workers; got {workers!r}"
+        if "num_hours" in body:
+            hours = _decimal(body["num_hours"])
+            if hours is None or hours < 0:
+                return body, f"Procore needs the hours per worker as a number; got {body['num_hours']!r}"
+            body["num_hours"] = _number_string(hours)
+    elif module is Module.TIMECARD:
+        hours = _decimal(body.get("hours"))
+        if hours is None or hours < 0:
+            return body, f"Procore needs the timecard hours as a number; got {body.get('hours')!r}"
+        if hours > MAX_TIMECARD_HOURS:
+            return body, f"Procore takes at most 24 hours in one timecard entry; this entry has {hours} hours"
+        body["hours"] = _number_string(hours)
+        origin = body.get("origin_id")
+        if origin is not None and (isinstance(origin, bool) or not isinstance(origin, int)):
+            return body, f"Procore's timecard origin_id is an integer; got {origin!r}"
+    elif "quantity" in body:
+        quantity = _decimal(body["quantity"])
+        if quantity is None or quantity < 0:
+            return body, f"Procore needs the quantity as a number; got {body['quantity']!r}"
+        if quantity != quantity.to_integral_value():
+            unit = body.get("unit")
+            return body, f"Procore takes whole quantities only; {quantity}{f' {unit}' if unit else ''} is fractional"
+        body["quantity"] = int(quantity)
+    return body, None
+
+
+def with_marker(resource: Resource, body: dict[str, Any], marker: str) -> dict[str, Any]:
+    name = resource.marker_fields[0]
+    text = body.get(name)
+    if not isinstance(text, str) or not text:
+        body[name] = marker
+    elif marker not in text:
+        body[name] = f"{text} {marker}"
+    return body
+
+
+# --- comparing what is in Procore with what we wrote -----------------------------------
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -86,29 +188,92 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
-def judge_existing(
-    current: dict[str, Any] | None,
+def _same(ours: Any, theirs: Any) -> bool:
+    if ours in (None, "") and theirs in (None, ""):
+        return True
+    a, b = _decimal(ours), _decimal(theirs)
+    if a is not None and b is not None:
+        return a == b  # "8.0" (Procore) is our "8.00"
+    return str(ours) == str(theirs)
+
+
+def record_matches(resource: Resource, record: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
+    """Whether Procore's record holds exactly the fields of `payload` we write."""
+    for name, ours in payload.items():
+        extract = resource.answers.get(name)
+        if extract is not None and not _same(ours, extract(record)):
+            return False
+    return True
+
+
+def changed_since_publish(
+    resource: Resource,
+    current: Mapping[str, Any],
     published_updated_at: datetime | None,
-    force: bool,
-    deleting: bool,
-) -> tuple[Verdict, str | None]:
-    """May we overwrite (or delete) Procore's current record? Never without force if someone edited it."""
-    if current is None:
-        if deleting:
-            return Verdict.ALREADY_GONE, None
-        return (Verdict.RECREATE, None) if force else (Verdict.CONFLICT, DELETED_IN_PROCORE)
-    if force:
-        return Verdict.PROCEED, None
+    published_payload: Mapping[str, Any] | None,
+) -> bool:
+    """Someone edited the record after our last publish: its `updated_at`, else its content, moved."""
     current_updated = parse_time(current.get("updated_at"))
-    if published_updated_at is not None and current_updated is not None and current_updated != published_updated_at:
-        return Verdict.CONFLICT, CHANGED_IN_PROCORE
-    return Verdict.PROCEED, None
+    if published_updated_at is not None and current_updated is not None:
+        return current_updated != published_updated_at
+    if published_payload:
+        return not record_matches(resource, current, published_payload)
+    return False
 
 
-def find_marked(records: list[dict[str, Any]], field: str, marker: str) -> dict[str, Any] | None:
-    """The record our earlier, interrupted attempt created, recognised by our marker."""
+def find_own(
+    resource: Resource, records: list[dict[str, Any]], marker: str, payload: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The record an earlier, interrupted attempt created: our `origin_id`, else our marker in its text."""
+    origin = payload.get("origin_id")
+    if origin is not None:
+        for record in records:
+            if record.get("origin_id") is not None and str(record["origin_id"]) == str(origin):
+                return record
     for record in records:
-        value = record.get(field)
-        if isinstance(value, str) and marker in value:
-            return record
+        for name in resource.marker_fields:
+            value = record.get(name)
+            if isinstance(value, str) and marker in value:
+                return record
     return None
+
+
+# --- what to do with the record we published before ------------------------------------
+
+
+class Step(StrEnum):
+    WRITE = "write"
+    """PATCH it (update) or DELETE it (delete, replace)."""
+    CONFLICT = "conflict"
+    """Leave it: someone changed or deleted it in Procore."""
+    ADOPT = "adopt"
+    """Our own earlier, unrecorded PATCH is already there."""
+    GONE = "gone"
+    """Nothing to delete any more."""
+    CREATE = "create"
+    """Our own earlier replace already deleted the old record: create the new one."""
+
+
+def decide(
+    operation: ProcoreOperation,
+    current: Mapping[str, Any] | None,
+    *,
+    resource: Resource,
+    published_updated_at: datetime | None,
+    published_payload: Mapping[str, Any] | None,
+    payload: Mapping[str, Any],
+    recovering: bool,
+    deleted_by_us: bool = False,
+) -> tuple[Step, str | None]:
+    """Publish or Republish (not force) of an entry published before: never overwrite someone else's edit."""
+    if current is None:
+        if operation is ProcoreOperation.DELETE:
+            return Step.GONE, None
+        if deleted_by_us or (recovering and operation is ProcoreOperation.REPLACE):
+            return Step.CREATE, None  # the first half of our own replace deleted it
+        return Step.CONFLICT, DELETED_IN_PROCORE
+    if recovering and operation is ProcoreOperation.UPDATE and record_matches(resource, current, payload):
+        return Step.ADOPT, None
+    if changed_since_publish(resource, current, published_updated_at, published_payload):
+        return Step.CONFLICT, CHANGED_IN_PROCORE
+    return Step.WRITE, None

@@ -1,38 +1,146 @@
-"""Publisher use cases: make Procore hold exactly one record with the entry's content."""
+"""Publisher use cases: take each request once, then make Procore hold exactly one record with the entry's content."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
 from services.publisher import domain
-from services.publisher.adapters.attempts import AttemptLog
-from services.publisher.domain import RESOURCES, Verdict
-from shared.events import ProcoreOperation, ProcorePublishFinished, PublishOutcome, PublishToProcore
-from shared.procore import ProcoreClient, ProcoreError
+from services.publisher.adapters.attempts import Pending, Received, Started, Unemitted
+from services.publisher.adapters.procore import MaybeCreated, ProcoreRecords, describe
+from services.publisher.domain import Step
+from shared.broker import describe_validation_error, json_problem
+from shared.events import ProcoreOperation, ProcorePublishFinished, PublishOutcome, PublishRequest, PublishToProcore
+from shared.procore import ProcoreError
 
 log = logging.getLogger(__name__)
+_request: TypeAdapter[PublishToProcore] = TypeAdapter(PublishRequest)
+
+Emit = Callable[[ProcorePublishFinished], Awaitable[None]]
+RecordsFor = Callable[[PublishToProcore], ProcoreRecords]
 
 
-async def handle_publish_request(
-    request: PublishToProcore, attempts: AttemptLog, procore: ProcoreClient
+class DeadLetterSink(Protocol):
+    async def send(self, record: Any, reason: str, headers: dict[str, str] | None = None) -> None: ...
+
+
+class Attempts(Protocol):
+    """The attempt log port (adapters.attempts.AttemptLog)."""
+
+    async def receive(self, incoming: list[tuple[PublishToProcore, dict[str, str]]]) -> list[Received]: ...
+    async def start(self, request_id: Any) -> Started: ...
+    async def note_deleted(self, request_id: Any, procore_id: int) -> None: ...
+    async def finish(
+        self,
+        request_id: Any,
+        procore_id: int | None,
+        result: dict[str, Any],
+        *,
+        uncertain: bool = False,
+        reconciled: bool = False,
+    ) -> None: ...
+    async def mark_emitted(self, request_id: Any) -> None: ...
+    async def unemitted(self, older_than_s: float, limit: int = 500) -> list[Unemitted]: ...
+
+
+def parse_requests(
+    records: Sequence[Any],
+) -> tuple[list[tuple[PublishToProcore, dict[str, str]]], list[tuple[Any, str]]]:
+    """Kafka records → (request, its trace context) pairs, and (record, reason) for what cannot be read."""
+    valid: list[tuple[PublishToProcore, dict[str, str]]] = []
+    rejects: list[tuple[Any, str]] = []
+    for record in records:
+        try:
+            request = _request.validate_json(record.value or b"")
+        except ValidationError as error:
+            problem = json_problem(record.value or b"")
+            reason = f"message is not valid JSON: {problem}" if problem else None
+            rejects.append((record, reason or f"invalid message: {describe_validation_error(error)}"))
+            continue
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        valid.append((request, {k: v for k, v in headers.items() if k in ("traceparent", "tracestate")}))
+    return valid, rejects
+
+
+async def accept_records(
+    records: Sequence[Any],
+    attempts: Attempts,
+    wake: Callable[[int], None],
+    answer_again: Callable[[ProcorePublishFinished, dict[str, str]], Awaitable[None]],
+    dead_letters: DeadLetterSink,
+) -> None:
+    """Store a batch of publish requests, each once; a request answered before gets its stored result again."""
+    valid, rejects = parse_requests(records)
+    for record, reason in rejects:
+        await dead_letters.send(record, reason)
+    if not valid:
+        return
+    for (request, trace), received in zip(valid, await attempts.receive(valid), strict=True):
+        if received.state == "done" and received.result is not None:
+            await answer_again(ProcorePublishFinished.model_validate(received.result), trace)
+        else:
+            wake(request.procore_company_id)
+
+
+async def process_request(
+    pending: Pending, attempts: Attempts, records_for: RecordsFor, emit: Emit, max_tries: int = 5
 ) -> ProcorePublishFinished:
-    """Run one request at most once in effect; a redelivered request gets the stored result again."""
-    before = await attempts.begin(request.request_id, request.entry_id, request.account_id, request.operation.value)
-    if before.state == "done" and before.result is not None:
-        return ProcorePublishFinished.model_validate(before.result)
-    recovering = before.state == "started"
-    try:
-        result = await _execute(request, procore, recovering)
-    except ProcoreError as error:
-        result = _finished(request, PublishOutcome.FAILED, message=error.message)
-    except httpx.TransportError as error:
-        result = _finished(request, PublishOutcome.FAILED, message=f"Procore could not be reached: {error!r}")
-    await attempts.finish(request.request_id, result.procore_id, result.model_dump(mode="json"))
+    """Send one stored request to Procore, keep its result, then emit it (one result per request)."""
+    request = pending.request
+    started = await attempts.start(request.request_id)
+    if started.tries > max_tries:
+        outcome = Outcome(_failed(request, f"the publisher gave up after {max_tries} tries"), uncertain=True)
+    else:
+        outcome = await execute(request, records_for(request), started, attempts)
+    result = outcome.result
+    await attempts.finish(
+        request.request_id,
+        result.procore_id,
+        result.model_dump(mode="json"),
+        uncertain=outcome.uncertain,
+        reconciled=outcome.reconciled,
+    )
+    await emit(result)
+    await attempts.mark_emitted(request.request_id)
     return result
+
+
+async def emit_leftovers(attempts: Attempts, emit: Callable[[Unemitted], Awaitable[None]], older_than_s: float) -> int:
+    """Emit results that were stored but never went out (the publisher stopped in between)."""
+    count = 0
+    for item in await attempts.unemitted(older_than_s):
+        await emit(item)
+        await attempts.mark_emitted(ProcorePublishFinished.model_validate(item.result).request_id)
+        count += 1
+    return count
+
+
+@dataclass
+class Outcome:
+    result: ProcorePublishFinished
+    uncertain: bool = False
+    """A create failed without telling whether Procore made the record."""
+    reconciled: bool = False
+    """We listed the day's records looking for one of ours."""
+
+
+async def execute(request: PublishToProcore, records: ProcoreRecords, started: Started, attempts: Attempts) -> Outcome:
+    """Make Procore hold the entry's content (or nothing), never a second record, never over someone's edit."""
+    run = _Publication(request, records, started, attempts)
+    try:
+        return Outcome(await run.perform(), reconciled=run.reconciled)
+    except MaybeCreated as error:
+        return Outcome(_failed(request, str(error)), uncertain=True, reconciled=run.reconciled)
+    except ProcoreError as error:
+        return Outcome(_failed(request, error.message), reconciled=run.reconciled)
+    except httpx.TransportError as error:
+        return Outcome(_failed(request, describe(error)), reconciled=run.reconciled)
 
 
 def _finished(
@@ -42,7 +150,6 @@ def _finished(
     message: str | None = None,
     payload: dict[str, Any] | None = None,
 ) -> ProcorePublishFinished:
-    updated_at = domain.parse_time(record.get("updated_at")) if record else None
     return ProcorePublishFinished(
         account_id=request.account_id,
         request_id=request.request_id,
@@ -51,105 +158,124 @@ def _finished(
         module=request.module,
         outcome=outcome,
         procore_id=int(record["id"]) if record else None,
-        procore_updated_at=updated_at,
+        procore_updated_at=domain.parse_time(record.get("updated_at")) if record else None,
         published_payload=payload,
         message=message,
     )
 
 
-async def _fetch(request: PublishToProcore, procore: ProcoreClient, record_id: int) -> dict[str, Any] | None:
-    resource = RESOURCES[request.module]
-    path = resource.item(request.procore_company_id, request.procore_project_id, record_id)
-    try:
-        record = await procore.get_json(path, request.procore_company_id)
-    except ProcoreError as error:
-        if error.status == 404:
-            return None
-        raise
-    if isinstance(record, dict) and record.get("deleted_at"):
-        return None
-    return record if isinstance(record, dict) else None
+def _failed(request: PublishToProcore, message: str) -> ProcorePublishFinished:
+    return _finished(request, PublishOutcome.FAILED, message=message)
 
 
-async def _find_own_record(request: PublishToProcore, procore: ProcoreClient) -> dict[str, Any] | None:
-    resource = RESOURCES[request.module]
-    path = resource.collection(request.procore_company_id, request.procore_project_id)
-    records = [
-        r
-        async for r in procore.paginate(
-            path, request.procore_company_id, resource.list_params(request.work_date.isoformat())
+def _origin_taken(error: ProcoreError) -> bool:
+    return error.status in (409, 422) and "origin_id" in f"{error.message} {error.body}"
+
+
+class _Publication:
+    def __init__(
+        self, request: PublishToProcore, records: ProcoreRecords, started: Started, attempts: Attempts
+    ) -> None:
+        self.request = request
+        self.records = records
+        self.started = started
+        self.attempts = attempts
+        self.reconciled = False
+
+    async def perform(self) -> ProcorePublishFinished:
+        r = self.request
+        op = r.operation
+        body: dict[str, Any] = {}
+        if op is not ProcoreOperation.DELETE:
+            body, problem = domain.prepare(r.module, r.payload, r.marker)
+            if problem is not None:
+                return _failed(r, problem)
+        if op is ProcoreOperation.CREATE or r.procore_id is None:
+            return self._published(await self._create(body), body)
+        if r.force:
+            return await self._force(r.procore_id, body)
+
+        current = await self.records.get(r.procore_id)
+        step, reason = domain.decide(
+            op,
+            current,
+            resource=self.records.resource,
+            published_updated_at=r.published_updated_at,
+            published_payload=r.published_payload,
+            payload=body,
+            recovering=self.started.recovering,
+            deleted_by_us=self.started.deleted_by_us,
         )
-    ]
-    return domain.find_marked(records, resource.marker_field, request.marker)
+        if step is Step.CONFLICT:
+            return _finished(r, PublishOutcome.CONFLICT, current, message=reason)
+        if step is Step.ADOPT:
+            assert current is not None
+            return self._published(current, body)
+        if step is Step.GONE:
+            return _finished(r, PublishOutcome.DELETED, message="already deleted in Procore")
+        if step is Step.CREATE:
+            return self._published(await self._create(body), body)
+        if op is ProcoreOperation.UPDATE:
+            record = await self.records.update(r.procore_id, body)
+            if record is None:  # deleted in Procore between our read and our write
+                return _finished(r, PublishOutcome.CONFLICT, message=domain.DELETED_IN_PROCORE)
+            return self._published(record, body)
+        await self._delete(r.procore_id)
+        if op is ProcoreOperation.DELETE:
+            return _finished(r, PublishOutcome.DELETED)
+        return self._published(await self._create(body), body)
 
+    async def _force(self, procore_id: int, body: dict[str, Any]) -> ProcorePublishFinished:
+        """Force publish: Procore gets MobiClocks' data whatever happened there; a deleted record is re-created."""
+        op = self.request.operation
+        if op is ProcoreOperation.UPDATE:
+            record = await self.records.update(procore_id, body)
+            return self._published(record if record is not None else await self._create(body), body)
+        await self._delete(procore_id)
+        if op is ProcoreOperation.DELETE:
+            return _finished(self.request, PublishOutcome.DELETED)
+        return self._published(await self._create(body), body)
 
-async def _create(request: PublishToProcore, procore: ProcoreClient, recovering: bool) -> dict[str, Any]:
-    resource = RESOURCES[request.module]
-    if recovering:
-        # An earlier try may have created the record and died before recording it: adopt it.
-        adopted = await _find_own_record(request, procore)
-        if adopted is not None:
-            log.info("adopting Procore record %s for entry %s", adopted.get("id"), request.entry_id)
-            return await _update(request, procore, int(adopted["id"]))
-    path = resource.collection(request.procore_company_id, request.procore_project_id)
-    response = await procore.request(
-        "POST",
-        path,
-        request.procore_company_id,
-        json=resource.body(request.procore_project_id, request.payload),
-    )
-    record: dict[str, Any] = response.json()
-    return record
+    def _published(self, record: dict[str, Any], body: dict[str, Any]) -> ProcorePublishFinished:
+        return _finished(self.request, PublishOutcome.PUBLISHED, record, payload=body)
 
+    async def _delete(self, procore_id: int) -> None:
+        await self.records.delete(procore_id)
+        if self.request.operation is ProcoreOperation.REPLACE:
+            await self.attempts.note_deleted(self.request.request_id, procore_id)
 
-async def _update(request: PublishToProcore, procore: ProcoreClient, record_id: int) -> dict[str, Any]:
-    resource = RESOURCES[request.module]
-    response = await procore.request(
-        "PATCH",
-        resource.item(request.procore_company_id, request.procore_project_id, record_id),
-        request.procore_company_id,
-        json=resource.body(request.procore_project_id, request.payload),
-    )
-    record: dict[str, Any] = response.json()
-    return record
+    async def _find_own(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.reconciled = True
+        listed = await self.records.list_day(self.request.work_date)
+        return domain.find_own(self.records.resource, listed, self.request.marker, body)
 
+    async def _adopt(self, found: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        log.info("adopting Procore record %s for entry %s", found.get("id"), self.request.entry_id)
+        if domain.record_matches(self.records.resource, found, body):
+            return found
+        updated = await self.records.update(int(found["id"]), body)
+        return updated if updated is not None else await self.records.create(body)
 
-async def _delete(request: PublishToProcore, procore: ProcoreClient, record_id: int) -> None:
-    resource = RESOURCES[request.module]
-    await procore.request(
-        "DELETE",
-        resource.item(request.procore_company_id, request.procore_project_id, record_id),
-        request.procore_company_id,
-    )
-
-
-async def _execute(request: PublishToProcore, procore: ProcoreClient, recovering: bool) -> ProcorePublishFinished:
-    op = request.operation
-    published = PublishOutcome.PUBLISHED
-    if op is ProcoreOperation.CREATE or request.procore_id is None:
-        record = await _create(request, procore, recovering)
-        return _finished(request, published, record, payload=request.payload)
-
-    current = await _fetch(request, procore, request.procore_id)
-    deleting = op in (ProcoreOperation.DELETE, ProcoreOperation.REPLACE)
-    verdict, reason = domain.judge_existing(current, _baseline(request), request.force, deleting)
-    if verdict is Verdict.CONFLICT:
-        return _finished(request, PublishOutcome.CONFLICT, current, message=reason)
-
-    if op is ProcoreOperation.UPDATE:
-        if verdict is Verdict.RECREATE:
-            record = await _create(request, procore, recovering)
-        else:
-            record = await _update(request, procore, request.procore_id)
-        return _finished(request, published, record, payload=request.payload)
-
-    if verdict is Verdict.PROCEED:
-        await _delete(request, procore, request.procore_id)
-    if op is ProcoreOperation.DELETE:
-        return _finished(request, PublishOutcome.DELETED)
-    record = await _create(request, procore, recovering)
-    return _finished(request, published, record, payload=request.payload)
-
-
-def _baseline(request: PublishToProcore) -> datetime | None:
-    return request.published_updated_at
+    async def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST once; after a crash or an answer that leaves it open, look for our record before posting again."""
+        if self.started.recovering:
+            found = await self._find_own(body)
+            if found is not None:
+                return await self._adopt(found, body)
+        unknown = 0
+        while True:
+            try:
+                return await self.records.create(body)
+            except MaybeCreated as error:
+                unknown += 1
+                log.warning("create for entry %s may have landed (%s): looking for it", self.request.entry_id, error)
+                found = await self._find_own(body)
+                if found is not None:
+                    return await self._adopt(found, body)
+                if unknown >= self.records.max_attempts:
+                    raise
+                await asyncio.sleep(min(0.2 * 2**unknown, 10.0))
+            except ProcoreError as error:
+                if _origin_taken(error) and (found := await self._find_own(body)) is not None:
+                    return await self._adopt(found, body)
+                raise

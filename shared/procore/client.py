@@ -2,7 +2,9 @@
 
 One pooled httpx client serves all companies. Transient failures (connection errors,
 timeouts, 5xx, 429) are retried with exponential backoff and jitter, bounded by
-`max_attempts`; permanent 4xx raise `ProcoreError` carrying Procore's own message.
+`max_attempts`; before every call the per-company `RateLimiter` waits for whatever
+Procore's `X-Rate-Limit-*`/`Retry-After` headers said. A 401 refreshes the token once and
+retries; a second 401, or any other 4xx, raises `ProcoreError` carrying Procore's message.
 """
 
 from __future__ import annotations
@@ -22,37 +24,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from shared.procore.errors import ProcoreError, error_message
+from shared.procore.oauth import OAuthApp
 from shared.procore.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 REST = "/rest/v1.0"
 
-
-class ProcoreError(Exception):
-    def __init__(self, status: int, message: str, body: Any = None) -> None:
-        super().__init__(f"Procore answered {status}: {message}")
-        self.status = status
-        self.message = message
-        self.body = body
-
-    @property
-    def transient(self) -> bool:
-        return self.status in (401, 408, 429) or self.status >= 500
-
-
-def error_message(response: httpx.Response) -> str:
-    """Procore's error bodies vary by endpoint: take the first meaningful text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict):
-        for key in ("message", "error", "errors", "reason"):
-            value = body.get(key)
-            if value:
-                return value if isinstance(value, str) else str(value)[:500]
-    return str(body)[:500]
+__all__ = ["REST", "ProcoreClient", "ProcoreError", "Token", "TokenProvider", "TokenSource", "error_message"]
 
 
 @dataclass
@@ -62,7 +42,7 @@ class Token:
 
 
 class TokenSource:
-    """Client-credentials tokens, fetched once and renewed shortly before they expire."""
+    """Client-credentials tokens of one app, fetched once and renewed shortly before they expire."""
 
     def __init__(
         self,
@@ -72,10 +52,7 @@ class TokenSource:
         client_secret: str,
         refresh_margin_s: float = 300.0,
     ) -> None:
-        self._http = http
-        self._login_url = login_url.rstrip("/")
-        self._client_id = client_id
-        self._client_secret = client_secret
+        self._app = OAuthApp(http, login_url, client_id, client_secret)
         self._margin = refresh_margin_s
         self._token: Token | None = None
         self._lock = asyncio.Lock()
@@ -87,18 +64,8 @@ class TokenSource:
             return self._token.access_token
 
     async def _fetch(self) -> Token:
-        response = await self._http.post(
-            f"{self._login_url}/oauth/token",
-            json={
-                "grant_type": "client_credentials",
-                "client_id": self._client_id,
-                "client_secret": self._client_secret,
-            },
-        )
-        if response.status_code != 200:
-            raise ProcoreError(response.status_code, error_message(response))
-        body = response.json()
-        return Token(body["access_token"], time.time() + float(body.get("expires_in", 5400)))
+        tokens = await self._app.client_credentials()
+        return Token(tokens.access_token, tokens.expires_at)
 
 
 TokenProvider = Callable[[int, bool], Awaitable[str]]
@@ -122,17 +89,24 @@ class ProcoreClient:
         self._max_attempts = max_attempts
         self._max_wait_s = max_wait_s
 
+    def with_tokens(self, tokens: TokenProvider) -> ProcoreClient:
+        """The same pooled connection and rate budgets, another connection's tokens (one account's)."""
+        return ProcoreClient(self._http, self._base, tokens, self.limiter, self._max_attempts, self._max_wait_s)
+
     async def request(
         self,
         method: str,
         path: str,
-        company_id: int,
+        company_id: int | None,
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
     ) -> httpx.Response:
-        """One logical call, retried on transient failures; raises ProcoreError on a permanent one."""
-        force_refresh = False
+        """One logical call, retried on transient failures; raises ProcoreError on a permanent one.
+
+        `company_id` None: the few calls Procore answers without `Procore-Company-Id` (`/companies`, `/me`).
+        """
+        refreshed = False
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
             wait=wait_exponential_jitter(multiplier=0.2, max=self._max_wait_s),
@@ -141,41 +115,77 @@ class ProcoreClient:
         )
         async for attempt in retrying:
             with attempt:
-                await self.limiter.acquire(company_id)
-                token = await self._tokens(company_id, force_refresh)
-                response = await self._http.request(
-                    method,
-                    f"{self._base}{path}",
-                    params=params,
-                    json=json,
-                    headers={"Authorization": f"Bearer {token}", "Procore-Company-Id": str(company_id)},
-                )
-                self.limiter.observe(company_id, response.status_code, response.headers)
-                if response.status_code == 401:
-                    force_refresh = True
+                while True:
+                    response = await self._send(method, path, company_id, params, json, force_refresh=refreshed)
+                    if response.status_code == 401 and not refreshed:
+                        # The token expired or was revoked early: refresh once, then it is Procore's answer.
+                        refreshed = True
+                        continue
+                    break
                 if response.status_code >= 400:
                     raise ProcoreError(response.status_code, error_message(response), _safe_json(response))
                 return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def get_json(self, path: str, company_id: int, params: dict[str, Any] | None = None) -> Any:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        company_id: int | None,
+        params: dict[str, Any] | None,
+        json: Any,
+        *,
+        force_refresh: bool,
+    ) -> httpx.Response:
+        budget = company_id or 0  # calls without a company share one budget, as Procore counts them
+        await self.limiter.acquire(budget)
+        try:
+            token = await self._tokens(budget, force_refresh)
+            headers = {"Authorization": f"Bearer {token}"}
+            if company_id is not None:
+                headers["Procore-Company-Id"] = str(company_id)
+            response = await self._http.request(
+                method, f"{self._base}{path}", params=params, json=json, headers=headers
+            )
+        except BaseException:
+            self.limiter.release(budget)  # no answer: give the company's slot back
+            raise
+        self.limiter.observe(budget, response.status_code, response.headers)
+        return response
+
+    async def get_json(self, path: str, company_id: int | None, params: dict[str, Any] | None = None) -> Any:
         return (await self.request("GET", path, company_id, params=params)).json()
 
     async def paginate(
-        self, path: str, company_id: int, params: dict[str, Any] | None = None, per_page: int = 1000
+        self, path: str, company_id: int | None, params: dict[str, Any] | None = None, per_page: int = 1000
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every item of a list, following pages until Procore's `Link` has no `next`."""
+        """Every item of a list: pages follow Procore's `Link` (`next`) and stop at its `Total`.
+
+        An endpoint that is not paginated (no `Link`, no `Total`) yields its one page.
+        """
         page = 1
+        seen = 0
         while True:
             response = await self.request(
                 "GET", path, company_id, params={**(params or {}), "page": page, "per_page": per_page}
             )
             items = response.json()
+            if not isinstance(items, list):
+                raise ProcoreError(response.status_code, f"expected a list from {path}, got {type(items).__name__}")
             for item in items:
                 yield item
-            if "next" not in response.links or not items:
+            seen += len(items)
+            total = _int_header(response, "total")
+            if not items or "next" not in response.links or (total is not None and seen >= total):
                 return
             page += 1
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    try:
+        return int(response.headers[name])
+    except (KeyError, ValueError):
+        return None
 
 
 def _safe_json(response: httpx.Response) -> Any:

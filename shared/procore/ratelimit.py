@@ -1,10 +1,18 @@
 """Header-driven scheduling for Procore's rate limits, one budget per company.
 
 Procore reports whichever of its two windows (hourly, 10-second spike) is closer to
-exhaustion in `X-Rate-Limit-Limit/-Remaining/-Reset`. We never assume a quota: when the
-last response said nothing remains, callers for that company wait until the reset time;
-a 429/503 blocks the company until `Retry-After` (or the reset) plus jitter. Other
-companies are never slowed by one company's limits.
+exhaustion in `X-Rate-Limit-Limit/-Remaining/-Reset`. We never assume a quota; from the
+last answer we know `remaining` calls may go before `reset`, and we spread them evenly
+over that time (pacing) instead of bursting into the limit:
+
+- `remaining > 0`: the next call waits `(reset - now) / remaining` after the answer;
+- `remaining == 0`: the next call waits until just after `reset`;
+- 429/503: nothing for that company until `Retry-After` (or the reset), plus jitter.
+
+Every call of a company holds one of its `max_in_flight` slots (default 1) from `acquire`
+until `observe` (or `release`, when no answer came): with one slot, each decision is made
+on the freshest headers, and once a 429 arrives no other call of that company is on the
+wire or can start before the reset. Companies never wait for each other.
 """
 
 from __future__ import annotations
@@ -12,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -22,6 +30,12 @@ class Budget:
     remaining: int | None = None
     reset_at: float = 0.0
     blocked_until: float = 0.0
+    """After a 429/503: no call before this time."""
+    next_at: float = 0.0
+    """Pacing: the earliest time of the next call."""
+    holding: int = 0
+    """Slots taken by calls that have not been observed or released yet."""
+    slots: asyncio.Semaphore | None = field(default=None, repr=False)
 
 
 def parse_reset(value: str | None, now: float) -> float | None:
@@ -46,23 +60,52 @@ def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
     return None if reset is None else max(reset - now, 0.0)
 
 
+def pace(now: float, remaining: int, reset_at: float, margin_s: float) -> float:
+    """When the next call may go, given `remaining` calls until `reset_at` (pure)."""
+    if reset_at <= now:
+        return now  # the window has already reset: its numbers say nothing any more
+    if remaining <= 0:
+        return reset_at + margin_s
+    return now + (reset_at - now) / remaining
+
+
 class RateLimiter:
-    def __init__(self, clock: Callable[[], float] = time.time, jitter_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        jitter_s: float = 0.25,
+        max_in_flight: int = 1,
+        reset_margin_s: float = 0.05,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._clock = clock
         self._jitter_s = jitter_s
+        self._max_in_flight = max_in_flight
+        self._margin_s = reset_margin_s
+        self._sleep = sleep
         self._budgets: dict[int, Budget] = {}
+        self.rate_limited = 0
+        """429 answers seen (all companies): a steady state should keep this at 0."""
 
     def budget(self, company_id: int) -> Budget:
-        return self._budgets.setdefault(company_id, Budget())
+        b = self._budgets.get(company_id)
+        if b is None:
+            b = self._budgets[company_id] = Budget()
+        return b
 
     def delay_for(self, company_id: int) -> float:
         """Seconds to wait before the next call for this company (0 when free to go)."""
         b = self.budget(company_id)
         now = self._clock()
-        wait = max(b.blocked_until - now, 0.0)
+        wait = max(b.blocked_until - now, b.next_at - now, 0.0)
         if b.remaining is not None and b.remaining <= 0 and b.reset_at > now:
-            wait = max(wait, b.reset_at - now)
+            wait = max(wait, b.reset_at + self._margin_s - now)
         return wait
+
+    async def ready(self, company_id: int) -> None:
+        """Wait until the company's budget allows a call (without taking a slot)."""
+        while (wait := self.delay_for(company_id)) > 0:
+            await self._sleep(wait)
 
     def reserve(self, company_id: int) -> None:
         """Count a call about to be made, so concurrent callers don't overspend the last known budget."""
@@ -71,11 +114,28 @@ class RateLimiter:
             b.remaining -= 1
 
     async def acquire(self, company_id: int) -> None:
-        while (wait := self.delay_for(company_id)) > 0:  # noqa: ASYNC110 - waiting for time itself to pass
-            await asyncio.sleep(wait + random.uniform(0, self._jitter_s))
+        """Take one of the company's slots and wait until its budget allows the call."""
+        b = self.budget(company_id)
+        if b.slots is None:
+            b.slots = asyncio.Semaphore(self._max_in_flight)
+        await b.slots.acquire()
+        try:
+            await self.ready(company_id)
+        except BaseException:
+            b.slots.release()
+            raise
+        b.holding += 1
         self.reserve(company_id)
 
+    def release(self, company_id: int) -> None:
+        """Give back a slot after a call that got no answer (connection error, timeout)."""
+        b = self.budget(company_id)
+        if b.holding > 0 and b.slots is not None:
+            b.holding -= 1
+            b.slots.release()
+
     def observe(self, company_id: int, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from an answer's headers and give back its slot."""
         now = self._clock()
         b = self.budget(company_id)
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -88,8 +148,14 @@ class RateLimiter:
             reset = parse_reset(lowered.get("x-rate-limit-reset"), now)
             if reset is not None:
                 b.reset_at = reset
+            if b.remaining is not None:
+                b.next_at = pace(now, b.remaining, b.reset_at, self._margin_s)
         if status in (429, 503):
             wait = retry_after_seconds(lowered, now)
-            b.blocked_until = now + (wait if wait is not None else 1.0)
+            until = now + (wait if wait is not None else 1.0)
             if status == 429:
+                self.rate_limited += 1
                 b.remaining = 0
+                until = max(until, b.reset_at)
+            b.blocked_until = until + self._margin_s + random.uniform(0, self._jitter_s)
+        self.release(company_id)

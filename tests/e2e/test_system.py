@@ -115,6 +115,8 @@ async def test_make_run_publishes_a_timelog_and_stops_cleanly(
         )
         assert login.status_code == 200, login.text
         auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        connect = await gw.post("/api/procore/connection", json={"grant": "client_credentials"}, headers=auth)
+        assert connect.status_code == 202, connect.text
         setup = {"procore_company_id": seeded["company_id"], "enabled_modules": ["manpower"], "two_way": False}
         assert (await gw.put("/api/setup", json=setup, headers=auth)).status_code == 202
         for entity, mc_id, procore_id in (

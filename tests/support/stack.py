@@ -23,6 +23,9 @@ from services.publisher.config import PublisherSettings
 from shared.broker import ensure_topics
 from shared.topics import Topics
 
+TEST_TOKEN_KEY = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
+"""A valid Fernet key (the mapping service refuses to start without one)."""
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -64,7 +67,7 @@ def make_apps(cfg: StackConfig, which: tuple[str, ...], provider: TracerProvider
         apps["publisher"] = build_publisher(PublisherSettings(**cfg.common("publisher"), **cfg.procore()), provider)
     if "mapping" in which:
         apps["mapping"] = build_mapping(
-            MappingSettings(**cfg.common("mapping"), **cfg.procore(), token_encryption_key="x" * 44), provider
+            MappingSettings(**cfg.common("mapping"), **cfg.procore(), token_encryption_key=TEST_TOKEN_KEY), provider
         )
     return apps
 

@@ -34,6 +34,7 @@ OTEL_CONFIG = ROOT / "deploy" / "otel-collector.yaml"
 REQUIRED_VARS = {
     "TOKEN_ENCRYPTION_KEY": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
     "JWT_SECRET": "a-long-random-test-secret-of-enough-length",
+    "INTERNAL_API_TOKEN": "internal-test-token",
 }
 
 APP_SERVICES = {"aggregator": 8081, "publisher": 8082, "mapping": 8083, "gateway": 8000}
@@ -50,13 +51,13 @@ COMMON_ENV = {
 PROCORE_ENV = {"PROCORE_BASE_URL", "PROCORE_LOGIN_URL", "PROCORE_CLIENT_ID", "PROCORE_CLIENT_SECRET"}
 EXTRA_ENV: dict[str, set[str]] = {
     "aggregator": set(),
-    "publisher": PROCORE_ENV,
-    "mapping": PROCORE_ENV | {"TOKEN_ENCRYPTION_KEY"},
+    "publisher": PROCORE_ENV | {"PROCORE_TOKENS_URL", "INTERNAL_API_TOKEN"},
+    "mapping": PROCORE_ENV | {"TOKEN_ENCRYPTION_KEY", "INTERNAL_API_TOKEN"},
     "gateway": {"JWT_SECRET", "DEV_LOGIN"},
 }
 EXTRA_DEPENDENCIES: dict[str, set[str]] = {
     "aggregator": set(),
-    "publisher": {"procore-sandbox"},
+    "publisher": {"procore-sandbox", "mapping"},
     "mapping": {"procore-sandbox"},
     "gateway": {"aggregator"},
 }

@@ -306,6 +306,23 @@ async def lock_entries_by_id(conn: asyncpg.Connection, entry_ids: Sequence[uuid.
     return [_entry(r) for r in rows]
 
 
+async def lock_entries_published_with(
+    conn: asyncpg.Connection, account_ids: Sequence[str], timelog_ids: Sequence[str]
+) -> list[StoredEntry]:
+    """Entries that were published (or are being published) with any of these timelogs."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM entries
+         WHERE (published_timelog_ids && $2::text[] OR publishing_timelog_ids && $2::text[])
+           AND account_id = ANY($1::text[])
+         ORDER BY entry_id FOR UPDATE
+        """,
+        list(account_ids),
+        list(timelog_ids),
+    )
+    return [_entry(r) for r in rows]
+
+
 async def load_members(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> None:
     """Fill in the per-employee timelog counts of manpower entries (in place)."""
     ids = [e.entry_id for e in entries if e.module is Module.MANPOWER]

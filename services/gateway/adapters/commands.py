@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from shared.events import ConfigureSetup, PublishEntries, SetMapping
+from shared.events import MappingCommand, PublishEntries
 from shared.topics import Topics
 
 
@@ -20,5 +20,5 @@ class KafkaCommandBus:
     async def send_publish(self, command: PublishEntries, key: str) -> None:
         await self._broker.publish(command, topic=self._topics.publish_commands, key=key.encode())
 
-    async def send_mapping(self, command: ConfigureSetup | SetMapping, key: str) -> None:
+    async def send_mapping(self, command: MappingCommand, key: str) -> None:
         await self._broker.publish(command, topic=self._topics.mapping_commands, key=key.encode())

@@ -16,6 +16,7 @@ const ACTION = { publish: "Publish", republish: "Republish", force_publish: "For
 const MODULE = { manpower: "Manpower", timecard: "Timecard", production_quantity: "Production quantity" };
 
 const state = {
+  view: "board", // "board" (a module's dashboard), or an admin screen: "mapping", "setup" (static/mapping.js)
   module: "manpower",
   week: mondayOf(new Date()),
   status: "",
@@ -263,6 +264,7 @@ function renderDashboard(data) {
 }
 
 async function loadDashboard() {
+  if (state.view !== "board") return;
   const params = new URLSearchParams({ week_start: state.week });
   if (state.status) params.append("status", state.status);
   try {
@@ -419,6 +421,7 @@ async function publish(action, scope) {
 // --- wiring --------------------------------------------------------------------------
 
 function syncUrl() {
+  if (state.view !== "board") return; // admin screens keep their own hash
   const params = new URLSearchParams({ week: state.week });
   if (state.status) params.set("status", state.status);
   if (state.cell) params.set("cell", `${state.cell.date}/${state.cell.jobSiteId}`);
@@ -428,6 +431,7 @@ function syncUrl() {
 function readUrl() {
   const [module, query] = location.hash.slice(1).split("?");
   if (MODULE[module]) state.module = module;
+  if (window.AdminViews && window.AdminViews[module]) state.view = module;
   const params = new URLSearchParams(query || "");
   if (/^\d{4}-\d{2}-\d{2}$/.test(params.get("week") || "")) state.week = mondayOf(parseDay(params.get("week")));
   if (STATUS[params.get("status")]) state.status = params.get("status");
@@ -437,8 +441,14 @@ function readUrl() {
 
 function renderChrome() {
   for (const tab of document.querySelectorAll("#tabs button")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.module === state.module));
+    const selected = tab.dataset.view ? tab.dataset.view === state.view : state.view === "board" && tab.dataset.module === state.module;
+    tab.setAttribute("aria-selected", String(selected));
   }
+  const board = state.view === "board";
+  $("toolbar").hidden = !board;
+  $("board").hidden = !board;
+  $("admin").hidden = board;
+  if (!board) $("message").hidden = true;
   $("week-picker").value = state.week;
   const end = addDays(state.week, 6);
   $("week-label").textContent = `${dateFmt.format(parseDay(state.week))} – ${dateFmt.format(parseDay(end))}`;
@@ -447,7 +457,7 @@ function renderChrome() {
 }
 
 function go(changes) {
-  Object.assign(state, changes);
+  Object.assign(state, { view: "board" }, changes);
   if (state.cell) closeDetails();
   renderChrome();
   loadDashboard();
@@ -459,7 +469,7 @@ async function start() {
   for (const [value, label] of Object.entries(STATUS)) select.append(el("option", { value }, label));
 
   for (const tab of document.querySelectorAll("#tabs button")) {
-    tab.addEventListener("click", () => go({ module: tab.dataset.module }));
+    tab.addEventListener("click", () => (tab.dataset.view ? openView(tab.dataset.view) : go({ module: tab.dataset.module })));
   }
   $("prev-week").addEventListener("click", () => go({ week: addDays(state.week, -7) }));
   $("next-week").addEventListener("click", () => go({ week: addDays(state.week, 7) }));
@@ -500,8 +510,21 @@ async function start() {
     handleError(error);
     return;
   }
+  if (state.view !== "board") {
+    openView(state.view, location.hash);
+    return;
+  }
   loadDashboard();
   if (state.cell) openDetails(state.cell.jobSiteId, state.cell.date);
 }
 
-start();
+// Setup and Data mapping live in static/mapping.js (window.AdminViews).
+function openView(view, hash) {
+  if (state.cell) closeDetails();
+  state.view = view;
+  renderChrome();
+  if (!hash) history.replaceState(null, "", `#${view}`);
+  window.AdminViews[view]($("admin"));
+}
+
+window.addEventListener("DOMContentLoaded", start);

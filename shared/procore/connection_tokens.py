@@ -1,0 +1,98 @@
+"""Access tokens of an account's Procore connection, served by the mapping service (the tokens' one owner).
+
+Refresh tokens are single use and rotate, so only the mapping service refreshes them. Other
+services ask it: `POST {mapping}/internal/procore-token {account_id}` with the shared
+`INTERNAL_API_TOKEN`, and get `{access_token, expires_at, procore_company_id}`. This class
+caches each account's token until shortly before it expires and, after Procore answered
+401, asks for a forced refresh naming the rejected token (so concurrent callers that saw
+the same 401 cause one refresh, not one each).
+
+    tokens = ConnectionTokens(http, "http://mapping:8083", internal_token)
+    client = procore.with_tokens(tokens.provider(account_id))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from shared.procore.client import TokenProvider
+from shared.procore.errors import ProcoreError, error_message
+
+TOKEN_PATH = "/internal/procore-token"
+
+
+class NotConnected(ProcoreError):
+    """The account has no usable Procore connection (never connected, disconnected, or needs reauthorization)."""
+
+
+@dataclass(frozen=True)
+class ConnectionToken:
+    access_token: str
+    expires_at: float
+    """Unix seconds."""
+    procore_company_id: int | None
+
+
+class ConnectionTokens:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        mapping_url: str,
+        internal_token: str,
+        margin_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._url = mapping_url.rstrip("/") + TOKEN_PATH
+        self._internal_token = internal_token
+        self._margin = margin_s
+        self._clock = clock
+        self._cache: dict[str, ConnectionToken] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, account_id: str, force_refresh: bool = False) -> ConnectionToken:
+        """A token valid for at least `margin_s`; `force_refresh` after Procore rejected the cached one."""
+        lock = self._locks.setdefault(account_id, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(account_id)
+            if cached is not None and not force_refresh and cached.expires_at - self._margin > self._clock():
+                return cached
+            rejected = cached.access_token if (force_refresh and cached is not None) else None
+            token = await self._fetch(account_id, force_refresh, rejected)
+            self._cache[account_id] = token
+            return token
+
+    def forget(self, account_id: str) -> None:
+        self._cache.pop(account_id, None)
+
+    def provider(self, account_id: str) -> TokenProvider:
+        """A `ProcoreClient` token provider bound to one account's connection."""
+
+        async def token_for(company_id: int, force_refresh: bool) -> str:
+            return (await self.get(account_id, force_refresh)).access_token
+
+        return token_for
+
+    async def _fetch(self, account_id: str, force_refresh: bool, rejected: str | None) -> ConnectionToken:
+        body: dict[str, object] = {"account_id": account_id, "force_refresh": force_refresh}
+        if rejected is not None:
+            body["rejected_token"] = rejected
+        response = await self._http.post(
+            self._url, json=body, headers={"Authorization": f"Bearer {self._internal_token}"}
+        )
+        if response.status_code in (404, 409):
+            self._cache.pop(account_id, None)
+            raise NotConnected(response.status_code, error_message(response))
+        if response.status_code != 200:
+            raise ProcoreError(response.status_code, error_message(response))
+        data = response.json()
+        return ConnectionToken(
+            access_token=str(data["access_token"]),
+            expires_at=float(data["expires_at"]),
+            procore_company_id=data.get("procore_company_id"),
+        )

@@ -144,11 +144,24 @@ async def prepare(run: Run, gen: Generator) -> None:
     await produce(run.kafka, run.topics.mapping_changes, values, keys)
 
 
+async def setups_applied(run: Run) -> int:
+    conn = await asyncpg.connect(run.dsn)
+    try:
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{run.schema}".setups') or 0)
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
+
+
 async def measure_throughput(run: Run, gen: Generator, events: int, batch: int, verify: bool) -> dict[str, float]:
     stream = list(gen.events(events))
     values, keys = encode(stream)
-    produced = await produce(run.kafka, run.topics.timelogs, values, keys)
     async with aggregator(run, batch):
+        # setups first (another consumer group), so the timelog backlog is measured on its own
+        while await setups_applied(run) < gen.shape.accounts:  # noqa: ASYNC110 - polling the database
+            await asyncio.sleep(0.2)
+        produced = await produce(run.kafka, run.topics.timelogs, values, keys)
         first, last = await wait_consumed(run, len(values), timeout_s=3600)
     result = {"events": float(len(values)), "produce_per_s": produced, "events_per_s": len(values) / (last - first)}
     if verify:
@@ -289,7 +302,7 @@ PRELOAD_SQL = """
 INSERT INTO timelogs (account_id, timelog_id, revision, deleted, employee_id, company_id, crew_tag, job_site_id,
                       work_date, seconds, cost_code_id, pay_class_id, pay_id, quantities)
 SELECT 'pre-' || (i % 500), 'pre-' || i, 1, false, 'emp-' || (i % 40), 'co-' || (i % 4), 'crew-' || (i % 2),
-       'site-' || ((i / 40) % 10), DATE '2020-01-01' + ((i / 400) % 2000), 28800, 'cc-' || (i % 30), NULL,
+       'site-' || ((i / 40) % 10), DATE '2020-01-01' + ((i / 400) % 2000)::int, 28800, 'cc-' || (i % 30), NULL,
        'REG', '[]'::jsonb
   FROM generate_series($1::bigint, $2::bigint) AS i
 """

@@ -312,9 +312,14 @@ async def lock_entries_published_with(
     """Entries that were published (or are being published) with any of these timelogs."""
     rows = await conn.fetch(
         """
-        SELECT * FROM entries
-         WHERE (published_timelog_ids && $2::text[] OR publishing_timelog_ids && $2::text[])
-           AND account_id = ANY($1::text[])
+        SELECT * FROM entries WHERE entry_id IN (
+            SELECT entry_id FROM entries
+             WHERE published_timelog_ids IS NOT NULL AND published_timelog_ids && $2::text[]
+               AND account_id = ANY($1::text[])
+            UNION
+            SELECT entry_id FROM entries
+             WHERE publishing_timelog_ids IS NOT NULL AND publishing_timelog_ids && $2::text[]
+               AND account_id = ANY($1::text[]))
          ORDER BY entry_id FOR UPDATE
         """,
         list(account_ids),

@@ -56,3 +56,22 @@ def load_settings(cls: type[S]) -> S:
         for line in describe_errors(cls, error):
             print(line, file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class ProcoreSettings(ServiceSettings):
+    """Settings of a service that talks to Procore (the mapping service and the publisher)."""
+
+    procore_base_url: str = Field(min_length=1)
+    procore_login_url: str = ""
+    """Procore's OAuth host (the login host in production); defaults to PROCORE_BASE_URL."""
+    procore_client_id: str = Field(min_length=1)
+    procore_client_secret: SecretStr
+    procore_timeout_s: float = Field(default=30.0, gt=0)
+    procore_max_attempts: int = Field(default=5, ge=1)
+    """Tries of one Procore call on transient failures (rate limits do not count)."""
+    internal_api_token: SecretStr = SecretStr("")
+    """Shared secret between the publisher and the mapping service's internal token endpoint."""
+
+    @property
+    def login_url(self) -> str:
+        return self.procore_login_url or self.procore_base_url

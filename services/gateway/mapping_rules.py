@@ -1,7 +1,7 @@
 """Pure rules the gateway needs for the Setup and Data mapping screens: tabs, early 409s, the OAuth state.
 
-The mapping service enforces all of this itself (it owns the data); the gateway mirrors the
-tab rules to answer early and to describe the tabs (a unit test holds both copies equal).
+The mapping service enforces all of this itself (it owns the data); the gateway uses the same rules
+(shared.mapping_rules) to answer early and to describe the tabs.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,39 +16,27 @@ import jwt
 
 from services.gateway.domain import Principal
 from services.gateway.views import Tab
-from shared.events import MOBICLOCKS_KIND_OF, Module, ProcoreEntity
-
-TABS_OF_MODULE: dict[Module, tuple[ProcoreEntity, ...]] = {
-    Module.MANPOWER: (ProcoreEntity.VENDOR, ProcoreEntity.PROJECT),
-    Module.TIMECARD: (
-        ProcoreEntity.PROJECT,
-        ProcoreEntity.EMPLOYEE,
-        ProcoreEntity.CLASSIFICATION,
-        ProcoreEntity.COST_CODE,
-        ProcoreEntity.PAYROLL_TYPE,
-    ),
-    Module.PRODUCTION_QUANTITY: (ProcoreEntity.PROJECT, ProcoreEntity.COST_CODE),
-}
-NUMBER_FIELD: dict[ProcoreEntity, str | None] = {
-    ProcoreEntity.PROJECT: "project_number",
-    ProcoreEntity.EMPLOYEE: "employee_id",
-    ProcoreEntity.COST_CODE: "full_code",
-    ProcoreEntity.PAYROLL_TYPE: "abbreviated_time_type",
-    ProcoreEntity.VENDOR: None,
-    ProcoreEntity.CLASSIFICATION: None,
-}
-MANY_TO_ONE = frozenset(
-    {ProcoreEntity.PROJECT, ProcoreEntity.COST_CODE, ProcoreEntity.CLASSIFICATION, ProcoreEntity.PAYROLL_TYPE}
+from shared.events import MOBICLOCKS_KIND_OF, ProcoreEntity
+from shared.mapping_rules import (  # noqa: F401 - the gateway describes tabs with the product's own rules
+    MANY_TO_ONE,
+    MOBICLOCKS_LABEL,
+    NEEDS_MAPPED_PROJECT,
+    NUMBER_FIELD,
+    PROJECT_SCOPED,
+    TAB_LABEL,
+    TABS_OF_MODULE,
+    tabs_for,
 )
-NEEDS_MAPPED_PROJECT = frozenset({ProcoreEntity.COST_CODE, ProcoreEntity.CLASSIFICATION})
-PROJECT_SCOPED = frozenset({ProcoreEntity.COST_CODE})
-TAB_LABEL = {
-    ProcoreEntity.VENDOR: ("Vendors", "Company"),
-    ProcoreEntity.PROJECT: ("Projects", "Job site"),
-    ProcoreEntity.EMPLOYEE: ("Employees", "Employee"),
-    ProcoreEntity.CLASSIFICATION: ("Classifications", "Pay class"),
-    ProcoreEntity.COST_CODE: ("Cost codes", "Cost code"),
-    ProcoreEntity.PAYROLL_TYPE: ("Payroll types", "Pay ID"),
+
+
+def _sentence_case(label: str) -> str:
+    return label[:1].upper() + label[1:]
+
+
+# The gateway's own wording of each tab: (Procore tab label, MobiClocks column label).
+TAB_LABELS: dict[ProcoreEntity, tuple[str, str]] = {
+    entity: (TAB_LABEL[entity], _sentence_case(MOBICLOCKS_LABEL[MOBICLOCKS_KIND_OF[entity]]))
+    for entity in ProcoreEntity
 }
 
 TWO_WAY_CONFLICT = (
@@ -66,13 +53,8 @@ class InvalidState(Exception):
     """The OAuth `state` is missing, forged, expired or not for this app."""
 
 
-def tabs_for(modules: Iterable[Module]) -> list[ProcoreEntity]:
-    wanted = {tab for m in modules for tab in TABS_OF_MODULE[m]}
-    return [e for e in ProcoreEntity if e in wanted]
-
-
 def tab(entity: ProcoreEntity) -> Tab:
-    label, mobiclocks_label = TAB_LABEL[entity]
+    label, mobiclocks_label = TAB_LABELS[entity]
     return Tab(
         entity=entity.value,
         label=label,

@@ -1,24 +1,15 @@
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import ProcoreSettings
 
 
-class PublisherSettings(ServiceSettings):
+class PublisherSettings(ProcoreSettings):
     db_schema: str = Field(default="publisher", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     http_port: int = Field(default=8082, ge=0, le=65535)
     otel_service_name: str = "publisher"
-    procore_base_url: str = Field(min_length=1)
-    procore_login_url: str = ""
-    procore_client_id: str = Field(min_length=1)
-    procore_client_secret: SecretStr
     procore_tokens_url: str = ""
     """The mapping service's base URL: tokens of each account's own Procore connection come from it.
     Empty: every account uses the app's client-credentials token (a service account)."""
-    internal_api_token: SecretStr = SecretStr("")
-    """Sent to the mapping service's internal token endpoint (needed with PROCORE_TOKENS_URL)."""
-    procore_timeout_s: float = Field(default=30.0, gt=0)
-    procore_max_attempts: int = Field(default=5, ge=1)
-    """Tries of one Procore call on transient failures (rate limits do not count)."""
     procore_rate_limit_patience_s: float = Field(default=7200.0, gt=0)
     """How long one call may wait out Procore's rate limits before its entry fails."""
     publisher_max_active_companies: int = Field(default=64, ge=1)
@@ -28,7 +19,3 @@ class PublisherSettings(ServiceSettings):
     batch_timeout_ms: int = Field(default=100, ge=1)
     publisher_max_tries: int = Field(default=5, ge=1)
     """Restarts of one request (crashes, database errors) before it is failed."""
-
-    @property
-    def login_url(self) -> str:
-        return self.procore_login_url or self.procore_base_url

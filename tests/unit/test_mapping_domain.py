@@ -41,11 +41,10 @@ def test_tabs_follow_the_enabled_modules(modules: list[Module], tabs: list[Proco
     assert tabs_for(reversed(modules)) == tabs  # help-article order, whatever the order of modules
 
 
-def test_the_gateway_mirrors_the_mapping_rules() -> None:
-    assert gateway_rules.TABS_OF_MODULE == domain.TABS_OF_MODULE
-    assert gateway_rules.NUMBER_FIELD == domain.NUMBER_FIELD
-    assert gateway_rules.MANY_TO_ONE == domain.MANY_TO_ONE
-    assert gateway_rules.NEEDS_MAPPED_PROJECT == domain.NEEDS_MAPPED_PROJECT
+def test_the_gateway_describes_tabs_with_the_mapping_rules() -> None:
+    assert gateway_rules.tab(ProcoreEntity.COST_CODE).mobiclocks_label == "Cost code"
+    assert gateway_rules.tab(ProcoreEntity.PAYROLL_TYPE).mobiclocks_label == "Pay ID"
+    assert gateway_rules.tab(ProcoreEntity.VENDOR).auto_map is False
     assert gateway_rules.PROJECT_SCOPED == domain.PROJECT_SCOPED
 
 

@@ -275,7 +275,8 @@ async def _settle_and_save(
     await repo.delete_entries(conn, to_delete)
     if to_create and await repo.create_entries(conn, to_create) != len(to_create):
         raise ConcurrentEntryCreation("an entry of this batch was created concurrently")
-    await repo.save_entries(conn, to_save)
+    # settling never changes publish state, so existing entries only need their totals and status written
+    await repo.update_entry_totals(conn, to_save)
     await repo.save_member_changes(conn, members)
 
 

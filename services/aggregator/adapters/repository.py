@@ -232,7 +232,7 @@ def _entry_row(e: StoredEntry) -> tuple[Any, ...]:
     return (
         e.entry_id, e.account_id, e.module.value, e.job_site_id, e.work_date, e.entry_key, json.dumps(e.dims),
         None if e.content is None else json.dumps(e.content), s.fingerprint, e.totals.contributions, s.status.value,
-        s.version, json.dumps(s.errors), s.last_error, s.published_fingerprint,
+        s.version, json.dumps(s.errors) if s.errors else "[]", s.last_error, s.published_fingerprint,
         None if s.published_timelog_ids is None else sorted(s.published_timelog_ids), s.procore_id,
         e.procore_updated_at, None if e.published_payload is None else json.dumps(e.published_payload),
         s.publishing_request_id, s.publishing_fingerprint,
@@ -291,6 +291,29 @@ async def save_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry])
         """,
         [_entry_row(e) for e in entries],
     )
+
+
+async def update_entry_totals(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> None:
+    """The timelog path's write of existing entries: totals, content and status only (publish state unchanged)."""
+    if not entries:
+        return
+    await conn.executemany(
+        """
+        UPDATE entries SET content = $2::text::jsonb, fingerprint = $3, contributions = $4, seconds = $5, units = $6,
+               status = $7, version = $8, errors = $9::text::jsonb, last_error = $10, deleted_timelog_ids = $11,
+               updated_at = now()
+         WHERE entry_id = $1
+        """,
+        [
+            (
+                e.entry_id, None if e.content is None else json.dumps(e.content), e.state.fingerprint,
+                e.totals.contributions, e.totals.seconds, e.totals.units, e.state.status.value, e.state.version,
+                json.dumps(e.state.errors) if e.state.errors else "[]", e.state.last_error,
+                sorted(e.state.deleted_timelog_ids),
+            )
+            for e in entries
+        ],
+    )  # fmt: skip
 
 
 async def delete_entries(conn: asyncpg.Connection, entry_ids: Sequence[uuid.UUID]) -> None:

@@ -33,7 +33,9 @@ docs: $(STAMP)
 	$(PY) -m devstack docs
 
 bench: $(STAMP)
-	$(PY) -m tests.bench.aggregator_bench
+	$(PY) -m tests.bench.aggregator_bench throughput
+	$(PY) -m tests.bench.aggregator_bench latency
+	$(PY) -m tests.bench.publisher_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

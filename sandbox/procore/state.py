@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sandbox.procore.faults import FaultRegistry
 from sandbox.procore.ratelimit import RateLimitConfig, RateLimiter
@@ -285,6 +285,9 @@ class TimecardEntry(Record):
 
 
 AnyRecord = ManpowerLog | QuantityLog | TimecardEntry
+
+
+_R = TypeVar("_R", ManpowerLog, QuantityLog, TimecardEntry)
 
 
 @dataclass(frozen=True)
@@ -638,11 +641,9 @@ class SandboxState:
 
     # ------------------------------------------------------------ manpower logs
 
-    def create_manpower_log(self, company_id: int, project_id: int, body: Any, actor: Actor) -> ManpowerLog:
-        project = self.project(company_id, project_id)
-        fields = require_wrapper(body, "manpower_log")
+    def _new_record(self, cls: type[_R], company_id: int, project_id: int, actor: Actor) -> _R:
         stamp = self.next_timestamp()
-        log = ManpowerLog(
+        return cls(
             id=self.next_id(),
             company_id=company_id,
             project_id=project_id,
@@ -651,23 +652,47 @@ class SandboxState:
             updated_at=stamp,
             created_by=actor,
         )
+
+    def _store_new(self, kind: RecordKind, record: _R, actor: Actor) -> _R:
+        record.position = self._position(kind, record.project_id, record.date)
+        self.records[kind][record.id] = record
+        self._emit(kind, "create", record, actor)
+        return record
+
+    def _update_record(
+        self,
+        kind: RecordKind,
+        cls: type[_R],
+        company_id: int,
+        project_id: int | None,
+        record_id: int,
+        apply: Callable[[_R, Project], None],
+        actor: Actor,
+    ) -> _R:
+        """Validate the change on a copy, so a rejected update leaves the record as it was."""
+        record = self.record(kind, record_id, company_id=company_id, project_id=project_id)
+        assert isinstance(record, cls)
+        draft = cls(**{**record.__dict__})
+        apply(draft, self.project(company_id, record.project_id))
+        draft.updated_at = self.next_timestamp()
+        record.__dict__.update(draft.__dict__)
+        self._emit(kind, "update", record, actor)
+        return record
+
+    def create_manpower_log(self, company_id: int, project_id: int, body: Any, actor: Actor) -> ManpowerLog:
+        project = self.project(company_id, project_id)
+        fields = require_wrapper(body, "manpower_log")
+        log = self._new_record(ManpowerLog, company_id, project_id, actor)
         self._apply_manpower(log, project, fields, creating=True)
-        log.position = self._position("manpower_logs", project_id, log.date)
-        self.records["manpower_logs"][log.id] = log
-        self._emit("manpower_logs", "create", log, actor)
-        return log
+        return self._store_new("manpower_logs", log, actor)
 
     def update_manpower_log(
         self, company_id: int, project_id: int | None, log_id: int, fields: dict[str, Any], actor: Actor
     ) -> ManpowerLog:
-        log = self.record("manpower_logs", log_id, company_id=company_id, project_id=project_id)
-        assert isinstance(log, ManpowerLog)
-        draft = ManpowerLog(**{**log.__dict__})
-        self._apply_manpower(draft, self.project(company_id, log.project_id), fields, creating=False)
-        draft.updated_at = self.next_timestamp()
-        log.__dict__.update(draft.__dict__)
-        self._emit("manpower_logs", "update", log, actor)
-        return log
+        def apply(draft: ManpowerLog, project: Project) -> None:
+            self._apply_manpower(draft, project, fields, creating=False)
+
+        return self._update_record("manpower_logs", ManpowerLog, company_id, project_id, log_id, apply, actor)
 
     def _apply_manpower(self, log: ManpowerLog, project: Project, f: dict[str, Any], *, creating: bool) -> None:
         company = self.companies[project.company_id]
@@ -716,33 +741,17 @@ class SandboxState:
     def create_quantity_log(self, company_id: int, project_id: int, body: Any, actor: Actor) -> QuantityLog:
         project = self.project(company_id, project_id)
         fields = require_wrapper(body, "quantity_log")
-        stamp = self.next_timestamp()
-        log = QuantityLog(
-            id=self.next_id(),
-            company_id=company_id,
-            project_id=project_id,
-            date=self.today(),
-            created_at=stamp,
-            updated_at=stamp,
-            created_by=actor,
-        )
+        log = self._new_record(QuantityLog, company_id, project_id, actor)
         self._apply_quantity(log, project, fields)
-        log.position = self._position("quantity_logs", project_id, log.date)
-        self.records["quantity_logs"][log.id] = log
-        self._emit("quantity_logs", "create", log, actor)
-        return log
+        return self._store_new("quantity_logs", log, actor)
 
     def update_quantity_log(
         self, company_id: int, project_id: int | None, log_id: int, fields: dict[str, Any], actor: Actor
     ) -> QuantityLog:
-        log = self.record("quantity_logs", log_id, company_id=company_id, project_id=project_id)
-        assert isinstance(log, QuantityLog)
-        draft = QuantityLog(**{**log.__dict__})
-        self._apply_quantity(draft, self.project(company_id, log.project_id), fields)
-        draft.updated_at = self.next_timestamp()
-        log.__dict__.update(draft.__dict__)
-        self._emit("quantity_logs", "update", log, actor)
-        return log
+        def apply(draft: QuantityLog, project: Project) -> None:
+            self._apply_quantity(draft, project, fields)
+
+        return self._update_record("quantity_logs", QuantityLog, company_id, project_id, log_id, apply, actor)
 
     def _apply_quantity(self, log: QuantityLog, project: Project, f: dict[str, Any]) -> None:
         company = self.companies[project.company_id]
@@ -776,37 +785,21 @@ class SandboxState:
         project = self.project(company_id, project_id)
         if require_date and fields.get("date") in (None, ""):
             raise invalid("date", "is required")
-        stamp = self.next_timestamp()
-        entry = TimecardEntry(
-            id=self.next_id(),
-            company_id=company_id,
-            project_id=project_id,
-            date=self.today(),
-            created_at=stamp,
-            updated_at=stamp,
-            created_by=actor,
-        )
+        entry = self._new_record(TimecardEntry, company_id, project_id, actor)
         self._apply_timecard(entry, project, fields)
         if entry.party_id is None:
             raise invalid("party_id", "is required (the worker this timecard belongs to)")
         if "hours" not in fields and entry.time_in is None:
             raise invalid("hours", "is required unless time_in and time_out are given")
-        entry.position = self._position("timecard_entries", project_id, entry.date)
-        self.records["timecard_entries"][entry.id] = entry
-        self._emit("timecard_entries", "create", entry, actor)
-        return entry
+        return self._store_new("timecard_entries", entry, actor)
 
     def update_timecard_entry(
         self, company_id: int, project_id: int | None, entry_id: int, fields: dict[str, Any], actor: Actor
     ) -> TimecardEntry:
-        entry = self.record("timecard_entries", entry_id, company_id=company_id, project_id=project_id)
-        assert isinstance(entry, TimecardEntry)
-        draft = TimecardEntry(**{**entry.__dict__})
-        self._apply_timecard(draft, self.project(company_id, entry.project_id), fields)
-        draft.updated_at = self.next_timestamp()
-        entry.__dict__.update(draft.__dict__)
-        self._emit("timecard_entries", "update", entry, actor)
-        return entry
+        def apply(draft: TimecardEntry, project: Project) -> None:
+            self._apply_timecard(draft, project, fields)
+
+        return self._update_record("timecard_entries", TimecardEntry, company_id, project_id, entry_id, apply, actor)
 
     def _apply_timecard(self, entry: TimecardEntry, project: Project, f: dict[str, Any]) -> None:
         company = self.companies[project.company_id]

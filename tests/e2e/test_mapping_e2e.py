@@ -8,11 +8,6 @@ it To do (the latency is printed).
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -21,13 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.ports import free_port
-from shared import db
 from shared.events import ReferenceKind, ReferenceUpserted, TimelogUpserted
 from shared.topics import Topics
-from tests.e2e.test_system import ROOT, System
 from tests.support.kafka import eventually, produce
 from tests.support.mapping import oauth_round_trip
+from tests.support.system import System, running_system
 
 pytestmark = pytest.mark.e2e
 DAY = date(2026, 11, 18)
@@ -36,36 +29,8 @@ ACCOUNT = "e2e-mapping"
 
 @pytest.fixture
 def system(kafka_bootstrap: str, postgres_dsn: str, unique: str) -> Iterator[tuple[System, Topics]]:
-    prefix = f"{unique}."
-    schema_prefix = f"e2m_{unique}_"
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DATABASE_URL": postgres_dsn,
-        "TOPIC_PREFIX": prefix,
-        "DEVSTACK_SCHEMA_PREFIX": schema_prefix,
-        "KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "NO_COLOR": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("PROCORE_BASE_URL", None)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "run", "--no-demo", "--gateway-port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        yield System(proc, []), Topics(prefix)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        schemas = [f"{schema_prefix}{s}" for s in ("aggregator", "publisher", "mapping")]
-        asyncio.run(db.drop_schemas(postgres_dsn, schemas))
+    with running_system(kafka_bootstrap, postgres_dsn, unique) as running:
+        yield running, running.topics
 
 
 async def finished(gw: httpx.AsyncClient, auth: dict[str, str], accepted: httpx.Response) -> dict[str, Any]:
@@ -84,9 +49,7 @@ async def test_mapping_a_missing_cost_code_turns_entries_to_do(
     system: tuple[System, Topics], kafka_bootstrap: str
 ) -> None:
     sys_, topics = system
-    dashboard = sys_.wait_for(r"^Dashboard: (http://\S+)", timeout_s=120).group(1)
-    sandbox_url = next(m.group(1) for line in sys_.lines if (m := re.search(r"Procore sandbox: (\S+)", line)))
-    base = dashboard.split("/dev/login")[0]
+    base, sandbox_url = sys_.ready()
 
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as sandbox:
         seeded = (

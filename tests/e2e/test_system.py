@@ -8,91 +8,34 @@ stops, nothing is orphaned.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
 
-from devstack.ports import free_port
-from shared import db
 from shared.events import ReferenceKind, ReferenceUpserted, TimelogUpserted
-from shared.topics import Topics
 from tests.support.kafka import eventually, produce
+from tests.support.system import System, running_system
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 18)
 
 
-class System:
-    def __init__(self, proc: subprocess.Popen[str], lines: list[str]) -> None:
-        self.proc = proc
-        self.lines = lines
-
-    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline() if self.proc.stdout else ""
-            if line:
-                self.lines.append(line)
-                if match := re.search(pattern, line):
-                    return match
-            elif self.proc.poll() is not None:
-                break
-        raise AssertionError(f"no line matching {pattern!r}; output:\n{''.join(self.lines[-60:])}")
-
-    def child_pids(self) -> list[int]:
-        return [int(m.group(1)) for line in self.lines if (m := re.search(r"started \w+ \(pid (\d+)\)", line))]
-
-
 @pytest.fixture
-def system(kafka_bootstrap: str, postgres_dsn: str, unique: str) -> Iterator[tuple[System, Topics, str]]:
-    prefix = f"{unique}."
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DATABASE_URL": postgres_dsn,
-        "TOPIC_PREFIX": prefix,
-        "DEVSTACK_SCHEMA_PREFIX": f"e2e_{unique}_",
-        "KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "NO_COLOR": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("PROCORE_BASE_URL", None)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "run", "--no-demo", "--gateway-port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    sys_ = System(proc, [])
-    try:
-        yield sys_, Topics(prefix), f"e2e_{unique}_"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        asyncio.run(
-            db.drop_schemas(postgres_dsn, [f"e2e_{unique}_{s}" for s in ("aggregator", "publisher", "mapping")])
-        )
+def system(kafka_bootstrap: str, postgres_dsn: str, unique: str) -> Iterator[System]:
+    with running_system(kafka_bootstrap, postgres_dsn, unique) as running:
+        yield running
 
 
 async def test_make_run_publishes_a_timelog_and_stops_cleanly(
-    system: tuple[System, Topics, str], kafka_bootstrap: str, postgres_dsn: str
+    system: System, kafka_bootstrap: str, postgres_dsn: str
 ) -> None:
-    sys_, topics, _ = system
-    dashboard = sys_.wait_for(r"^Dashboard: (http://\S+)", timeout_s=120).group(1)
-    sandbox_url = next(m.group(1) for line in sys_.lines if (m := re.search(r"Procore sandbox: (\S+)", line)))
-    base = dashboard.split("/dev/login")[0]
+    sys_, topics = system, system.topics
+    base, sandbox_url = sys_.ready()
     account = "e2e-account"
 
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as sandbox:

@@ -357,6 +357,9 @@ class MappingView(Protocol):
 
     def label(self, kind: ReferenceKind, entity_id: str) -> str: ...
 
+    def broken_reason(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> str | None:
+        """Why a mapping was cleared (its Procore entity disappeared), if it was."""
+
 
 def timelog_deleted(e: EntryState, timelog_id: str) -> frozenset[str]:
     """The entry's deleted set after `timelog_id` was deleted: only timelogs it was published with count."""
@@ -386,7 +389,9 @@ def validate(
     project = m.procore_id(ProcoreEntity.PROJECT, job_site_id)
     site_label = m.label(ReferenceKind.JOB_SITE, job_site_id)
     if project is None:
-        errors.append(f"Job site {site_label} is not mapped to a Procore project")
+        text = f"Job site {site_label} is not mapped to a Procore project"
+        broken = m.broken_reason(ProcoreEntity.PROJECT, job_site_id)
+        errors.append(f"{text}: {broken}" if broken else text)
     project_label = m.procore_name(ProcoreEntity.PROJECT, job_site_id) or site_label
 
     def need(entity: ProcoreEntity, kind: ReferenceKind, mc_id: str | None, message: str, scoped: bool) -> None:
@@ -395,11 +400,12 @@ def validate(
         if scoped:
             if project is None:
                 return  # the project error already says it; nothing can be scoped to it yet
-            found = m.procore_id(entity, mc_id, project)
+            found, broken = m.procore_id(entity, mc_id, project), m.broken_reason(entity, mc_id, project)
         else:
-            found = m.procore_id(entity, mc_id)
+            found, broken = m.procore_id(entity, mc_id), m.broken_reason(entity, mc_id)
         if found is None:
-            errors.append(message.format(label=m.label(kind, mc_id), project=project_label))
+            text = message.format(label=m.label(kind, mc_id), project=project_label)
+            errors.append(f"{text}: {broken}" if broken else text)
 
     if module is Module.MANPOWER:
         need(ProcoreEntity.VENDOR, ReferenceKind.COMPANY, dims.get("company_id"),

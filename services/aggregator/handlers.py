@@ -332,6 +332,7 @@ async def apply_mapping_change(conn: asyncpg.Connection, change: MappingChange) 
             change.procore_project_id,
             change.procore_id,
             change.procore_name,
+            change.broken_reason,
         )
     await revalidate_account(conn, change.account_id)
 

@@ -51,3 +51,15 @@ def test_payload_uses_mapped_ids():
     )  # fmt: skip
     assert body["contact_id"] == 9 and body["num_workers"] == 2 and body["num_hours"] == "7.50"
     assert "[mc:" in body["notes"] and body["notes"].startswith("A ")
+
+
+def test_a_broken_mapping_says_why():
+    m = mappings()
+    m.ids[("project", "s1", 0)] = (100, "Tower A")
+    m.broken[("cost_code", "cc1", 100)] = "Procore cost code Concrete no longer exists in Procore"
+    dims = {"cost_code_id": "cc1", "unit_of_measure": "m3"}
+    (error,) = validate(Module.PRODUCTION_QUANTITY, "s1", dims, {"units": "4"}, m)
+    assert error == (
+        "Cost code 03-300 Concrete is not mapped for project Tower A: "
+        "Procore cost code Concrete no longer exists in Procore"
+    )

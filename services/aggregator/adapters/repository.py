@@ -464,6 +464,11 @@ class AccountMappings:
     two_way: bool = False
     ids: dict[tuple[str, str, int], tuple[int, str | None]] = field(default_factory=dict)
     names: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
+    broken: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    """Mappings cleared because their Procore entity disappeared, with the reason."""
+
+    def broken_reason(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> str | None:
+        return self.broken.get((entity.value, mobiclocks_id, project_id or 0))
 
     def procore_id(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> int | None:
         found = self.ids.get((entity.value, mobiclocks_id, project_id or 0))
@@ -481,6 +486,14 @@ class AccountMappings:
         return f"{number} {name}" if number else name
 
 
+def _remember_mapping(m: AccountMappings, r: asyncpg.Record) -> None:
+    key = (r["entity"], r["mobiclocks_id"], r["procore_project_id"])
+    if r["procore_id"] is not None:
+        m.ids[key] = (r["procore_id"], r["procore_name"])
+    elif r["broken_reason"]:
+        m.broken[key] = r["broken_reason"]
+
+
 async def load_account_mappings(conn: asyncpg.Connection, account_id: str) -> AccountMappings:
     m = AccountMappings()
     setup = await conn.fetchrow("SELECT * FROM setups WHERE account_id = $1", account_id)
@@ -489,10 +502,7 @@ async def load_account_mappings(conn: asyncpg.Connection, account_id: str) -> Ac
         m.enabled_modules = frozenset(Module(x) for x in setup["enabled_modules"])
         m.two_way = setup["two_way"]
     for r in await conn.fetch("SELECT * FROM mappings WHERE account_id = $1", account_id):
-        m.ids[(r["entity"], r["mobiclocks_id"], r["procore_project_id"])] = (
-            r["procore_id"],
-            r["procore_name"],
-        )
+        _remember_mapping(m, r)
     for r in await conn.fetch("SELECT * FROM reference_names WHERE account_id = $1", account_id):
         m.names[(r["kind"], r["entity_id"])] = (r["name"], r["number"])
     return m
@@ -526,10 +536,7 @@ async def load_mappings_for(
             *map(list, zip(*ids, strict=True)),
         )
         for r in rows:
-            accounts[r["account_id"]].ids[(r["entity"], r["mobiclocks_id"], r["procore_project_id"])] = (
-                r["procore_id"],
-                r["procore_name"],
-            )
+            _remember_mapping(accounts[r["account_id"]], r)
     if names:
         rows = await conn.fetch(
             """
@@ -571,8 +578,9 @@ async def save_mapping(
     project_id: int | None,
     procore_id: int | None,
     procore_name: str | None,
+    broken_reason: str | None = None,
 ) -> None:
-    if procore_id is None:
+    if procore_id is None and not broken_reason:
         await conn.execute(
             "DELETE FROM mappings WHERE account_id = $1 AND entity = $2 AND mobiclocks_id = $3"
             " AND procore_project_id = $4",
@@ -584,10 +592,12 @@ async def save_mapping(
         return
     await conn.execute(
         """
-        INSERT INTO mappings (account_id, entity, mobiclocks_id, procore_project_id, procore_id, procore_name)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        INSERT INTO mappings (account_id, entity, mobiclocks_id, procore_project_id, procore_id, procore_name,
+                              broken_reason)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
         ON CONFLICT (account_id, entity, mobiclocks_id, procore_project_id)
-        DO UPDATE SET procore_id = EXCLUDED.procore_id, procore_name = EXCLUDED.procore_name
+        DO UPDATE SET procore_id = EXCLUDED.procore_id, procore_name = EXCLUDED.procore_name,
+                      broken_reason = EXCLUDED.broken_reason
         """,
         account_id,
         entity.value,
@@ -595,6 +605,7 @@ async def save_mapping(
         project_id or 0,
         procore_id,
         procore_name,
+        None if procore_id is not None else broken_reason,
     )
 
 

@@ -132,7 +132,7 @@ async def payroll_items(conn: asyncpg.Connection, account_id: str, pay_ids: Iter
         SELECT mobiclocks_id, coalesce(procore_name, 'Procore payroll type ' || procore_id) AS name
           FROM mappings
          WHERE account_id = $1 AND entity = 'payroll_type' AND procore_project_id = 0
-           AND mobiclocks_id = ANY($2::text[])
+           AND procore_id IS NOT NULL AND mobiclocks_id = ANY($2::text[])
         """,
         account_id,
         ids,

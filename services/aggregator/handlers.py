@@ -380,11 +380,9 @@ async def publish_entries(conn: asyncpg.Connection, cmd: PublishEntries, topics:
     outbox: list[tuple[str, str, str, dict[str, str]]] = []
     history: list[tuple[uuid.UUID, uuid.UUID | None, str, str | None, str | None, str | None]] = []
     force = cmd.action.value == "force_publish"
-    for e in entries:
+    eligible = [e for e in entries if e.state.status in domain.PUBLISHABLE[cmd.action]]
+    for e, members in zip(eligible, await repo.timelog_ids_of(conn, eligible), strict=True):
         request_id = uuid.uuid4()
-        if e.state.status not in domain.PUBLISHABLE[cmd.action]:
-            continue
-        members = await repo.timelog_ids_of(conn, e.account_id, e.ref)
         moved = domain.publish_requested(e.state, cmd.action, request_id, members)
         if moved is None:
             continue

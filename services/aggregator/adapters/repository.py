@@ -390,28 +390,53 @@ async def save_member_changes(conn: asyncpg.Connection, changes: Sequence[tuple[
         )
 
 
-async def timelog_ids_of(conn: asyncpg.Connection, account_id: str, ref: EntryRef) -> frozenset[str]:
-    """The timelogs an entry holds now (asked when it is published)."""
-    base = (
-        "SELECT timelog_id FROM timelogs WHERE account_id = $1 AND job_site_id = $2 AND work_date = $3 AND NOT deleted"
-    )
-    d = ref.dims
-    if ref.module is Module.MANPOWER:
-        rows = await conn.fetch(
-            base + " AND company_id = $4 AND crew_tag IS NOT DISTINCT FROM $5", account_id, ref.job_site_id,
-            ref.work_date, d[0], d[1],
-        )  # fmt: skip
-    elif ref.module is Module.TIMECARD:
-        rows = await conn.fetch(
-            base + " AND employee_id = $4 AND pay_id = $5 AND cost_code_id IS NOT DISTINCT FROM $6"
-            " AND pay_class_id IS NOT DISTINCT FROM $7", account_id, ref.job_site_id, ref.work_date, *d,
-        )  # fmt: skip
-    else:
-        rows = await conn.fetch(
-            base + " AND EXISTS (SELECT 1 FROM jsonb_array_elements(quantities) q WHERE q->>0 = $4 AND q->>1 = $5)",
-            account_id, ref.job_site_id, ref.work_date, d[0], d[1],
-        )  # fmt: skip
-    return frozenset(r["timelog_id"] for r in rows)
+_MEMBERS_SQL: dict[Module, str] = {
+    Module.MANPOWER: """
+        SELECT k.i, t.timelog_id
+          FROM unnest($1::int[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[])
+               AS k(i, account_id, job_site_id, work_date, d1, d2)
+          JOIN timelogs t ON t.account_id = k.account_id AND t.job_site_id = k.job_site_id
+               AND t.work_date = k.work_date AND NOT t.deleted
+               AND t.company_id = k.d1 AND t.crew_tag IS NOT DISTINCT FROM k.d2
+    """,
+    Module.TIMECARD: """
+        SELECT k.i, t.timelog_id
+          FROM unnest($1::int[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[], $8::text[])
+               AS k(i, account_id, job_site_id, work_date, d1, d2, d3, d4)
+          JOIN timelogs t ON t.account_id = k.account_id AND t.job_site_id = k.job_site_id
+               AND t.work_date = k.work_date AND NOT t.deleted
+               AND t.employee_id = k.d1 AND t.pay_id = k.d2
+               AND t.cost_code_id IS NOT DISTINCT FROM k.d3 AND t.pay_class_id IS NOT DISTINCT FROM k.d4
+    """,
+    Module.PRODUCTION_QUANTITY: """
+        SELECT k.i, t.timelog_id
+          FROM unnest($1::int[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[])
+               AS k(i, account_id, job_site_id, work_date, d1, d2)
+          JOIN timelogs t ON t.account_id = k.account_id AND t.job_site_id = k.job_site_id
+               AND t.work_date = k.work_date AND NOT t.deleted
+               AND EXISTS (SELECT 1 FROM jsonb_array_elements(t.quantities) q WHERE q->>0 = k.d1 AND q->>1 = k.d2)
+    """,
+}
+
+
+async def timelog_ids_of(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> list[frozenset[str]]:
+    """The timelogs each entry holds now (asked when entries are published): one statement per module."""
+    found: list[set[str]] = [set() for _ in entries]
+    for module, sql in _MEMBERS_SQL.items():
+        picked = [(i, e) for i, e in enumerate(entries) if e.module is module]
+        if not picked:
+            continue
+        columns: list[list[Any]] = [
+            [i for i, _ in picked],
+            [e.account_id for _, e in picked],
+            [e.job_site_id for _, e in picked],
+            [e.work_date for _, e in picked],
+        ]
+        for n in range(len(MODULE_DIMS[module])):
+            columns.append([e.ref.dims[n] for _, e in picked])
+        for r in await conn.fetch(sql, *columns):
+            found[r["i"]].add(r["timelog_id"])
+    return [frozenset(ids) for ids in found]
 
 
 async def add_history(

@@ -13,7 +13,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import Field
 
 from services.aggregator import handlers
-from services.aggregator.adapters.outbox import OutboxRelay
 from services.aggregator.config import AggregatorSettings
 from shared import db
 from shared.app import health_checks, make_service_app
@@ -26,6 +25,7 @@ from shared.events import (
     ReferenceUpserted,
     SetupChanged,
 )
+from shared.outbox import OutboxRelay
 from shared.telemetry import instrument_asyncpg, make_tracer_provider, span_per_record
 
 SERVICE = "aggregator"
@@ -101,7 +101,9 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
         await ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions)
         await db.migrate(dsn, settings.db_schema, "services.aggregator.migrations")
         state["pool"] = await db.create_pool(dsn, settings.db_schema)
-        relay = OutboxRelay(state["pool"], publish_raw, settings.outbox_batch_size, settings.outbox_poll_interval_s)
+        relay = OutboxRelay(
+            state["pool"], publish_raw, settings.db_schema, settings.outbox_batch_size, settings.outbox_poll_interval_s
+        )
         state["relay"] = relay
         relay.start()
         try:

@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 import asyncpg
-from opentelemetry import propagate
 from pydantic import TypeAdapter, ValidationError
 
 from services.aggregator import domain
@@ -33,6 +32,7 @@ from shared.events import (
     TimelogEvent,
     TimelogUpserted,
 )
+from shared.outbox import OutboxMessage, add_to_outbox, trace_headers
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -359,12 +359,6 @@ def _scope_filter(cmd: PublishEntries) -> tuple[str, list[object]]:
     return f"{base} AND work_date BETWEEN $3 AND $4", [*args, scope.date_from, scope.date_to]
 
 
-def _trace_headers() -> dict[str, str]:
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
-
-
 async def publish_entries(conn: asyncpg.Connection, cmd: PublishEntries, topics: Topics) -> int:
     """Move eligible entries to Publishing and queue one publish request each (transactional outbox)."""
     where, args = _scope_filter(cmd)
@@ -375,9 +369,9 @@ async def publish_entries(conn: asyncpg.Connection, cmd: PublishEntries, topics:
     if mappings.procore_company_id is None:
         log.warning("account %s asked to publish but has no Procore company", cmd.account_id)
         return 0
-    headers = _trace_headers()
+    headers = trace_headers()
     to_save: list[StoredEntry] = []
-    outbox: list[tuple[str, str, str, dict[str, str]]] = []
+    outbox: list[OutboxMessage] = []
     history: list[tuple[uuid.UUID, uuid.UUID | None, str, str | None, str | None, str | None]] = []
     force = cmd.action.value == "force_publish"
     eligible = [e for e in entries if e.state.status in domain.PUBLISHABLE[cmd.action]]
@@ -412,11 +406,12 @@ async def publish_entries(conn: asyncpg.Connection, cmd: PublishEntries, topics:
             published_payload=e.published_payload,
             force=force,
         )
-        outbox.append((topics.publish_requests, f"{e.account_id}:{e.job_site_id}", request.model_dump_json(), headers))
+        key = f"{e.account_id}:{e.job_site_id}"
+        outbox.append(OutboxMessage(topics.publish_requests, key, request.model_dump_json(), headers))
         to_save.append(replace(e, state=state))
         history.append((e.entry_id, request_id, cmd.action.value, cmd.requested_by, None, operation.value))
     await repo.save_entries(conn, to_save)
-    await repo.add_to_outbox(conn, outbox)
+    await add_to_outbox(conn, outbox)
     await repo.add_history(conn, history)
     return len(to_save)
 

@@ -452,31 +452,6 @@ async def add_history(
         )
 
 
-# --- outbox ----------------------------------------------------------------------------
-
-
-async def add_to_outbox(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, str, dict[str, str]]]) -> None:
-    """(topic, key, json payload, headers) rows, written in the caller's transaction."""
-    if rows:
-        await conn.executemany(
-            "INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb)",
-            [(t, k, p, json.dumps(h)) for t, k, p, h in rows],
-        )
-
-
-async def take_outbox(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            "SELECT id, topic, key, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            limit,
-        )
-    )
-
-
-async def remove_from_outbox(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
-    await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(ids))
-
-
 # --- replicas of setup, mappings and names ---------------------------------------------
 
 

@@ -62,12 +62,11 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
     topics = settings.topics
     broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
     state: dict[str, Any] = {}
-    # Declared so the AsyncAPI document shows what the outbox relay sends.
+    # Sent by the outbox relay (written with the change that causes it); declared for the AsyncAPI document.
     broker.publisher(
         topics.mapping_changes,
         description="Setup changes (modules, two-way, company, connection) and mapping changes (set, cleared, "
-        "broken), sent by the outbox relay after the transaction that made them; the aggregator re-validates "
-        "entries.",
+        "broken); the aggregator re-validates entries.",
     )
 
     async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:

@@ -55,9 +55,14 @@ from shared.transient import Transient
 log = logging.getLogger(__name__)
 
 Command = (
-    ConfigureSetup | SetMapping | ConnectProcore | CompleteProcoreConnection | DisconnectProcore
-    | SyncProcoreEntities | AutoMap
-)  # fmt: skip
+    ConfigureSetup
+    | SetMapping
+    | ConnectProcore
+    | CompleteProcoreConnection
+    | DisconnectProcore
+    | SyncProcoreEntities
+    | AutoMap
+)
 
 REQUIRED_PERMISSION: dict[type[Any], Permission] = {
     ConfigureSetup: Permission.SETUP,
@@ -140,9 +145,16 @@ async def _finish(
 ) -> list[Change]:
     """Record a command as done and queue the changes it made, in the transaction that made them."""
     recorded = await repo.record_outcome(
-        conn, cmd.event_id, cmd.account_id, cmd.type, "done", message, details, cmd.requested_by,
+        conn,
+        cmd.event_id,
+        cmd.account_id,
+        cmd.type,
+        "done",
+        message,
+        details,
+        cmd.requested_by,
         [c.model_dump(mode="json") for c in changes],
-    )  # fmt: skip
+    )
     if not recorded:
         raise AlreadyHandled(cmd.event_id)
     await deps.emit(conn, changes)
@@ -404,10 +416,15 @@ async def auto_map(deps: ConnectionDeps, cmd: AutoMap) -> list[Change]:
             for outcome in counts:
                 counts[outcome] += plan.count(outcome)
             details += [
-                {"mobiclocks_id": d.mobiclocks_id, "outcome": d.outcome.value, "reason": d.reason,
-                 "procore_id": d.procore_id, "procore_project_id": project or None}
+                {
+                    "mobiclocks_id": d.mobiclocks_id,
+                    "outcome": d.outcome.value,
+                    "reason": d.reason,
+                    "procore_id": d.procore_id,
+                    "procore_project_id": project or None,
+                }
                 for d in plan.decisions
-            ]  # fmt: skip
+            ]
         mapped, skipped, ambiguous = counts[Outcome.MAPPED], counts[Outcome.SKIPPED], counts[Outcome.AMBIGUOUS]
         await repo.save_automap_report(
             conn, account, entity, cmd.requested_by, cmd.overwrite_manual, (mapped, skipped, ambiguous), details
@@ -472,8 +489,10 @@ async def _link(
 
 async def adopt_two_way_links(conn: asyncpg.Connection, account_id: str) -> list[Change]:
     """Two-way: the mappings become exactly the links carried by the MobiClocks reference entities."""
-    links = {(domain.two_way_entity(kind), entity_id): (linked, name) for kind, entity_id, linked, name in
-             await repo.linked_references(conn, account_id)}  # fmt: skip
+    links = {
+        (domain.two_way_entity(kind), entity_id): (linked, name)
+        for kind, entity_id, linked, name in await repo.linked_references(conn, account_id)
+    }
     changes: list[Change] = []
     for m in await repo.all_mappings(conn, account_id):
         if (m.entity, m.mobiclocks_id) not in links:

@@ -158,14 +158,14 @@ async def store_tokens(
 
     An authorization code works once: the tokens are committed as soon as Procore issued them, so a
     command retried after a later step failed (Procore or the database unavailable) resumes from them.
+    Under the account's lock, so a command delivered twice at once spends its code once.
     """
-    async with deps.pool.acquire() as conn:
-        stored = await store.read(conn, deps.cipher, account_id)
-    if stored is not None and stored.connect_command == command_id:
-        return
-    tokens = await obtain()
     async with deps.pool.acquire() as conn, conn.transaction():
         await repo.lock_account(conn, account_id)
+        stored = await store.read(conn, deps.cipher, account_id)
+        if stored is not None and stored.connect_command == command_id:
+            return
+        tokens = await obtain()
         await store.save_new(conn, deps.cipher, account_id, grant_type, tokens, requested_by, command_id)
 
 

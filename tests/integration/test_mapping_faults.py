@@ -17,10 +17,17 @@ import pytest
 from pydantic import BaseModel
 
 from shared.broker import ensure_topics
-from shared.events import ConfigureSetup, ConnectProcore, Module, ProcoreEntity, SyncProcoreEntities
+from shared.events import (
+    CompleteProcoreConnection,
+    ConfigureSetup,
+    ConnectProcore,
+    Module,
+    ProcoreEntity,
+    SyncProcoreEntities,
+)
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import eventually, produce
-from tests.support.mapping import INTERNAL_TOKEN, Instance, fetch, mapping_instance, outcome
+from tests.support.mapping import INTERNAL_TOKEN, Instance, authorization_code, fetch, mapping_instance, outcome
 from tests.support.proxy import TcpProxy
 from tests.support.stack import StackConfig
 
@@ -111,6 +118,30 @@ async def test_procore_outage_during_a_sync_is_retried_not_recorded_as_failed(ct
     (synced,) = await ctx.send(ctx.sync_vendors())
     assert synced["status"] == "done" and synced["details"]["total"] == 7, synced
     assert await ctx.fault_hits(dropped) == 3
+
+
+async def test_connecting_resumes_from_the_stored_tokens_after_an_outage(ctx: Ctx) -> None:
+    """The code is exchanged, then Procore fails: the retried command must not spend the code again."""
+    redirect = "http://gateway.test/oauth/procore/callback"
+    account = f"{ctx.account}-oauth"
+    connect = CompleteProcoreConnection(
+        account_id=account,
+        code=await authorization_code(ctx.sandbox, redirect),
+        redirect_uri=redirect,
+        requested_by="admin",
+        permissions=ADMIN,
+    )
+    async with httpx.AsyncClient(base_url=ctx.sandbox) as control:
+        await control.delete("/_sandbox/requests")
+    companies = await ctx.fault(path="/rest/v1.0/companies", kind="status", status=503, retry_after=0, times=3)
+    await produce(ctx.cfg.kafka, ctx.cfg.topics.mapping_commands, [connect], key=account.encode())
+    done = await outcome(ctx.cfg.dsn, ctx.cfg.schemas["mapping"], connect.event_id, timeout_s=60)
+    assert done["status"] == "done" and "authorization_code" in done["message"], done
+    assert await ctx.fault_hits(companies) == 3
+    async with httpx.AsyncClient(base_url=ctx.sandbox) as control:
+        grants = (await control.get("/_sandbox/requests", params={"path": "/oauth/token", "method": "POST"})).json()
+    assert len(grants) == 1, "the code was exchanged once"
+    assert (await ctx.token({"account_id": account})).status_code == 200
 
 
 async def test_procore_refusing_a_sync_is_recorded_with_its_message(ctx: Ctx) -> None:

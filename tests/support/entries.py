@@ -13,20 +13,39 @@ from services.aggregator import domain, handlers
 from shared.events import Module, TimelogUpserted
 
 
-async def entry_rows(dsn: str, schema: str) -> dict[Any, dict[str, Any]]:
+class StoredEntries(dict[Any, dict[str, Any]]):
+    """Entry rows by entry id (each with its `members`), all read in one snapshot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.orphan_members: list[tuple[Any, str]] = []
+        """(entry_id, employee_id) member rows whose entry does not exist: never valid, in any snapshot."""
+
+
+async def entry_rows(dsn: str, schema: str) -> StoredEntries:
+    """Entries and their members as one consistent snapshot.
+
+    Two plain statements would see different moments while the aggregator writes: members of an
+    entry committed between them would have no entry (or an entry would miss its members)."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(f'SELECT * FROM "{schema}".entries')
-        members = await conn.fetch(f'SELECT * FROM "{schema}".entry_members')
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(f'SELECT * FROM "{schema}".entries')
+            members = await conn.fetch(f'SELECT * FROM "{schema}".entry_members')
     finally:
         await conn.close()
-    out = {r["entry_id"]: dict(r) | {"members": {}} for r in rows}
-    for row in out.values():
+    out = StoredEntries()
+    for r in rows:
+        row = dict(r) | {"members": {}}
         for column in ("content", "dims", "errors"):
             if isinstance(row[column], str):
                 row[column] = json.loads(row[column])
+        out[r["entry_id"]] = row
     for m in members:
-        out[m["entry_id"]]["members"][m["employee_id"]] = m["timelogs"]
+        if m["entry_id"] in out:
+            out[m["entry_id"]]["members"][m["employee_id"]] = m["timelogs"]
+        else:
+            out.orphan_members.append((m["entry_id"], m["employee_id"]))
     return out
 
 
@@ -37,7 +56,10 @@ def mismatches(
     by_account: dict[str, list[domain.Timelog]] = {}
     for e in live:
         by_account.setdefault(e.account_id, []).append(handlers._to_timelog(e))
-    problems: list[str] = []
+    problems: list[str] = [
+        f"member {employee} of entry {entry_id}, which does not exist"
+        for entry_id, employee in getattr(stored, "orphan_members", ())
+    ]
     expected_ids = set()
     for account, timelogs in by_account.items():
         for ref, totals in domain.aggregate(timelogs, modules).items():

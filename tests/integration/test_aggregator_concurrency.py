@@ -1,0 +1,182 @@
+"""Concurrent writers of one timelog, one entry and one account (several aggregator instances) serialize exactly.
+
+Real PostgreSQL, the real handlers, several connections at once: what two instances do when they
+consume two revisions of one timelog (a move changes its key, so revisions land on different
+partitions), or two timelogs of one entry that does not exist yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date
+
+import asyncpg
+import pytest
+
+from services.aggregator import handlers
+from shared import db
+from shared.events import Module, SetupChanged, TimelogDeleted, TimelogUpserted
+from shared.transient import transient_cause
+from tests.bench.generator import Generator, Shape
+from tests.support.entries import entry_rows, mismatches
+from tests.support.kafka import eventually
+
+pytestmark = pytest.mark.integration
+DAY = date(2026, 3, 2)
+Timelog = TimelogUpserted | TimelogDeleted
+
+
+@pytest.fixture
+async def schema(postgres_dsn: str) -> AsyncIterator[str]:
+    name = f"race_{uuid.uuid4().hex[:8]}"
+    await db.migrate(postgres_dsn, name, "services.aggregator.migrations")
+    yield name
+    await db.drop_schemas(postgres_dsn, [name])
+
+
+@pytest.fixture
+async def pool(postgres_dsn: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(postgres_dsn, schema, max_size=8)
+    yield p
+    await p.close()
+
+
+async def enable(pool: asyncpg.Pool, *accounts: str) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        for account in accounts:
+            setup = SetupChanged(account_id=account, procore_company_id=1, enabled_modules=list(Module), two_way=False)
+            await handlers.apply_mapping_change(conn, setup)
+
+
+def timelog(tid: str, rev: int, emp: str = "e1", site: str = "s1", hours: int = 8) -> TimelogUpserted:
+    return TimelogUpserted(
+        account_id="acc",
+        timelog_id=tid,
+        revision=rev,
+        employee_id=emp,
+        company_id="c1",
+        crew_tag="A",
+        job_site_id=site,
+        work_date=DAY,
+        duration_seconds=hours * 3600,
+        pay_id="REG",
+    )
+
+
+async def waiting_on_a_lock(pool: asyncpg.Pool, pid: int) -> bool:
+    async with pool.acquire() as conn:
+        return bool(await conn.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid))
+
+
+async def race(pool: asyncpg.Pool, first: list[Timelog], second: list[Timelog]) -> None:
+    """`first` applied and left uncommitted; `second` applied meanwhile (it must wait); then both commit."""
+    async with pool.acquire() as a, pool.acquire() as b:
+        tx_a = a.transaction()
+        await tx_a.start()
+        await handlers.apply_timelog_events(a, first)
+
+        async def apply_second() -> None:
+            async with b.transaction():
+                await handlers.apply_timelog_events(b, second)
+
+        other = asyncio.create_task(apply_second())
+        pid = b.get_server_pid()
+        await eventually(lambda: waiting_on_a_lock(pool, pid), bool, what="the second writer waiting for the first")
+        assert not other.done()
+        await tx_a.commit()
+        await other
+
+
+async def check(postgres_dsn: str, schema: str, live: list[TimelogUpserted]) -> None:
+    stored = await entry_rows(postgres_dsn, schema)
+    assert mismatches(stored, live) == []
+
+
+async def test_two_revisions_of_a_timelog_not_stored_yet_apply_one_after_the_other(
+    pool: asyncpg.Pool, postgres_dsn: str, schema: str
+) -> None:
+    await enable(pool, "acc")
+    await race(pool, [timelog("t1", 1, hours=8)], [timelog("t1", 2, hours=4, site="s2")])
+    await check(postgres_dsn, schema, [timelog("t1", 2, hours=4, site="s2")])
+
+
+async def test_an_older_revision_arriving_second_changes_nothing(
+    pool: asyncpg.Pool, postgres_dsn: str, schema: str
+) -> None:
+    await enable(pool, "acc")
+    await race(pool, [timelog("t1", 2, hours=4)], [timelog("t1", 1, hours=8, site="s2")])
+    await check(postgres_dsn, schema, [timelog("t1", 2, hours=4)])
+
+
+async def test_a_delete_racing_with_the_first_revision_of_its_timelog(
+    pool: asyncpg.Pool, postgres_dsn: str, schema: str
+) -> None:
+    await enable(pool, "acc")
+    await race(pool, [timelog("t1", 1)], [TimelogDeleted(account_id="acc", timelog_id="t1", revision=2)])
+    await check(postgres_dsn, schema, [])
+
+
+async def test_two_timelogs_creating_the_same_new_entry_add_up(
+    pool: asyncpg.Pool, postgres_dsn: str, schema: str
+) -> None:
+    await enable(pool, "acc")
+    # same job site, day, company and crew: one manpower entry, which neither transaction finds stored
+    first, second = timelog("t1", 1, emp="e1", hours=8), timelog("t2", 1, emp="e2", hours=4)
+    await race(pool, [first, timelog("t3", 1, emp="e3", site="s3")], [second])
+    await check(postgres_dsn, schema, [first, second, timelog("t3", 1, emp="e3", site="s3")])
+    stored = await entry_rows(postgres_dsn, schema)
+    (manpower,) = [r for r in stored.values() if r["module"] == "manpower" and r["job_site_id"] == "s1"]
+    assert manpower["content"]["manpower"] == "2" and manpower["members"] == {"e1": 1, "e2": 1}
+
+
+async def apply_with_retries(pool: asyncpg.Pool, batch: list[Timelog]) -> None:
+    """What the consumer does: a transient failure (deadlock, concurrent creation) retries the whole batch."""
+    while True:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await handlers.apply_timelog_events(conn, batch)
+            return
+        except Exception as error:
+            if transient_cause(error) is None:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.05))
+
+
+async def run_workers(
+    workers: int, batches: list[list[Timelog]], apply: Callable[[list[Timelog]], Awaitable[None]]
+) -> None:
+    queue: asyncio.Queue[list[Timelog]] = asyncio.Queue()
+    for batch in batches:
+        queue.put_nowait(batch)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await apply(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_concurrent_batches_over_few_timelogs_equal_a_recompute(
+    pool: asyncpg.Pool, postgres_dsn: str, schema: str, seed: int
+) -> None:
+    """Four writers apply batches of one stream at once, in any order; a small key space makes them collide."""
+    gen = Generator(Shape(accounts=2, job_sites=2, employees=6, companies=2, cost_codes=3), seed=seed)
+    stream: list[Timelog] = list(gen.events(1500))
+    rng = random.Random(seed)
+    stream += rng.sample(stream, 100)  # duplicates
+    rng.shuffle(stream)  # and any order: revisions of one timelog end up in batches applied side by side
+    batches, i = [], 0
+    while i < len(stream):
+        size = rng.randint(1, 60)
+        batches.append(stream[i : i + size])
+        i += size
+    await enable(pool, *(s.account_id for s in gen.setups()))
+    await run_workers(4, batches, lambda batch: apply_with_retries(pool, batch))
+
+    stored = await entry_rows(postgres_dsn, schema)
+    assert stored.orphan_members == []
+    assert mismatches(stored, gen.live.values()) == []

@@ -54,6 +54,7 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
     options = consumer_options(SERVICE, settings.kafka_session_timeout_ms, topics.prefix)
 
     dead_letters = DeadLetters(broker, SERVICE, topics)
+    redrive = handlers.RedrivePolicy(settings.publish_redrive_after_s, settings.publish_redrive_max_interval_s)
 
     @broker.subscriber(
         topics.timelogs,
@@ -92,8 +93,6 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
                 await handlers.apply_publish_result(conn, event)
         if isinstance(event, PublishEntries):
             state["relay"].notify()
-
-    redrive = handlers.RedrivePolicy(settings.publish_redrive_after_s, settings.publish_redrive_max_interval_s)
 
     async def redrive_overdue_publishes() -> int:
         async with pool().acquire() as conn, conn.transaction():

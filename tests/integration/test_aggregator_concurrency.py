@@ -12,6 +12,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
+from functools import partial
 
 import asyncpg
 import pytest
@@ -132,12 +133,12 @@ async def test_two_timelogs_creating_the_same_new_entry_add_up(
     assert manpower["content"]["manpower"] == "2" and manpower["members"] == {"e1": 1, "e2": 1}
 
 
-async def apply_with_retries(pool: asyncpg.Pool, batch: list[Timelog]) -> None:
-    """What the consumer does: a transient failure (deadlock, concurrent creation) retries the whole batch."""
+async def with_retries(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
+    """What the consumer does: a transient failure (deadlock, concurrent creation) retries the whole transaction."""
     while True:
         try:
             async with pool.acquire() as conn, conn.transaction():
-                await handlers.apply_timelog_events(conn, batch)
+                await work(conn)
             return
         except Exception as error:
             if transient_cause(error) is None:
@@ -145,37 +146,45 @@ async def apply_with_retries(pool: asyncpg.Pool, batch: list[Timelog]) -> None:
             await asyncio.sleep(random.uniform(0, 0.05))
 
 
-async def run_workers(
-    workers: int, batches: list[list[Timelog]], apply: Callable[[list[Timelog]], Awaitable[None]]
-) -> None:
-    queue: asyncio.Queue[list[Timelog]] = asyncio.Queue()
-    for batch in batches:
-        queue.put_nowait(batch)
-
-    async def worker() -> None:
-        while not queue.empty():
-            await apply(queue.get_nowait())
-
-    await asyncio.gather(*(worker() for _ in range(workers)))
-
-
-@pytest.mark.parametrize("seed", [1, 2])
-async def test_concurrent_batches_over_few_timelogs_equal_a_recompute(
-    pool: asyncpg.Pool, postgres_dsn: str, schema: str, seed: int
-) -> None:
-    """Four writers apply batches of one stream at once, in any order; a small key space makes them collide."""
-    gen = Generator(Shape(accounts=2, job_sites=2, employees=6, companies=2, cost_codes=3), seed=seed)
-    stream: list[Timelog] = list(gen.events(1500))
-    rng = random.Random(seed)
-    stream += rng.sample(stream, 100)  # duplicates
-    rng.shuffle(stream)  # and any order: revisions of one timelog end up in batches applied side by side
+def batches_of(stream: list[Timelog], rng: random.Random) -> list[list[Timelog]]:
     batches, i = [], 0
     while i < len(stream):
         size = rng.randint(1, 60)
         batches.append(stream[i : i + size])
         i += size
-    await enable(pool, *(s.account_id for s in gen.setups()))
-    await run_workers(4, batches, lambda batch: apply_with_retries(pool, batch))
+    return batches
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_concurrent_batches_and_setup_changes_equal_a_recompute(
+    pool: asyncpg.Pool, postgres_dsn: str, schema: str, seed: int
+) -> None:
+    """Four writers apply batches of one stream at once, in any order (a small key space makes them collide),
+    while a fifth keeps changing the accounts' setups (each change recomputes its account from scratch)."""
+    gen = Generator(Shape(accounts=2, job_sites=2, employees=6, companies=2, cost_codes=3), seed=seed)
+    accounts = [s.account_id for s in gen.setups()]
+    stream: list[Timelog] = list(gen.events(1500))
+    rng = random.Random(seed)
+    stream += rng.sample(stream, 100)  # duplicates
+    rng.shuffle(stream)  # and any order: revisions of one timelog end up in batches applied side by side
+    queue = batches_of(stream, rng)
+    await enable(pool, *accounts)
+
+    async def apply_batches() -> None:
+        while queue:
+            batch = queue.pop()
+            await with_retries(pool, partial(handlers.apply_timelog_events, events=batch))
+
+    async def change_setups() -> None:
+        while queue:
+            account = rng.choice(accounts)
+            modules = rng.sample(list(Module), rng.randint(0, 3))
+            change = SetupChanged(account_id=account, procore_company_id=1, enabled_modules=modules, two_way=False)
+            await with_retries(pool, partial(handlers.apply_mapping_change, change=change))
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(apply_batches() for _ in range(4)), change_setups())
+    await enable(pool, *accounts)  # every module on again: entries must be back, exact
 
     stored = await entry_rows(postgres_dsn, schema)
     assert stored.orphan_members == []

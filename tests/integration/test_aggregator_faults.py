@@ -78,7 +78,10 @@ async def test_database_cut_mid_stream_dead_letters_nothing_and_entries_end_exac
             what="the stream under way",
         )
         await proxy.cut()
-        await asyncio.sleep(12)  # far beyond a bounded retry budget (5 attempts, ~3 s, used to dead-letter batches)
+        # setup changes arrive meanwhile (re-sent, so the expected entries stay the same): the control
+        # consumer cannot apply them either, and must wait too
+        await send_keyed(kafka_bootstrap, cfg.topics.mapping_changes, list(gen.setups()))
+        await asyncio.sleep(12)  # far beyond a bounded retry budget (5 attempts, ~3 s, used to dead-letter)
         await proxy.restore()
         await stream
         await eventually(

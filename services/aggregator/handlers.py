@@ -149,11 +149,8 @@ async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[Timelo
     if not batch:
         return 0
     accounts = sorted({e.account_id for e in batch})
-    # Shared per-account locks: a from-scratch recompute of an account takes the exclusive one.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock_shared(hashtext('aggregate:' || a)) FROM unnest($1::text[]) a ORDER BY a",
-        accounts,
-    )
+    # Shared account locks: a from-scratch recompute of an account takes the exclusive one.
+    await repo.lock_accounts_shared(conn, accounts)
     # Lock by identity, not by row: timelogs nobody stored yet are claimed by inserting them (a concurrent
     # batch with the same timelog waits on the unique index), stored ones are locked; so two instances that
     # consume two revisions of one timelog apply them one after the other, each from the other's result.
@@ -325,7 +322,7 @@ async def recompute_groups(conn: asyncpg.Connection, groups: Iterable[Group]) ->
     for g in groups:
         by_account[g[0]].add(g)
     for account_id in sorted(by_account):
-        await lock_account(conn, account_id)
+        await repo.lock_account(conn, account_id)
         views = await repo.load_setups(conn, [account_id])
         view = views[account_id]
         account_groups = by_account[account_id]
@@ -344,16 +341,11 @@ async def recompute_groups(conn: asyncpg.Connection, groups: Iterable[Group]) ->
             raise ConcurrentEntryCreation("an entry was created during a from-scratch recompute of its account")
 
 
-async def lock_account(conn: asyncpg.Connection, account_id: str) -> None:
-    """Exclusive per-account lock of a from-scratch recompute; timelog batches take it shared."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aggregate:' || $1::text))", account_id)
-
-
 async def revalidate_account(conn: asyncpg.Connection, account_id: str) -> None:
     """Mapping or setup changed: rebuild the account's entries and re-check their mappings."""
     # Lock before listing the groups: a timelog batch committing in between would otherwise land
     # timelogs in groups this recompute never sees.
-    await lock_account(conn, account_id)
+    await repo.lock_account(conn, account_id)
     groups = await repo.groups_of_account(conn, account_id)
     if groups:
         await recompute_groups(conn, groups)

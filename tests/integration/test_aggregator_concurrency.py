@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from services.aggregator import handlers
+from services.aggregator.adapters import repository as repo
 from shared import db
 from shared.events import Module, SetupChanged, TimelogDeleted, TimelogUpserted
 from shared.transient import transient_cause
@@ -72,16 +73,20 @@ async def waiting_on_a_lock(pool: asyncpg.Pool, pid: int) -> bool:
         return bool(await conn.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid))
 
 
-async def race(pool: asyncpg.Pool, first: list[Timelog], second: list[Timelog]) -> None:
+Work = Callable[[asyncpg.Connection], Awaitable[object]]
+
+
+async def race(pool: asyncpg.Pool, first: list[Timelog], second: list[Timelog] | Work) -> None:
     """`first` applied and left uncommitted; `second` applied meanwhile (it must wait); then both commit."""
     async with pool.acquire() as a, pool.acquire() as b:
         tx_a = a.transaction()
         await tx_a.start()
         await handlers.apply_timelog_events(a, first)
+        work = partial(handlers.apply_timelog_events, events=second) if isinstance(second, list) else second
 
         async def apply_second() -> None:
             async with b.transaction():
-                await handlers.apply_timelog_events(b, second)
+                await work(b)
 
         other = asyncio.create_task(apply_second())
         pid = b.get_server_pid()
@@ -131,6 +136,35 @@ async def test_two_timelogs_creating_the_same_new_entry_add_up(
     stored = await entry_rows(postgres_dsn, schema)
     (manpower,) = [r for r in stored.values() if r["module"] == "manpower" and r["job_site_id"] == "s1"]
     assert manpower["content"]["manpower"] == "2" and manpower["members"] == {"e1": 1, "e2": 1}
+
+
+def from_accounts(count: int) -> list[Timelog]:
+    return [timelog(f"t{n}", 1).model_copy(update={"account_id": f"acc-{n}"}) for n in range(count)]
+
+
+async def test_a_batch_from_many_accounts_holds_few_advisory_locks(pool: asyncpg.Pool) -> None:
+    """PostgreSQL's shared lock table is small (max_locks_per_transaction times max_connections, for everyone):
+    a batch of events from hundreds of accounts locks buckets of accounts, not each account."""
+    batch = from_accounts(300)
+    await enable(pool, *(e.account_id for e in batch))
+    async with pool.acquire() as conn, conn.transaction():
+        await handlers.apply_timelog_events(conn, batch)
+        held = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+    assert 0 < held <= repo.ACCOUNT_BUCKETS
+
+
+@pytest.mark.parametrize("accounts", [1, 300])
+async def test_a_recompute_of_an_account_waits_for_a_batch_of_that_account(
+    pool: asyncpg.Pool, postgres_dsn: str, schema: str, accounts: int
+) -> None:
+    """A mapping change rebuilds its account from scratch: not while a batch of few or of many accounts
+    (account locks or bucket locks) is still writing that account's entries."""
+    batch = from_accounts(accounts)
+    await enable(pool, *(e.account_id for e in batch))
+    await race(pool, batch, partial(handlers.revalidate_account, account_id="acc-0"))
+    await check(postgres_dsn, schema, [e for e in batch if isinstance(e, TimelogUpserted)])
 
 
 async def with_retries(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:

@@ -75,6 +75,47 @@ def _entry(row: asyncpg.Record) -> StoredEntry:
     )
 
 
+# --- account locks ---------------------------------------------------------------------
+
+ACCOUNT_LOCKS = 32
+"""A timelog batch from up to this many accounts takes one shared lock per account."""
+ACCOUNT_BUCKETS = 64
+"""A batch from more accounts takes shared locks on buckets of accounts instead: no batch holds more than
+this many advisory locks (PostgreSQL's shared lock table holds max_locks_per_transaction times max_connections
+for everyone, and a batch of 2,000 events can come from 2,000 accounts)."""
+_BUCKETS_SPACE = 0x61676772
+"""The first key of the two-key advisory locks on account buckets."""
+
+
+async def lock_accounts_shared(conn: asyncpg.Connection, accounts: Sequence[str]) -> None:
+    """What a timelog batch holds so that no from-scratch recompute of these accounts runs at the same time."""
+    if len(accounts) <= ACCOUNT_LOCKS:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtext('aggregate:' || a)) FROM unnest($1::text[]) a ORDER BY a",
+            list(accounts),
+        )
+        return
+    await conn.execute(
+        """
+        SELECT pg_advisory_xact_lock_shared($2, b)
+          FROM (SELECT DISTINCT hashtext(a) & $3 AS b FROM unnest($1::text[]) a) buckets
+         ORDER BY b
+        """,
+        list(accounts),
+        _BUCKETS_SPACE,
+        ACCOUNT_BUCKETS - 1,
+    )
+
+
+async def lock_account(conn: asyncpg.Connection, account_id: str) -> None:
+    """The exclusive lock of a from-scratch recompute of an account: on the account and on its bucket, so it
+    excludes batches of few accounts and batches of many alike (always in this order)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aggregate:' || $1::text))", account_id)
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($2, hashtext($1::text) & $3)", account_id, _BUCKETS_SPACE, ACCOUNT_BUCKETS - 1
+    )
+
+
 # --- timelogs --------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""The one place that wires the aggregator: settings → broker, pool, subscribers, outbox relay."""
+"""The one place that wires the aggregator: settings → broker, pool, subscribers, outbox relay, publish sweeper."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import Field
 
 from services.aggregator import handlers
 from services.aggregator.config import AggregatorSettings
+from services.aggregator.sweeper import PublishSweeper
 from shared import db
 from shared.app import health_checks, make_service_app
 from shared.broker import DeadLetters, consumer_options, ensure_topics, make_broker, raw_bodies
@@ -53,6 +54,7 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
     options = consumer_options(SERVICE, settings.kafka_session_timeout_ms, topics.prefix)
 
     dead_letters = DeadLetters(broker, SERVICE, topics)
+    redrive = handlers.RedrivePolicy(settings.publish_redrive_after_s, settings.publish_redrive_max_interval_s)
 
     @broker.subscriber(
         topics.timelogs,
@@ -79,17 +81,36 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
         description="Reference names, setup and mapping changes, publish commands and publish results.",
     )
     async def on_control_event(event: AggregatorInput) -> None:
+        # Nothing here catches: a transient error (the database away) propagates and the consumer retries.
         async with pool().acquire() as conn, conn.transaction():
             if isinstance(event, ReferenceUpserted | ReferenceDeleted):
                 await handlers.apply_reference_event(conn, event)
             elif isinstance(event, SetupChanged | MappingChanged):
                 await handlers.apply_mapping_change(conn, event)
             elif isinstance(event, PublishEntries):
-                await handlers.publish_entries(conn, event, topics)
+                await handlers.publish_entries(conn, event, topics, redrive)
             else:
                 await handlers.apply_publish_result(conn, event)
         if isinstance(event, PublishEntries):
             state["relay"].notify()
+
+    async def redrive_overdue_publishes() -> int:
+        async with pool().acquire() as conn, conn.transaction():
+            sent = await handlers.redrive_stalled_publishes(conn, topics, redrive)
+        if sent:
+            state["relay"].notify()
+        return sent
+
+    base_check = health_checks(broker, lambda: state.get("pool"))
+
+    async def check() -> dict[str, bool]:
+        # TODO(issue 8): register the relay's and the sweeper's `.healthy` through shared/app.py's readiness
+        # hook once it has one; until then they are added to the service's own check here.
+        checks = await base_check()
+        for name in ("relay", "sweeper"):
+            if (task := state.get(name)) is not None:
+                checks[name] = task.healthy
+        return checks
 
     # Declared so the AsyncAPI document shows what the outbox relay sends.
     broker.publisher(topics.publish_requests, description="Publish requests for the publisher (via the outbox).")
@@ -106,9 +127,13 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
         )
         state["relay"] = relay
         relay.start()
+        sweeper = PublishSweeper(redrive_overdue_publishes, redrive.batch, settings.publish_sweep_interval_s)
+        state["sweeper"] = sweeper
+        sweeper.start()
         try:
             yield
         finally:
+            await sweeper.stop()
             await relay.stop()
             await state["pool"].close()
             provider.force_flush()
@@ -117,6 +142,6 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
         broker,
         title="MobiClocks Procore aggregator",
         description="Turns timelogs into manpower, timecard and production-quantity entries and owns their status.",
-        check=health_checks(broker, lambda: state.get("pool")),
+        check=check,
         lifespan=lifespan,
     )

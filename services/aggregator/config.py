@@ -12,3 +12,9 @@ class AggregatorSettings(ServiceSettings):
     batch_max_records: int = Field(default=2000, ge=1)
     """Timelog events applied in one transaction at most; under light load batches are smaller."""
     batch_timeout_ms: int = Field(default=50, ge=0)
+    publish_redrive_after_s: float = Field(default=120.0, gt=0)
+    """A publish request without a result after this long is sent again, unchanged (same request_id)."""
+    publish_redrive_max_interval_s: float = Field(default=3600.0, gt=0)
+    """Each further re-drive of one request waits twice as long as the one before, up to this."""
+    publish_sweep_interval_s: float = Field(default=10.0, gt=0)
+    """How often overdue publish requests are looked for."""

@@ -273,7 +273,8 @@ def operation_for(e: EntryState) -> ProcoreOperation | None:
         return ProcoreOperation.CREATE if e.fingerprint is not None else None
     if e.fingerprint is None:
         return ProcoreOperation.DELETE
-    if e.status is Status.DELETED:
+    if e.deleted_timelog_ids:
+        # Deleted (and still Failed after a replace that did not go through): the record goes, then comes back
         return ProcoreOperation.REPLACE
     return ProcoreOperation.UPDATE
 
@@ -299,6 +300,38 @@ def publish_requested(
         last_error=None,
     )
     return publishing, operation
+
+
+def publish_refused(e: EntryState, reason: str) -> EntryState:
+    """A publish command that cannot be carried out for this entry (no Procore company chosen, its job site's
+    project not mapped, a payload Procore cannot take): Failed with the reason, so the user sees what to fix.
+
+    Only an entry the command applies to is refused; one being published keeps waiting for its result."""
+    if e.status is Status.PUBLISHING:
+        return e
+    return replace(e, status=Status.FAILED, last_error=reason)
+
+
+def publish_blocker(m: MappingView, job_site_id: str) -> str | None:
+    """Why entries of this job site cannot be published right now (None: they can)."""
+    if m.procore_company_id is None:
+        return "Choose the Procore company in Setup, then publish again"
+    if m.procore_id(ProcoreEntity.PROJECT, job_site_id) is None:
+        site = m.label(ReferenceKind.JOB_SITE, job_site_id)
+        text = f"Job site {site} is not mapped to a Procore project"
+        if broken := m.broken_reason(ProcoreEntity.PROJECT, job_site_id):
+            text = f"{text} ({broken})"
+        return f"{text}; map it in Setup, then publish again"
+    return None
+
+
+NOTHING_TO_PUBLISH = "Nothing to publish: no timelog counts towards this entry"
+
+
+def redrive_delay(redrives: int, after_s: float, max_s: float) -> float:
+    """How long to wait for a publish result before re-sending the request (again): the timeout at first,
+    doubling with each re-drive, capped, so a publisher that is down for long is not flooded."""
+    return min(after_s * 2 ** min(redrives, 30), max(max_s, after_s))
 
 
 def result_arrived(

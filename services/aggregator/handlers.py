@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import asyncpg
@@ -16,14 +16,16 @@ from services.aggregator import domain
 from services.aggregator.adapters import repository as repo
 from services.aggregator.adapters.repository import AccountMappings, Group, StoredEntry
 from shared.broker import describe_validation_error, json_problem
-from shared.errors import InvalidMessage
 from shared.events import (
     MappingChange,
     MappingChanged,
     Module,
+    ProcoreEntity,
     ProcoreOperation,
     ProcorePublishFinished,
+    PublishAction,
     PublishEntries,
+    PublishOutcome,
     PublishToProcore,
     ReferenceDeleted,
     ReferenceUpserted,
@@ -34,6 +36,7 @@ from shared.events import (
 )
 from shared.outbox import OutboxMessage, add_to_outbox, trace_headers
 from shared.topics import Topics
+from shared.transient import Transient, transient_cause
 
 log = logging.getLogger(__name__)
 
@@ -64,36 +67,39 @@ def parse_timelog_records(records: Sequence[Any]) -> tuple[list[tuple[Any, Timel
 
 
 async def apply_timelog_records(pool: asyncpg.Pool, records: Sequence[Any], dead_letters: DeadLetterSink) -> int:
-    """Apply a batch in one transaction; dead-letter what is malformed.
+    """Apply a batch in one transaction; dead-letter what is malformed or can never be applied.
 
-    If the batch transaction fails, each event is retried alone: events that fail alone while
-    others succeed are poison and dead-lettered; if every one fails the cause is likely
-    transient (database down), so the error propagates and the whole batch is retried.
+    Unavailable is not invalid: a transient failure (the database away, a deadlock, a serialization
+    failure, a concurrent writer) propagates, so the consumer retries the whole batch for as long as it
+    takes and no valid event is dead-lettered. A deterministic failure is narrowed down by halving the
+    batch: halves that apply are committed (events apply by revision, so a later retry of the whole
+    batch changes nothing twice), and only an event that fails alone, deterministically, is dead-lettered.
     """
     valid, rejects = parse_timelog_records(records)
     for record, reason in rejects:
         await dead_letters.send(record, reason)
-    if not valid:
+    return await _apply_isolating(pool, valid, dead_letters)
+
+
+async def _apply_isolating(
+    pool: asyncpg.Pool, items: Sequence[tuple[Any, TimelogChange]], dead_letters: DeadLetterSink
+) -> int:
+    if not items:
         return 0
     try:
         async with pool.acquire() as conn, conn.transaction():
-            return await apply_timelog_events(conn, [e for _, e in valid])
-    except (asyncpg.PostgresError, InvalidMessage, ValueError) as batch_error:
-        if len(valid) == 1:
+            return await apply_timelog_events(conn, [event for _, event in items])
+    except Exception as error:
+        if transient_cause(error) is not None:
             raise
-        log.warning("batch of %d failed (%r); applying one by one", len(valid), batch_error)
-    applied, failures = 0, []
-    for record, event in valid:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                applied += await apply_timelog_events(conn, [event])
-        except (asyncpg.PostgresError, InvalidMessage, ValueError) as event_error:
-            failures.append((record, event_error))
-    if failures and len(failures) == len(valid):
-        raise failures[0][1]
-    for record, failure in failures:
-        await dead_letters.send(record, f"could not be applied: {failure!r}"[:2000])
-    return applied
+        if len(items) == 1:
+            await dead_letters.send(items[0][0], f"could not be applied: {error!r}"[:2000])
+            return 0
+        log.warning("batch of %d failed (%r); narrowing down the event that fails", len(items), error)
+    middle = len(items) // 2
+    return await _apply_isolating(pool, items[:middle], dead_letters) + await _apply_isolating(
+        pool, items[middle:], dead_letters
+    )
 
 
 def newest_per_timelog(events: Iterable[TimelogChange]) -> list[TimelogChange]:
@@ -125,8 +131,11 @@ def _to_timelog(e: TimelogUpserted) -> domain.Timelog:
 AccountRef = tuple[str, domain.EntryRef]
 
 
-class ConcurrentEntryCreation(Exception):
-    """Another writer created an entry this batch meant to create: the batch is retried."""
+class ConcurrentEntryCreation(Transient):
+    """Other writers kept creating entries this batch meant to create: the batch is retried (never dead-lettered)."""
+
+
+_RACE_ROUNDS = 3
 
 
 async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[TimelogChange]) -> int:
@@ -140,13 +149,22 @@ async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[Timelo
     if not batch:
         return 0
     accounts = sorted({e.account_id for e in batch})
-    # Shared per-account locks: a from-scratch recompute of an account takes the exclusive one.
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock_shared(hashtext('aggregate:' || a)) FROM unnest($1::text[]) a ORDER BY a",
-        accounts,
+    # Shared account locks: a from-scratch recompute of an account takes the exclusive one.
+    await repo.lock_accounts_shared(conn, accounts)
+    # Lock by identity, not by row: timelogs nobody stored yet are claimed by inserting them (a concurrent
+    # batch with the same timelog waits on the unique index), stored ones are locked; so two instances that
+    # consume two revisions of one timelog apply them one after the other, each from the other's result.
+    inserted = await repo.insert_new_timelogs(conn, batch)
+    stored = await repo.lock_timelogs(
+        conn, [(e.account_id, e.timelog_id) for e in batch if (e.account_id, e.timelog_id) not in inserted]
     )
-    stored = await repo.lock_timelogs(conn, [(e.account_id, e.timelog_id) for e in batch])
-    fresh = [e for e in batch if (old := stored.get((e.account_id, e.timelog_id))) is None or old.revision < e.revision]
+    fresh = [
+        e
+        for e in batch
+        if (e.account_id, e.timelog_id) in inserted
+        or (old := stored.get((e.account_id, e.timelog_id))) is None
+        or old.revision < e.revision
+    ]
     if not fresh:
         return 0
     views = await repo.load_setups(conn, accounts)
@@ -165,7 +183,7 @@ async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[Timelo
             for ref, seconds, units, member in domain.contributions(_to_timelog(e), modules):
                 deltas[(e.account_id, ref)].add(seconds, units, member, +1)
                 revived[(e.account_id, ref)].add(e.timelog_id)
-    await repo.upsert_timelogs(conn, fresh)
+    await repo.upsert_timelogs(conn, [e for e in fresh if (e.account_id, e.timelog_id) not in inserted])
 
     ids = {(a, ref): domain.entry_id(a, ref.module, ref.key) for a, ref in deltas}
     existing = {(e.account_id, e.ref): e for e in await repo.lock_entries_by_id(conn, list(ids.values()))}
@@ -187,7 +205,21 @@ async def apply_timelog_events(conn: asyncpg.Connection, events: Sequence[Timelo
         key: (entry.totals if (entry := existing.get(key)) is not None else domain.Totals()).merged(delta)
         for key, delta in deltas.items()
     }
-    await _settle_and_save(conn, views, existing, after, deleted, revived, revalidate=False, ids=ids)
+    raced = await _settle_and_save(conn, views, existing, after, deleted, revived, revalidate=False, ids=ids)
+    for _ in range(_RACE_ROUNDS):
+        if not raced:
+            break
+        # A concurrent batch created these entries after this one looked (this insert waited for it to
+        # commit): lock them now and apply this batch's change on top of theirs.
+        now_there = {(e.account_id, e.ref): e for e in await repo.lock_entries_by_id(conn, [ids[k] for k in raced])}
+        await repo.load_members(conn, list(now_there.values()))
+        after = {
+            key: (entry.totals if (entry := now_there.get(key)) is not None else domain.Totals()).merged(deltas[key])
+            for key in raced
+        }
+        raced = await _settle_and_save(conn, views, now_there, after, deleted, revived, revalidate=False, ids=ids)
+    if raced:
+        raise ConcurrentEntryCreation(f"{len(raced)} entries of this batch kept being created concurrently")
     return len(fresh)
 
 
@@ -206,8 +238,10 @@ async def _settle_and_save(
     revived: dict[AccountRef, set[str]],
     revalidate: bool,
     ids: dict[AccountRef, uuid.UUID] | None = None,
-) -> None:
-    """Write entries whose totals are now `after`: new ones validated, changed ones re-settled."""
+) -> set[AccountRef]:
+    """Write entries whose totals are now `after`: new ones validated, changed ones re-settled.
+
+    Returns the new entries it could not create because a concurrent writer created them first."""
     need_ids: set[tuple[str, str, str]] = set()
     need_names: set[tuple[str, str, str]] = set()
     for account, ref in after:
@@ -219,7 +253,7 @@ async def _settle_and_save(
     await repo.load_mappings_for(conn, views, need_ids, need_names)
 
     to_save: list[StoredEntry] = []
-    to_create: list[StoredEntry] = []
+    to_create: dict[AccountRef, StoredEntry] = {}
     to_delete: list[uuid.UUID] = []
     members: list[tuple[uuid.UUID, str, int]] = []
     for (account, ref), total in after.items():
@@ -246,8 +280,7 @@ async def _settle_and_save(
                 published_payload=None,
                 totals=total,
             )
-            to_create.append(entry)
-            members += [(entry.entry_id, m, n) for m, n in total.members.items()]
+            to_create[(account, ref)] = entry
             continue
         gone = old.state.deleted_timelog_ids
         for timelog_id in deleted.get((account, ref), ()):
@@ -273,11 +306,14 @@ async def _settle_and_save(
                 if old.totals.members.get(member, 0) != total.members.get(member, 0):
                     members.append((old.entry_id, member, total.members.get(member, 0)))
     await repo.delete_entries(conn, to_delete)
-    if to_create and await repo.create_entries(conn, to_create) != len(to_create):
-        raise ConcurrentEntryCreation("an entry of this batch was created concurrently")
+    created = await repo.create_entries(conn, list(to_create.values()))
+    for entry in to_create.values():
+        if entry.entry_id in created:
+            members += [(entry.entry_id, m, n) for m, n in entry.totals.members.items()]
     # settling never changes publish state, so existing entries only need their totals and status written
     await repo.update_entry_totals(conn, to_save)
     await repo.save_member_changes(conn, members)
+    return {key for key, entry in to_create.items() if entry.entry_id not in created}
 
 
 async def recompute_groups(conn: asyncpg.Connection, groups: Iterable[Group]) -> None:
@@ -286,7 +322,7 @@ async def recompute_groups(conn: asyncpg.Connection, groups: Iterable[Group]) ->
     for g in groups:
         by_account[g[0]].add(g)
     for account_id in sorted(by_account):
-        await lock_account(conn, account_id)
+        await repo.lock_account(conn, account_id)
         views = await repo.load_setups(conn, [account_id])
         view = views[account_id]
         account_groups = by_account[account_id]
@@ -300,19 +336,16 @@ async def recompute_groups(conn: asyncpg.Connection, groups: Iterable[Group]) ->
         for group_timelogs in (await repo.timelogs_of_groups(conn, account_groups)).values():
             for ref, total in domain.aggregate(group_timelogs, view.enabled_modules).items():
                 after[(account_id, ref)] = total
-        await _settle_and_save(conn, views, existing, after, {}, {}, revalidate=True)
-
-
-async def lock_account(conn: asyncpg.Connection, account_id: str) -> None:
-    """Exclusive per-account lock of a from-scratch recompute; timelog batches take it shared."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aggregate:' || $1::text))", account_id)
+        # the exclusive account lock keeps every other writer of these entries out: nothing can race here
+        if await _settle_and_save(conn, views, existing, after, {}, {}, revalidate=True):
+            raise ConcurrentEntryCreation("an entry was created during a from-scratch recompute of its account")
 
 
 async def revalidate_account(conn: asyncpg.Connection, account_id: str) -> None:
     """Mapping or setup changed: rebuild the account's entries and re-check their mappings."""
     # Lock before listing the groups: a timelog batch committing in between would otherwise land
     # timelogs in groups this recompute never sees.
-    await lock_account(conn, account_id)
+    await repo.lock_account(conn, account_id)
     groups = await repo.groups_of_account(conn, account_id)
     if groups:
         await recompute_groups(conn, groups)
@@ -347,73 +380,111 @@ async def apply_reference_event(conn: asyncpg.Connection, event: ReferenceUpsert
 
 # --- publishing -------------------------------------------------------------------------
 
+History = tuple[uuid.UUID, uuid.UUID | None, str, str | None, str | None, str | None]
+"""(entry_id, request_id, action, requested_by, outcome, message): one row of an entry's publish history."""
 
-def _scope_filter(cmd: PublishEntries) -> tuple[str, list[object]]:
-    scope = cmd.scope
-    base = "account_id = $1 AND module = $2"
-    args: list[object] = [cmd.account_id, cmd.module.value]
-    if scope.kind == "cell":
-        return f"{base} AND job_site_id = $3 AND work_date = $4", [*args, scope.job_site_id, scope.work_date]
-    if scope.kind == "entries":
-        return f"{base} AND entry_id = ANY($3::uuid[])", [*args, list(scope.entry_ids)]
-    return f"{base} AND work_date BETWEEN $3 AND $4", [*args, scope.date_from, scope.date_to]
+REDRIVEN = "re-driven"
+"""The history action of a publish request sent again because its result was overdue."""
 
 
-async def publish_entries(conn: asyncpg.Connection, cmd: PublishEntries, topics: Topics) -> int:
-    """Move eligible entries to Publishing and queue one publish request each (transactional outbox)."""
-    where, args = _scope_filter(cmd)
-    entries = await repo.lock_entries(conn, where, *args)
-    if not entries:
+@dataclass(frozen=True)
+class RedrivePolicy:
+    """When a publish request that got no result is sent again (see `redrive_stalled_publishes`)."""
+
+    after_s: float = 120.0
+    max_interval_s: float = 3600.0
+    batch: int = 200
+
+
+def _publish_request(
+    e: StoredEntry,
+    state: domain.EntryState,
+    operation: ProcoreOperation,
+    request_id: uuid.UUID,
+    mappings: AccountMappings,
+    force: bool,
+) -> PublishToProcore:
+    """The request for the publisher; raises FractionalQuantity when Procore cannot take the content."""
+    company = mappings.procore_company_id
+    project = mappings.procore_id(ProcoreEntity.PROJECT, e.job_site_id)
+    assert company is not None and project is not None, "checked by domain.publish_blocker"
+    payload = {}
+    if operation is not ProcoreOperation.DELETE and e.content is not None:
+        payload = domain.procore_payload(e.module, e.entry_id, e.work_date, e.job_site_id, e.dims, e.content, mappings)
+    return PublishToProcore(
+        account_id=e.account_id,
+        request_id=request_id,
+        entry_id=e.entry_id,
+        entry_version=state.version,
+        module=e.module,
+        operation=operation,
+        procore_company_id=company,
+        procore_project_id=project,
+        work_date=e.work_date,
+        payload=payload,
+        marker=domain.marker_for(e.entry_id),
+        procore_id=state.procore_id,
+        published_updated_at=e.procore_updated_at,
+        published_payload=e.published_payload,
+        force=force,
+    )
+
+
+def _message(e: StoredEntry, request: PublishToProcore, topics: Topics, headers: dict[str, str]) -> OutboxMessage:
+    # keyed by job site, like every event of it, so one job site's requests stay in order
+    return OutboxMessage(topics.publish_requests, f"{e.account_id}:{e.job_site_id}", request.model_dump_json(), headers)
+
+
+async def publish_entries(
+    conn: asyncpg.Connection, cmd: PublishEntries, topics: Topics, policy: RedrivePolicy = RedrivePolicy()
+) -> int:
+    """Move eligible entries to Publishing and queue one publish request each (transactional outbox).
+
+    Each request is also kept with its entry, so it can be re-driven if no result comes back. An
+    eligible entry the command cannot be carried out for (no Procore company chosen, its job site's
+    project not mapped, content Procore cannot take) becomes Failed with the reason, in its history too."""
+    entries = await repo.lock_entries_in_scope(conn, cmd)
+    eligible = [e for e in entries if e.state.status in domain.PUBLISHABLE[cmd.action]]
+    if not eligible:
         return 0
     mappings = await repo.load_account_mappings(conn, cmd.account_id)
-    if mappings.procore_company_id is None:
-        log.warning("account %s asked to publish but has no Procore company", cmd.account_id)
-        return 0
     headers = trace_headers()
+    force = cmd.action is PublishAction.FORCE_PUBLISH
     to_save: list[StoredEntry] = []
-    outbox: list[OutboxMessage] = []
-    history: list[tuple[uuid.UUID, uuid.UUID | None, str, str | None, str | None, str | None]] = []
-    force = cmd.action.value == "force_publish"
-    eligible = [e for e in entries if e.state.status in domain.PUBLISHABLE[cmd.action]]
+    queued: list[repo.QueuedPublish] = []
+    history: list[History] = []
+    refusals: set[str] = set()
     for e, members in zip(eligible, await repo.timelog_ids_of(conn, eligible), strict=True):
         request_id = uuid.uuid4()
-        moved = domain.publish_requested(e.state, cmd.action, request_id, members)
-        if moved is None:
-            continue
-        state, operation = moved
-        project = mappings.procore_id(domain.ProcoreEntity.PROJECT, e.job_site_id)
-        if project is None:
-            continue
-        payload = {}
-        if operation is not ProcoreOperation.DELETE and e.content is not None:
-            payload = domain.procore_payload(
-                e.module, e.entry_id, e.work_date, e.job_site_id, e.dims, e.content, mappings
-            )
-        request = PublishToProcore(
-            account_id=e.account_id,
-            request_id=request_id,
-            entry_id=e.entry_id,
-            entry_version=state.version,
-            module=e.module,
-            operation=operation,
-            procore_company_id=mappings.procore_company_id,
-            procore_project_id=project,
-            work_date=e.work_date,
-            payload=payload,
-            marker=domain.marker_for(e.entry_id),
-            procore_id=state.procore_id,
-            published_updated_at=e.procore_updated_at,
-            published_payload=e.published_payload,
-            force=force,
+        reason = domain.publish_blocker(mappings, e.job_site_id)
+        moved = None if reason else domain.publish_requested(e.state, cmd.action, request_id, members)
+        if moved is not None:
+            state, operation = moved
+            try:
+                request = _publish_request(e, state, operation, request_id, mappings, force)
+            except domain.FractionalQuantity as error:
+                reason = str(error)
+            else:
+                queued.append(repo.QueuedPublish(e.entry_id, request_id, _message(e, request, topics, headers)))
+                to_save.append(replace(e, state=state))
+                history.append((e.entry_id, request_id, cmd.action.value, cmd.requested_by, None, operation.value))
+                continue
+        reason = reason or domain.NOTHING_TO_PUBLISH
+        refusals.add(reason)
+        to_save.append(replace(e, state=domain.publish_refused(e.state, reason)))
+        history.append((e.entry_id, None, cmd.action.value, cmd.requested_by, PublishOutcome.FAILED.value, reason))
+    if refusals:
+        log.warning(
+            "account %s: %d entries failed without a request: %s",
+            cmd.account_id,
+            len(to_save) - len(queued),
+            "; ".join(sorted(refusals)),
         )
-        key = f"{e.account_id}:{e.job_site_id}"
-        outbox.append(OutboxMessage(topics.publish_requests, key, request.model_dump_json(), headers))
-        to_save.append(replace(e, state=state))
-        history.append((e.entry_id, request_id, cmd.action.value, cmd.requested_by, None, operation.value))
     await repo.save_entries(conn, to_save)
-    await add_to_outbox(conn, outbox)
+    await add_to_outbox(conn, [q.message for q in queued])
+    await repo.keep_publish_requests(conn, queued, policy.after_s)
     await repo.add_history(conn, history)
-    return len(to_save)
+    return len(queued)
 
 
 async def apply_publish_result(conn: asyncpg.Connection, result: ProcorePublishFinished) -> bool:
@@ -431,6 +502,7 @@ async def apply_publish_result(conn: asyncpg.Connection, result: ProcorePublishF
     if state is None:
         await repo.delete_entries(conn, [entry.entry_id])
         return True
+    await repo.forget_publish_requests(conn, [(entry.entry_id, result.request_id)])
     published = result.outcome.value in ("published", "deleted")
     await repo.save_entries(
         conn,
@@ -444,3 +516,60 @@ async def apply_publish_result(conn: asyncpg.Connection, result: ProcorePublishF
         ],
     )
     return True
+
+
+async def redrive_stalled_publishes(conn: asyncpg.Connection, topics: Topics, policy: RedrivePolicy) -> int:
+    """Send again, unchanged (same request_id), every publish request whose result is overdue; returns how many.
+
+    Safe to repeat: the publisher keeps each request once and answers a request it already finished
+    with its stored result, and a result for any request but an entry's current one changes nothing.
+    Each re-drive waits longer than the one before (capped), and is written to the entry's history."""
+    due = await repo.claim_due_publishes(conn, policy.batch)
+    await repo.forget_publish_requests(conn, [(d.entry_id, d.request_id) for d in due if not d.current])
+    redriven: list[tuple[uuid.UUID, OutboxMessage, float]] = []
+    history: list[History] = []
+    for d in due:
+        if not d.current:
+            continue
+        message = d.message or await _rebuild_lost_request(conn, d, topics, history)
+        if message is None:
+            continue
+        delay = domain.redrive_delay(d.redrives + 1, policy.after_s, policy.max_interval_s)
+        redriven.append((d.entry_id, message, delay))
+        note = f"No result {d.waited_s:.0f} s after the request was queued; sent it again (re-drive {d.redrives + 1})"
+        history.append((d.entry_id, d.request_id, REDRIVEN, None, None, note))
+    await add_to_outbox(conn, [message for _, message, _ in redriven])
+    await repo.publishes_redriven(conn, redriven)
+    await repo.add_history(conn, history)
+    if redriven:
+        log.warning("re-drove %d publish requests whose result is overdue", len(redriven))
+    return len(redriven)
+
+
+async def _rebuild_lost_request(
+    conn: asyncpg.Connection, due: repo.DuePublish, topics: Topics, history: list[History]
+) -> OutboxMessage | None:
+    """A request queued before requests were kept: build it again from the entry, with the same request_id
+    (force is not known any more: a conflict then fails the entry, and the user decides). An entry it can no
+    longer be built for is failed with the reason."""
+    found = await repo.lock_entries(conn, "entry_id = $1", due.entry_id)
+    if not found:
+        return None
+    e = found[0]
+    mappings = await repo.load_account_mappings(conn, e.account_id)
+    operation = domain.operation_for(e.state)
+    reason = domain.publish_blocker(mappings, e.job_site_id) or (None if operation else domain.NOTHING_TO_PUBLISH)
+    if reason is None and operation is not None:
+        try:
+            request = _publish_request(e, e.state, operation, due.request_id, mappings, force=False)
+        except domain.FractionalQuantity as error:
+            reason = str(error)
+        else:
+            return _message(e, request, topics, trace_headers())
+    message = f"The publish request got no result and cannot be sent again: {reason}"
+    state = domain.result_arrived(e.state, due.request_id, PublishOutcome.FAILED, None, message)
+    if state is not None:
+        await repo.save_entries(conn, [replace(e, state=state)])
+    await repo.forget_publish_requests(conn, [(e.entry_id, due.request_id)])
+    history.append((e.entry_id, due.request_id, REDRIVEN, None, PublishOutcome.FAILED.value, message))
+    return None

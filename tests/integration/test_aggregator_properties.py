@@ -108,7 +108,8 @@ async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 async def reset(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
-            "TRUNCATE timelogs, entries, entry_members, publish_history, setups, mappings, reference_names, outbox"
+            "TRUNCATE timelogs, entries, entry_members, publish_history, publish_requests, setups, mappings,"
+            " reference_names, outbox"
         )
         await handlers.apply_mapping_change(
             conn, SetupChanged(account_id=ACCOUNT, procore_company_id=7, enabled_modules=list(Module), two_way=False)
@@ -189,6 +190,7 @@ async def test_entries_equal_a_recompute_whatever_the_order(pool: asyncpg.Pool, 
     for m in members:
         by_entry.setdefault(m["entry_id"], {})[m["employee_id"]] = m["timelogs"]
 
+    assert by_entry.keys() <= stored.keys(), "members of entries that do not exist"
     expected_ids = {domain.entry_id(ACCOUNT, ref.module, ref.key): (ref, t) for ref, t in expected.items()}
     deleted_ids = {tid for tid, e in final.items() if e is None}
     for entry_id, (ref, totals) in expected_ids.items():

@@ -13,7 +13,8 @@ from typing import Any
 import asyncpg
 
 from services.aggregator.domain import MODULE_DIMS, EntryRef, EntryState, Status, Timelog, Totals
-from shared.events import Module, ProcoreEntity, ReferenceKind, TimelogDeleted, TimelogUpserted
+from shared.events import Module, ProcoreEntity, PublishEntries, ReferenceKind, TimelogDeleted, TimelogUpserted
+from shared.outbox import OutboxMessage
 
 Group = tuple[str, str, date]  # (account_id, job_site_id, work_date)
 
@@ -74,6 +75,47 @@ def _entry(row: asyncpg.Record) -> StoredEntry:
     )
 
 
+# --- account locks ---------------------------------------------------------------------
+
+ACCOUNT_LOCKS = 32
+"""A timelog batch from up to this many accounts takes one shared lock per account."""
+ACCOUNT_BUCKETS = 64
+"""A batch from more accounts takes shared locks on buckets of accounts instead: no batch holds more than
+this many advisory locks (PostgreSQL's shared lock table holds max_locks_per_transaction times max_connections
+for everyone, and a batch of 2,000 events can come from 2,000 accounts)."""
+_BUCKETS_SPACE = 0x61676772
+"""The first key of the two-key advisory locks on account buckets."""
+
+
+async def lock_accounts_shared(conn: asyncpg.Connection, accounts: Sequence[str]) -> None:
+    """What a timelog batch holds so that no from-scratch recompute of these accounts runs at the same time."""
+    if len(accounts) <= ACCOUNT_LOCKS:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtext('aggregate:' || a)) FROM unnest($1::text[]) a ORDER BY a",
+            list(accounts),
+        )
+        return
+    await conn.execute(
+        """
+        SELECT pg_advisory_xact_lock_shared($2, b)
+          FROM (SELECT DISTINCT hashtext(a) & $3 AS b FROM unnest($1::text[]) a) buckets
+         ORDER BY b
+        """,
+        list(accounts),
+        _BUCKETS_SPACE,
+        ACCOUNT_BUCKETS - 1,
+    )
+
+
+async def lock_account(conn: asyncpg.Connection, account_id: str) -> None:
+    """The exclusive lock of a from-scratch recompute of an account: on the account and on its bucket, so it
+    excludes batches of few accounts and batches of many alike (always in this order)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aggregate:' || $1::text))", account_id)
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($2, hashtext($1::text) & $3)", account_id, _BUCKETS_SPACE, ACCOUNT_BUCKETS - 1
+    )
+
+
 # --- timelogs --------------------------------------------------------------------------
 
 
@@ -121,8 +163,8 @@ async def lock_timelogs(
     }
 
 
-async def upsert_timelogs(conn: asyncpg.Connection, events: Sequence[TimelogUpserted | TimelogDeleted]) -> None:
-    """Write the newest state of each timelog in one statement; a delete leaves a tombstone with its revision."""
+def _timelog_columns(events: Sequence[TimelogUpserted | TimelogDeleted]) -> list[list[Any]]:
+    """The 14 column arrays of the timelog rows these events leave (a delete leaves a tombstone)."""
     columns: list[list[Any]] = [[] for _ in range(14)]
     for e in events:
         if isinstance(e, TimelogUpserted):
@@ -135,14 +177,41 @@ async def upsert_timelogs(conn: asyncpg.Connection, events: Sequence[TimelogUpse
             row = (e.account_id, e.timelog_id, e.revision, True, *([None] * 9), "[]")
         for column, value in zip(columns, row, strict=True):
             column.append(value)
+    return columns
+
+
+_INSERT_TIMELOGS = """
+    INSERT INTO timelogs (account_id, timelog_id, revision, deleted, employee_id, company_id, crew_tag,
+                          job_site_id, work_date, seconds, cost_code_id, pay_class_id, pay_id, quantities)
+    SELECT a, t, r, d, emp, co, crew, site, day, sec, cc, pc, pay, q::jsonb
+      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::text[], $6::text[], $7::text[],
+                  $8::text[], $9::date[], $10::int[], $11::text[], $12::text[], $13::text[], $14::text[])
+           AS x(a, t, r, d, emp, co, crew, site, day, sec, cc, pc, pay, q)
+"""
+
+
+async def insert_new_timelogs(
+    conn: asyncpg.Connection, events: Sequence[TimelogUpserted | TimelogDeleted]
+) -> set[tuple[str, str]]:
+    """Store the timelogs not stored yet, as these events leave them; returns the (account, timelog) keys inserted.
+
+    This claims a timelog nobody has stored before by its identity: a concurrent transaction inserting
+    the same timelog waits on the unique index until this one ends, then finds the row (and locks it)
+    instead of applying its change on top of "nothing" a second time. Rows go in key order, so two
+    batches claim shared keys in the same order."""
+    ordered = sorted(events, key=lambda e: (e.account_id, e.timelog_id))
+    rows = await conn.fetch(
+        f"{_INSERT_TIMELOGS} ON CONFLICT (account_id, timelog_id) DO NOTHING RETURNING account_id, timelog_id",
+        *_timelog_columns(ordered),
+    )
+    return {(r["account_id"], r["timelog_id"]) for r in rows}
+
+
+async def upsert_timelogs(conn: asyncpg.Connection, events: Sequence[TimelogUpserted | TimelogDeleted]) -> None:
+    """Write the newest state of each timelog in one statement; a delete leaves a tombstone with its revision."""
     await conn.execute(
-        """
-        INSERT INTO timelogs (account_id, timelog_id, revision, deleted, employee_id, company_id, crew_tag,
-                              job_site_id, work_date, seconds, cost_code_id, pay_class_id, pay_id, quantities)
-        SELECT a, t, r, d, emp, co, crew, site, day, sec, cc, pc, pay, q::jsonb
-          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::text[], $6::text[], $7::text[],
-                      $8::text[], $9::date[], $10::int[], $11::text[], $12::text[], $13::text[], $14::text[])
-               AS x(a, t, r, d, emp, co, crew, site, day, sec, cc, pc, pay, q)
+        f"""
+        {_INSERT_TIMELOGS}
         ON CONFLICT (account_id, timelog_id) DO UPDATE SET
             revision = EXCLUDED.revision, deleted = EXCLUDED.deleted, employee_id = EXCLUDED.employee_id,
             company_id = EXCLUDED.company_id, crew_tag = EXCLUDED.crew_tag, job_site_id = EXCLUDED.job_site_id,
@@ -151,7 +220,7 @@ async def upsert_timelogs(conn: asyncpg.Connection, events: Sequence[TimelogUpse
             updated_at = now()
         WHERE timelogs.revision < EXCLUDED.revision
         """,
-        *columns,
+        *_timelog_columns(events),
     )
 
 
@@ -210,6 +279,20 @@ async def lock_entries_of_groups(conn: asyncpg.Connection, groups: Iterable[Grou
     return [_entry(r) for r in rows]
 
 
+async def lock_entries_in_scope(conn: asyncpg.Connection, cmd: PublishEntries) -> list[StoredEntry]:
+    """The entries a publish command names (a cell, a list, or a date range of one module), locked."""
+    scope = cmd.scope
+    base = "account_id = $1 AND module = $2"
+    args: list[object] = [cmd.account_id, cmd.module.value]
+    if scope.kind == "cell":
+        return await lock_entries(
+            conn, f"{base} AND job_site_id = $3 AND work_date = $4", *args, scope.job_site_id, scope.work_date
+        )
+    if scope.kind == "entries":
+        return await lock_entries(conn, f"{base} AND entry_id = ANY($3::uuid[])", *args, list(scope.entry_ids))
+    return await lock_entries(conn, f"{base} AND work_date BETWEEN $3 AND $4", *args, scope.date_from, scope.date_to)
+
+
 async def lock_entries(conn: asyncpg.Connection, where: str, *args: Any) -> list[StoredEntry]:
     rows = await conn.fetch(f"SELECT * FROM entries WHERE {where} ORDER BY entry_id FOR UPDATE", *args)
     return [_entry(r) for r in rows]
@@ -241,12 +324,15 @@ def _entry_row(e: StoredEntry) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-async def create_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> int:
-    """Insert new entries in one statement; returns how many were new (fewer: a concurrent writer won)."""
+async def create_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> set[uuid.UUID]:
+    """Insert new entries in one statement (in id order); returns the ids inserted.
+
+    An entry missing from the answer was created by a concurrent writer (this insert waited for it
+    to commit): the caller locks it and applies its change on top."""
     if not entries:
-        return 0
+        return set()
     columns: list[list[Any]] = [[] for _ in range(15)]
-    for e in entries:
+    for e in sorted(entries, key=lambda e: e.entry_id):
         row = (
             e.entry_id, e.account_id, e.module.value, e.job_site_id, e.work_date, e.entry_key, json.dumps(e.dims),
             None if e.content is None else json.dumps(e.content), e.state.fingerprint, e.totals.contributions,
@@ -268,7 +354,7 @@ async def create_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry
         """,
         *columns,
     )
-    return len(rows)
+    return {r["entry_id"] for r in rows}
 
 
 async def save_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> None:
@@ -449,6 +535,125 @@ async def add_history(
             "INSERT INTO publish_history (entry_id, request_id, action, requested_by, outcome, message)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
             rows,
+        )
+
+
+# --- publish requests waiting for a result ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuedPublish:
+    """A publish request an entry waits on, exactly as it went to the outbox."""
+
+    entry_id: uuid.UUID
+    request_id: uuid.UUID
+    message: OutboxMessage
+
+
+@dataclass(frozen=True)
+class DuePublish:
+    """A queued publish request whose result is overdue (locked by the sweeper that claimed it)."""
+
+    entry_id: uuid.UUID
+    request_id: uuid.UUID
+    message: OutboxMessage | None
+    """None for a request queued before requests were kept: it is rebuilt from the entry."""
+    redrives: int
+    waited_s: float
+    current: bool
+    """False when the entry no longer waits on this request (its result came, or it was published again)."""
+
+
+async def keep_publish_requests(
+    conn: asyncpg.Connection, queued: Sequence[QueuedPublish], redrive_after_s: float
+) -> None:
+    """Remember the request each entry now waits on (replacing an older one), due for a re-drive after the timeout."""
+    if not queued:
+        return
+    await conn.execute(
+        """
+        INSERT INTO publish_requests (entry_id, request_id, topic, key, payload, headers, redrive_at)
+        SELECT e, r, t, k, p::jsonb, h::jsonb, now() + make_interval(secs => $7)
+          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[]) AS x(e, r, t, k, p, h)
+        ON CONFLICT (entry_id) DO UPDATE SET
+            request_id = EXCLUDED.request_id, topic = EXCLUDED.topic, key = EXCLUDED.key, payload = EXCLUDED.payload,
+            headers = EXCLUDED.headers, queued_at = now(), redrives = 0, redrive_at = EXCLUDED.redrive_at
+        """,
+        [q.entry_id for q in queued],
+        [q.request_id for q in queued],
+        [q.message.topic for q in queued],
+        [q.message.key for q in queued],
+        [q.message.payload for q in queued],
+        [json.dumps(q.message.headers) for q in queued],
+        redrive_after_s,
+    )
+
+
+async def forget_publish_requests(conn: asyncpg.Connection, requests: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """(entry_id, request_id) pairs answered or superseded: nothing to re-drive any more."""
+    if requests:
+        await conn.execute(
+            """
+            DELETE FROM publish_requests p USING unnest($1::uuid[], $2::uuid[]) AS x(entry_id, request_id)
+             WHERE p.entry_id = x.entry_id AND p.request_id = x.request_id
+            """,
+            [r[0] for r in requests],
+            [r[1] for r in requests],
+        )
+
+
+async def claim_due_publishes(conn: asyncpg.Connection, limit: int) -> list[DuePublish]:
+    """Overdue publish requests, oldest first, locked for this transaction; rows another sweeper holds are
+    skipped, so N aggregator instances re-drive each request once per round."""
+    rows = await conn.fetch(
+        """
+        SELECT p.entry_id, p.request_id, p.topic, p.key, p.payload::text AS payload, p.headers::text AS headers,
+               p.redrives,
+               EXTRACT(EPOCH FROM now() - p.queued_at)::float8 AS waited_s,
+               COALESCE(e.status = 'publishing' AND e.publishing_request_id = p.request_id, false) AS current
+          FROM publish_requests p LEFT JOIN entries e ON e.entry_id = p.entry_id
+         WHERE p.redrive_at <= now()
+         ORDER BY p.redrive_at
+         LIMIT $1
+           FOR UPDATE OF p SKIP LOCKED
+        """,
+        limit,
+    )
+    return [
+        DuePublish(
+            entry_id=r["entry_id"],
+            request_id=r["request_id"],
+            message=None
+            if r["payload"] is None
+            else OutboxMessage(r["topic"], r["key"], r["payload"], json.loads(r["headers"])),
+            redrives=r["redrives"],
+            waited_s=r["waited_s"],
+            current=r["current"],
+        )
+        for r in rows
+    ]
+
+
+async def publishes_redriven(
+    conn: asyncpg.Connection, redriven: Sequence[tuple[uuid.UUID, OutboxMessage, float]]
+) -> None:
+    """(entry_id, the request as sent again, seconds until the next re-drive) rows."""
+    if redriven:
+        await conn.execute(
+            """
+            UPDATE publish_requests p
+               SET redrives = p.redrives + 1, topic = x.t, key = x.k, payload = x.p::jsonb, headers = x.h::jsonb,
+                   redrive_at = now() + make_interval(secs => x.delay)
+              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[])
+                   AS x(entry_id, t, k, p, h, delay)
+             WHERE p.entry_id = x.entry_id
+            """,
+            [r[0] for r in redriven],
+            [r[1].topic for r in redriven],
+            [r[1].key for r in redriven],
+            [r[1].payload for r in redriven],
+            [json.dumps(r[1].headers) for r in redriven],
+            [r[2] for r in redriven],
         )
 
 

@@ -45,9 +45,10 @@ def is_transient(error: BaseException) -> bool:
         state = getattr(error, "sqlstate", None) or ""
         return state in _TRANSIENT_SQLSTATES or state[:2] in _TRANSIENT_SQLSTATE_CLASSES
     if isinstance(error, asyncpg.InterfaceError):
-        # "connection is closed", "pool is closing": the connection went away under us
+        # "connection is closed", "pool is closing", "connection was closed in the middle of operation": the
+        # connection went away under us. Other interface errors ("another operation is in progress") are bugs.
         text = str(error).lower()
-        return "closed" in text or "closing" in text or "connection" in text
+        return "closed" in text or "closing" in text
     if isinstance(error, kafka_errors.KafkaError):
         return bool(getattr(error, "retriable", False)) or isinstance(
             error,

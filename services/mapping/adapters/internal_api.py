@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.mapping.adapters import connections as store
 from services.mapping.adapters import repository as repo
 from services.mapping.connection import (
     ConnectionDeps,
@@ -41,7 +42,7 @@ from services.mapping.connection import (
     connect_service_account,
     start_authorization,
 )
-from shared.events import Id, Permissions, ProcoreId
+from shared.events import ConnectionStatus, Id, Permissions, ProcoreId
 from shared.procore import ProcoreError
 from shared.transient import transient_cause
 
@@ -176,7 +177,10 @@ async def _token(deps: ConnectionDeps, body: TokenRequest) -> JSONResponse:
     if company is None:
         async with deps.pool.acquire() as conn:
             setup = await repo.read_setup(conn, body.account_id)
+            status = await store.status_of(conn, body.account_id)
         company = setup.procore_company_id if setup else None
+        if status in (None, ConnectionStatus.DISCONNECTED):
+            raise NotConnected(f"Procore is not connected for account {body.account_id}")
         if company is None:
             raise NotBound(f"no Procore company is chosen for account {body.account_id}")
     token = await access_token(deps, body.account_id, company, body.force_refresh, body.rejected_token)

@@ -200,7 +200,8 @@ async def connect_service_account(
     }
     answer = await internal(mapping_url, "/procore/service-account", body)
     assert answer.status_code == 202, answer.text
-    return await outcome(cfg.dsn, cfg.schemas["mapping"], answer.json()["command_id"], timeout_s=60)
+    command_id = answer.json()["command_id"]
+    return {**await outcome(cfg.dsn, cfg.schemas["mapping"], command_id, timeout_s=60), "command_id": command_id}
 
 
 async def connect_user(cfg: StackConfig, mapping_url: str, account: str, login: str) -> dict[str, Any]:
@@ -218,7 +219,8 @@ async def connect_user(cfg: StackConfig, mapping_url: str, account: str, login: 
         mapping_url, "/oauth/complete", {"state": state, "browser_nonce": started.json()["browser_nonce"], "code": code}
     )
     assert done.status_code == 202, done.text
-    return await outcome(cfg.dsn, cfg.schemas["mapping"], done.json()["command_id"], timeout_s=60)
+    command_id = done.json()["command_id"]
+    return {**await outcome(cfg.dsn, cfg.schemas["mapping"], command_id, timeout_s=60), "command_id": command_id}
 
 
 # --- several instances ---------------------------------------------------------------------------

@@ -67,6 +67,11 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
         description="Setup changes (modules, two-way, company, connection) and mapping changes (set, cleared, "
         "broken); the aggregator re-validates entries.",
     )
+    broker.publisher(
+        topics.mapping_commands,
+        description="procore.complete_connection to itself, once a new connection's tokens are stored (obtained over "
+        "the internal HTTP API: no code or secret in it): prove and bind the companies it reaches.",
+    )
 
     async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:
         await broker.publish(body, topic=topic, key=key.encode(), headers=headers)

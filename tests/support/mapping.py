@@ -320,3 +320,15 @@ async def changes_on_topic(cfg: StackConfig, account: str) -> list[dict[str, Any
     mine = [r for r in records if r.key == account.encode()]
     # One account's changes share one partition, so offsets give their order.
     return [json.loads(r.value) for r in sorted(mine, key=lambda r: r.offset)]
+
+
+async def bind_company(dsn: str, schema: str, account: str, company_id: int, name: str = "Seeded") -> None:
+    """Seed a binding as if `account` had proven `company_id` (for tests about something else than the proof)."""
+    await fetch(
+        dsn,
+        f'INSERT INTO "{schema}".company_bindings (procore_company_id, account_id, name, proof)'
+        " VALUES ($1, $2, $3, 'customer_credentials')",
+        company_id,
+        account,
+        name,
+    )

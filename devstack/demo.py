@@ -1,14 +1,20 @@
-"""Demo data for `make run`: a Procore sandbox company and a MobiClocks account that uses it.
+"""Demo data for `make run`: a Procore sandbox company, a Procore user of it, and a MobiClocks account that
+uses it.
 
-Everything goes in through the public edges: the sandbox's control API (as if the company
-existed in Procore) and Kafka events (as MobiClocks core and the dashboard would send them).
+Everything goes in through the public edges: the sandbox's control API (as if the company and its user
+existed in Procore), the gateway (the account connects as an office admin would: "Connect with Procore",
+the Procore user consents, so the company is bound to the account by proof) and Kafka events (as
+MobiClocks core and the dashboard would send them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -16,7 +22,6 @@ from pydantic import BaseModel
 
 from shared.events import (
     ConfigureSetup,
-    ConnectProcore,
     Module,
     ProcoreEntity,
     ReferenceKind,
@@ -27,6 +32,8 @@ from shared.events import (
 from shared.topics import Topics
 
 ACCOUNT = "demo"
+PROCORE_USER = ("pat@demo-builders.example", "Pat Demo")
+"""The demo company's Procore user: the one who consents when the demo account connects."""
 SITES = [
     ("site-tower", "Tower A", "P-100"),
     ("site-bridge", "Harbor Bridge", "P-200"),
@@ -60,6 +67,11 @@ async def seed_sandbox(base_url: str) -> dict[str, Any]:
         response = await http.post("/_sandbox/companies", json=company)
         response.raise_for_status()
         seeded: dict[str, Any] = response.json()
+        login, name = PROCORE_USER
+        user = await http.post(
+            "/_sandbox/users", json={"login": login, "name": name, "company_ids": [seeded["company_id"]]}
+        )
+        user.raise_for_status()
         types = await http.get(
             f"/rest/v1.0/companies/{seeded['company_id']}/timecard_time_types",
             headers={"Procore-Company-Id": str(seeded["company_id"]), "Authorization": f"Bearer {await _token(http)}"},
@@ -96,7 +108,6 @@ def demo_events(seeded: dict[str, Any], today: date) -> tuple[list[BaseModel], l
         )
 
     commands: list[BaseModel] = [
-        ConnectProcore(account_id=account, requested_by="demo-admin"),
         ConfigureSetup(
             account_id=account, procore_company_id=seeded["company_id"], enabled_modules=list(Module),
             requested_by="demo-admin",
@@ -150,7 +161,38 @@ def demo_events(seeded: dict[str, Any], today: date) -> tuple[list[BaseModel], l
     return commands, reference, timelogs
 
 
-async def send_demo(bootstrap: str, topics: Topics, seeded: dict[str, Any], today: date) -> int:
+async def connect_demo(gateway_url: str, timeout_s: float = 60.0) -> str:
+    """Connect the demo account as its admin would in Setup: authorize, the Procore user consents (login_hint
+    stands for the sandbox's sign-in page), back to the gateway's callback in the same browser (its cookie).
+    Returns the connection's outcome message once the company is proven and bound."""
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as browser:
+        login = await browser.post("/api/dev/login", json={"account_id": ACCOUNT, "user_id": "demo-admin"})
+        login.raise_for_status()
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        authorize = await browser.get("/api/procore/authorize", headers=auth)
+        authorize.raise_for_status()
+        async with httpx.AsyncClient(timeout=10) as procore:
+            consent = await procore.get(f"{authorize.json()['authorize_url']}&login_hint={PROCORE_USER[0]}")
+        callback = urlsplit(consent.headers.get("location", ""))
+        back = await browser.get(f"{callback.path}?{callback.query}")
+        location = back.headers.get("location", "")
+        if "connect_command=" not in location:
+            raise RuntimeError(f"the demo account could not connect to Procore: {location}")
+        command = location.split("connect_command=")[1]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            outcome = (await browser.get(f"/api/commands/{command}", headers=auth)).json()
+            if outcome["status"] == "done":
+                return str(outcome["message"])
+            if outcome["status"] != "pending":
+                raise RuntimeError(f"the demo account could not connect to Procore: {outcome['message']}")
+            await asyncio.sleep(0.3)
+    raise RuntimeError("the demo account's Procore connection did not finish in time")
+
+
+async def send_demo(bootstrap: str, topics: Topics, seeded: dict[str, Any], today: date, gateway_url: str) -> int:
+    """Connect the demo account (by its Procore user's consent), then send its setup, mappings and timelogs."""
+    await connect_demo(gateway_url)
     commands, reference, timelogs = demo_events(seeded, today)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()

@@ -93,7 +93,18 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
     specs = []
     for name, extra in (
         ("aggregator", {}),
-        ("mapping", {**procore, **internal, "TOKEN_ENCRYPTION_KEY": persistent_secret("token-key", "fernet")}),
+        (
+            "mapping",
+            {
+                **procore,
+                **internal,
+                "TOKEN_ENCRYPTION_KEY": persistent_secret("token-key", "fernet"),
+                # Our sandbox implements PKCE (RFC 7636); Procore's documentation does not describe it.
+                "PROCORE_OAUTH_PKCE": os.environ.get(
+                    "PROCORE_OAUTH_PKCE", "true" if infra.procore_url is None else "false"
+                ),
+            },
+        ),
         # the publisher asks the mapping service for each account's Procore access token
         ("publisher", {**procore, **internal, "PROCORE_TOKENS_URL": f"http://127.0.0.1:{ports['mapping']}"}),
     ):
@@ -117,6 +128,9 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
                 "DEV_LOGIN": os.environ.get("DEV_LOGIN", "true"),
                 "AGGREGATOR_SCHEMA": f"{schema_prefix}aggregator",
                 "MAPPING_SCHEMA": f"{schema_prefix}mapping",
+                # OAuth codes and service-account secrets go to the mapping service over HTTP, never Kafka.
+                "MAPPING_URL": f"http://127.0.0.1:{ports['mapping']}",
+                **internal,
             },
             health_url=f"http://127.0.0.1:{gateway_port}/health",
         )
@@ -149,19 +163,19 @@ async def run_system(storage: str = "memory", demo: bool = True, gateway_port: i
         if runner.done():
             ready.cancel()
             return runner.result()
+        base = f"http://127.0.0.1:{port}"
         if demo and infra.procore_url is None:
             try:
                 from devstack.demo import ACCOUNT, seed_sandbox, send_demo
 
                 seeded = await seed_sandbox(procore_url)
-                count = await send_demo(infra.kafka, topics, seeded, date.today())
+                count = await send_demo(infra.kafka, topics, seeded, date.today(), base)
                 supervisor.say(
                     f"demo: account '{ACCOUNT}', {count} timelogs (last week and this), "
                     f"Procore company {seeded['company_id']}"
                 )
-            except (httpx.HTTPError, OSError) as error:
+            except (httpx.HTTPError, OSError, RuntimeError) as error:
                 supervisor.say(f"demo data not loaded: {error!r}")
-        base = f"http://127.0.0.1:{port}"
         supervisor.say(f"Procore sandbox: {procore_url}   API docs: {base}/docs")
         print(f"Dashboard: {base}/dev/login?account_id=demo", flush=True)
         return await runner

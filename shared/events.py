@@ -313,29 +313,33 @@ class SetMapping(Envelope):
     permissions: Permissions = None
 
 
-class ConnectProcore(Envelope):
-    """Connect the account to Procore with the app's own client credentials (a service account, DMSA)."""
-
-    type: Literal["procore.connect"] = "procore.connect"
-    grant: Literal["client_credentials"] = "client_credentials"
-    requested_by: Id
-    permissions: Permissions = None
-
-
 class CompleteProcoreConnection(Envelope):
-    """The OAuth authorization-code callback arrived at the gateway: exchange the code for tokens."""
+    """Finish a new Procore connection: prove which companies it can act for and bind them to the account.
+
+    Sent by the mapping service to itself (through its outbox) once it holds the new tokens. The secrets
+    that obtained them (the authorization code, a customer's client secret) never travel on Kafka: the
+    gateway hands them to the mapping service over its internal HTTP API. `event_id` names the connection
+    attempt whose tokens are stored.
+    """
 
     type: Literal["procore.complete_connection"] = "procore.complete_connection"
-    code: Annotated[str, StringConstraints(min_length=1, max_length=512)]
-    redirect_uri: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     requested_by: Id
     permissions: Permissions = None
 
 
 class DisconnectProcore(Envelope):
-    """Forget (and revoke) the account's Procore tokens."""
+    """Forget (and revoke) the account's Procore tokens. The account keeps its bound companies."""
 
     type: Literal["procore.disconnect"] = "procore.disconnect"
+    requested_by: Id
+    permissions: Permissions = None
+
+
+class UnbindProcoreCompany(Envelope):
+    """Release a Procore company bound to the account (another account may then prove it and bind it)."""
+
+    type: Literal["procore.unbind_company"] = "procore.unbind_company"
+    procore_company_id: ProcoreId
     requested_by: Id
     permissions: Permissions = None
 
@@ -363,9 +367,9 @@ class AutoMap(Envelope):
 MappingCommand = Annotated[
     ConfigureSetup
     | SetMapping
-    | ConnectProcore
     | CompleteProcoreConnection
     | DisconnectProcore
+    | UnbindProcoreCompany
     | SyncProcoreEntities
     | AutoMap,
     Field(discriminator="type"),

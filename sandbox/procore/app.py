@@ -73,7 +73,7 @@ def _gate(state: SandboxState, request: Request) -> tuple[RestContext, RateDecis
     if raw is not None and company_id is None:
         raise ProcoreError(400, "Procore-Company-Id header must be an integer", reason="bad_request")
     if company_id is not None:
-        state.require_installed(client.client_id, company_id)
+        state.require_access(token, company_id)
     decision = state.limiter.hit((client.client_id, company_id))
     if not decision.allowed:
         raise ProcoreError(
@@ -82,7 +82,7 @@ def _gate(state: SandboxState, request: Request) -> tuple[RestContext, RateDecis
             reason="rate_limited",
             headers={**decision.headers(), "Retry-After": str(decision.retry_after)},
         )
-    return RestContext(token, client, company_id, state.actor_for(client.client_id)), decision
+    return RestContext(token, client, company_id, state.actor_for_token(token)), decision
 
 
 async def _pre_fault(fault: Fault) -> Response | None:

@@ -24,6 +24,7 @@ from sandbox.procore.state import (
     RecordKind,
     SandboxState,
     TimecardEntry,
+    User,
     fmt_ts,
 )
 
@@ -35,6 +36,12 @@ class ClientIn(BaseModel):
     client_secret: str | None = None
     company_ids: list[int] = Field(default_factory=list)
     name: str = ""
+
+
+class UserIn(BaseModel):
+    login: str = Field(min_length=1, max_length=200)
+    name: str = ""
+    company_ids: list[int] = Field(default_factory=list)
 
 
 class SettingsIn(BaseModel):
@@ -164,6 +171,23 @@ async def create_client(request: Request, body: ClientIn) -> Response:
         },
         status_code=201,
     )
+
+
+@router.post("/users")
+async def create_user(request: Request, body: UserIn) -> Response:
+    """Register a Procore user (or add companies to one): the companies they can act for when they consent."""
+    user = sandbox_state(request).register_user(body.login, body.name, body.company_ids)
+    return JSONResponse(_user_json(user), status_code=201)
+
+
+@router.get("/users")
+async def list_users(request: Request) -> Response:
+    """Users and their companies."""
+    return JSONResponse([_user_json(u) for u in sandbox_state(request).users.values()])
+
+
+def _user_json(user: User) -> dict[str, Any]:
+    return {"id": user.id, "login": user.login, "name": user.name, "company_ids": sorted(user.company_ids)}
 
 
 @router.post("/tokens/expire")

@@ -227,7 +227,7 @@ async def update_project_timecard(request: Request, project_id: int, entry_id: i
 
 def _company_from_path(request: Request, company_id: int) -> int:
     state = sandbox_state(request)
-    state.require_installed(rest_context(request).client.client_id, company_id)
+    state.require_access(rest_context(request).token, company_id)
     return company_id
 
 

@@ -21,21 +21,21 @@ router = APIRouter(prefix="/rest/v1.0")
 
 
 def _installed_company(request: Request, company_id: int) -> Company:
-    return sandbox_state(request).require_installed(rest_context(request).client.client_id, company_id)
+    return sandbox_state(request).require_access(rest_context(request).token, company_id)
 
 
 @router.get("/me")
 async def me(request: Request) -> Response:
-    """The token's user (the app's service account)."""
-    return JSONResponse(ser.me(rest_context(request).client))
+    """The token's user: the consenting Procore user, or the app's service account."""
+    ctx = rest_context(request)
+    user = sandbox_state(request).users.get(ctx.token.user_id) if ctx.token.user_id is not None else None
+    return JSONResponse(ser.user(user) if user is not None else ser.me(ctx.client))
 
 
 @router.get("/companies")
 async def companies(request: Request) -> Response:
-    """Companies the app is installed in."""
-    state = sandbox_state(request)
-    client = rest_context(request).client
-    items = [state.companies[cid] for cid in sorted(client.company_ids) if cid in state.companies]
+    """Companies the app is installed in; with a user's token, only those the user is a member of."""
+    items = sandbox_state(request).companies_for(rest_context(request).token)
     return paged(request, items, ser.company)
 
 

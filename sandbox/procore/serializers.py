@@ -18,6 +18,7 @@ from sandbox.procore.state import (
     TimecardEntry,
     TimeType,
     Trigger,
+    User,
     Vendor,
     WorkClassification,
     fmt_decimal,
@@ -47,6 +48,10 @@ def company(c: Company) -> Json:
 
 def me(client: Client) -> Json:
     return {"id": client.user_id, "login": f"{client.client_id}@apps.procore.example", "name": client.name}
+
+
+def user(u: User) -> Json:
+    return {"id": u.id, "login": u.login, "name": u.name}
 
 
 def project(p: Project, company_name: str) -> Json:

@@ -6,6 +6,8 @@ into Procore's error body.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import secrets
 import time
@@ -193,6 +195,16 @@ class Client:
 
 
 @dataclass
+class User:
+    """A Procore user (a person who signs in): the companies they are a member of are the ones they can act for."""
+
+    id: int
+    login: str
+    name: str
+    company_ids: set[int]
+
+
+@dataclass
 class Token:
     access_token: str
     client_id: str
@@ -201,6 +213,8 @@ class Token:
     grant_type: str
     refresh_token: str | None = None
     revoked: bool = False
+    user_id: int | None = None
+    """The consenting user (authorization code and its refreshes); None: the client's own service account."""
 
 
 @dataclass
@@ -209,6 +223,22 @@ class AuthCode:
     client_id: str
     redirect_uri: str
     expires_at: float
+    user_id: int
+    code_challenge: str | None = None
+    """RFC 7636: set when the authorize request carried one; the token request must then prove the verifier."""
+    code_challenge_method: str = "plain"
+
+
+PKCE_METHODS = ("S256", "plain")
+_PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+
+
+def pkce_challenge(verifier: str, method: str) -> str:
+    """RFC 7636 section 4.2: S256 = BASE64URL(SHA256(ASCII(verifier))) without padding; plain = the verifier."""
+    if method == "plain":
+        return verifier
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -441,6 +471,7 @@ class SandboxState:
         self.faults = FaultRegistry()
         self.companies: dict[int, Company] = {}
         self.clients: dict[str, Client] = {}
+        self.users: dict[int, User] = {}
         self.tokens: dict[str, Token] = {}
         self.refresh_tokens: dict[str, Token] = {}
         self.auth_codes: dict[str, AuthCode] = {}
@@ -500,7 +531,7 @@ class SandboxState:
             raise ProcoreError(401, "Client authentication failed", reason="invalid_client")
         return client
 
-    def issue_token(self, client: Client, grant_type: str, *, with_refresh: bool) -> Token:
+    def issue_token(self, client: Client, grant_type: str, *, with_refresh: bool, user_id: int | None = None) -> Token:
         now = self.wall()
         token = Token(
             access_token=secrets.token_urlsafe(32),
@@ -509,20 +540,53 @@ class SandboxState:
             expires_at=now + self.settings.token_lifetime_s,
             grant_type=grant_type,
             refresh_token=secrets.token_urlsafe(32) if with_refresh else None,
+            user_id=user_id,
         )
         self.tokens[token.access_token] = token
         if token.refresh_token:
             self.refresh_tokens[token.refresh_token] = token
         return token
 
-    def issue_auth_code(self, client_id: str, redirect_uri: str) -> str:
+    def register_user(self, login: str, name: str, company_ids: Iterable[int]) -> User:
+        """A Procore user and their company memberships (an existing login gains the companies)."""
+        for company_id in company_ids:
+            self.company(company_id)
+        existing = self.user_by_login(login)
+        if existing is not None:
+            existing.company_ids |= set(company_ids)
+            existing.name = name or existing.name
+            return existing
+        user = User(self.next_id(), login, name or login, set(company_ids))
+        self.users[user.id] = user
+        return user
+
+    def user_by_login(self, login: str) -> User | None:
+        wanted = login.strip().casefold()
+        return next((u for u in self.users.values() if u.login.casefold() == wanted), None)
+
+    def issue_auth_code(
+        self,
+        client_id: str,
+        redirect_uri: str,
+        user_id: int,
+        code_challenge: str | None = None,
+        code_challenge_method: str | None = None,
+    ) -> str:
+        """A one-time code for what `user_id` consented to; bound to the PKCE challenge when one was sent."""
         if client_id not in self.clients:
             raise ProcoreError(401, "Client authentication failed", reason="invalid_client")
+        if user_id not in self.users:
+            raise ProcoreError(400, "Unknown user", reason="invalid_request")
+        method = code_challenge_method or "plain"  # RFC 7636 4.3: plain when the method is left out
+        if code_challenge is not None and (method not in PKCE_METHODS or not _PKCE_VERIFIER.match(code_challenge)):
+            raise ProcoreError(400, "code_challenge or code_challenge_method is invalid", reason="invalid_request")
         code = secrets.token_urlsafe(24)
-        self.auth_codes[code] = AuthCode(code, client_id, redirect_uri, self.wall() + 600)
+        self.auth_codes[code] = AuthCode(
+            code, client_id, redirect_uri, self.wall() + 600, user_id, code_challenge, method
+        )
         return code
 
-    def redeem_auth_code(self, client: Client, code: Any, redirect_uri: Any) -> Token:
+    def redeem_auth_code(self, client: Client, code: Any, redirect_uri: Any, code_verifier: Any = None) -> Token:
         grant = self.auth_codes.pop(code, None) if isinstance(code, str) else None
         if (
             grant is None
@@ -531,14 +595,21 @@ class SandboxState:
             or (redirect_uri is not None and redirect_uri != grant.redirect_uri)
         ):
             raise ProcoreError(400, "The provided authorization grant is invalid or expired", reason="invalid_grant")
-        return self.issue_token(client, "authorization_code", with_refresh=True)
+        if grant.code_challenge is not None and not (
+            isinstance(code_verifier, str)
+            and _PKCE_VERIFIER.match(code_verifier)
+            and secrets.compare_digest(pkce_challenge(code_verifier, grant.code_challenge_method), grant.code_challenge)
+        ):
+            # RFC 7636 4.6: the code is spent either way (popped above).
+            raise ProcoreError(400, "The code_verifier does not match the code_challenge", reason="invalid_grant")
+        return self.issue_token(client, "authorization_code", with_refresh=True, user_id=grant.user_id)
 
     def refresh(self, client: Client, refresh_token: Any) -> Token:
-        """Refresh tokens are single-use: the old one is burnt and a new pair is issued."""
+        """Refresh tokens are single-use: the old one is burnt and a new pair is issued (for the same user)."""
         old = self.refresh_tokens.pop(refresh_token, None) if isinstance(refresh_token, str) else None
         if old is None or old.client_id != client.client_id or old.revoked:
             raise ProcoreError(400, "The refresh token is invalid, used or revoked", reason="invalid_grant")
-        return self.issue_token(client, "refresh_token", with_refresh=True)
+        return self.issue_token(client, "refresh_token", with_refresh=True, user_id=old.user_id)
 
     def revoke(self, token_value: str) -> None:
         token = self.tokens.get(token_value) or self.refresh_tokens.pop(token_value, None)
@@ -561,6 +632,13 @@ class SandboxState:
         client = self.clients[client_id]
         return Actor(client.user_id, client.name, f"{client.client_id}@apps.procore.example", client.client_id)
 
+    def actor_for_token(self, token: Token) -> Actor:
+        """Writes made with a user's token are the user's (through the app); others the app's service account."""
+        if token.user_id is not None and token.user_id in self.users:
+            user = self.users[token.user_id]
+            return Actor(user.id, user.name, user.login, token.client_id)
+        return self.actor_for(token.client_id)
+
     # ------------------------------------------------------------ companies and lookups
 
     def company(self, company_id: int) -> Company:
@@ -574,6 +652,20 @@ class SandboxState:
         if company is None or company_id not in self.clients[client_id].company_ids:
             raise ProcoreError(403, "App is not connected to this company", reason="forbidden")
         return company
+
+    def require_access(self, token: Token, company_id: int) -> Company:
+        """The app must be installed in the company; a user's token also needs the user to be a member."""
+        company = self.require_installed(token.client_id, company_id)
+        if token.user_id is not None and company_id not in self.users[token.user_id].company_ids:
+            raise ProcoreError(403, "You do not have access to this company", reason="forbidden")
+        return company
+
+    def companies_for(self, token: Token) -> list[Company]:
+        """`GET /companies`: where the app is installed — and, for a user's token, where the user is a member."""
+        ids = set(self.clients[token.client_id].company_ids)
+        if token.user_id is not None:
+            ids &= self.users[token.user_id].company_ids
+        return [self.companies[cid] for cid in sorted(ids) if cid in self.companies]
 
     def project(self, company_id: int, project_id: int) -> Project:
         project = self.companies[company_id].projects.get(project_id) if company_id in self.companies else None

@@ -18,12 +18,13 @@ from uuid import UUID
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from services.gateway import domain, handlers, mapping_handlers
-from services.gateway.config import GatewaySettings
+from services.gateway.adapters.mapping_internal import MappingInternal, MappingRefused, MappingUnavailable
+from services.gateway.config import CALLBACK_PATH, GatewaySettings
 from services.gateway.domain import (
     InvalidInput,
     MissingPermission,
@@ -32,7 +33,7 @@ from services.gateway.domain import (
     Permission,
     Principal,
 )
-from services.gateway.mapping_rules import Conflict, InvalidState
+from services.gateway.mapping_rules import OAUTH_COOKIE, Conflict
 from services.gateway.views import (
     Accepted,
     AuthorizeUrl,
@@ -213,71 +214,101 @@ async def put_mapping(
 
 # --- setup: the Procore connection -----------------------------------------------------
 
-CALLBACK_PATH = "/oauth/procore/callback"
+
+def mapping_internal(request: Request) -> MappingInternal:
+    internal: MappingInternal = request.app.state.mapping_internal
+    return internal
 
 
-def redirect_uri(request: Request, settings: GatewaySettings) -> str:
-    base = settings.public_base_url.rstrip("/") or str(request.base_url).rstrip("/")
-    return f"{base}{CALLBACK_PATH}"
+Internal = Annotated[MappingInternal, Depends(mapping_internal)]
 
 
 @router.get("/api/procore/connection", tags=["setup"])
 async def get_connection(who: Who, conn: Conn, settings: Settings) -> Connection:
-    """The account's Procore connection (status, grant, companies it reaches) and setup (procore.setup)."""
+    """The account's Procore connection (status, grant), the companies bound to it, and the setup (procore.setup)."""
     return await mapping_handlers.connection(conn, settings.mapping_schema, who)
 
 
 @router.get("/api/procore/authorize", tags=["setup"])
-async def get_authorize_url(request: Request, who: Who, conn: Conn, settings: Settings) -> AuthorizeUrl:
-    """Procore's OAuth authorize URL (open it in the browser); it comes back to /oauth/procore/callback."""
-    return await mapping_handlers.authorize_url(
-        conn,
-        settings.mapping_schema,
-        who,
-        redirect_uri(request, settings),
-        settings.jwt_secret.get_secret_value(),
-        settings.oauth_state_ttl_s,
+async def get_authorize_url(who: Who, internal: Internal, settings: Settings, response: Response) -> AuthorizeUrl:
+    """Procore's OAuth authorize URL: open it in this browser (procore.setup). It comes back to
+    /oauth/procore/callback, which completes it only in this browser (an HttpOnly cookie), once, in time."""
+    started = await mapping_handlers.authorize(internal, who, settings.oauth_redirect_uri)
+    response.set_cookie(
+        OAUTH_COOKIE,
+        started.browser_nonce,
+        max_age=started.expires_in,
+        path=CALLBACK_PATH,
+        secure=settings.oauth_cookie_secure,
+        httponly=True,
+        samesite="lax",  # Procore's redirect back is a top-level cross-site GET: Lax sends it, Strict would not
     )
+    response.headers["Cache-Control"] = "no-store"
+    return AuthorizeUrl(authorize_url=started.authorize_url, expires_in=started.expires_in)
+
+
+def _back_to_setup(settings: GatewaySettings, outcome: dict[str, str]) -> RedirectResponse:
+    response = RedirectResponse(f"/#setup?{urlencode(outcome)}", status_code=303)
+    response.delete_cookie(
+        OAUTH_COOKIE, path=CALLBACK_PATH, secure=settings.oauth_cookie_secure, httponly=True, samesite="lax"
+    )
+    # The callback URL carries the code and state: no cache keeps it, no Referer repeats it.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @router.get(CALLBACK_PATH, tags=["setup"], response_class=RedirectResponse, status_code=303)
 async def oauth_callback(
-    bus: Bus,
+    request: Request,
+    internal: Internal,
     settings: Settings,
-    state: Annotated[str | None, Query(max_length=4096)] = None,
-    code: Annotated[str | None, Query(max_length=512)] = None,
+    state: Annotated[str | None, Query(max_length=1024)] = None,
+    code: Annotated[str | None, Query(max_length=1024)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
     error_description: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> RedirectResponse:
-    """Procore sends the browser back here; the signed state says which account asked. Back to Setup."""
+    """Procore sends the browser back here. Only the browser that started the flow completes it (its cookie holds
+    the nonce the state was made for); each state works once and expires. Back to Setup either way."""
     if error or not code or not state:
         reason = error_description or error or "Procore sent no authorization code"
-        return RedirectResponse(f"/#setup?{urlencode({'connect_error': reason})}", status_code=303)
+        return _back_to_setup(settings, {"connect_error": reason})
+    nonce = request.cookies.get(OAUTH_COOKIE, "")
     try:
-        accepted = await mapping_handlers.complete_connection(bus, state, code, settings.jwt_secret.get_secret_value())
-    except (InvalidState, MissingPermission) as problem:
-        return RedirectResponse(f"/#setup?{urlencode({'connect_error': str(problem)})}", status_code=303)
-    return RedirectResponse(f"/#setup?{urlencode({'connect_command': str(accepted.command_id)})}", status_code=303)
+        command_id = await mapping_handlers.complete_connection(internal, state, nonce, code)
+    except (MappingRefused, MappingUnavailable) as problem:
+        return _back_to_setup(settings, {"connect_error": str(problem)})
+    return _back_to_setup(settings, {"connect_command": str(command_id)})
 
 
 class ConnectBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grant: Literal["client_credentials"] = Field(
-        description="A Procore service account (the app's client credentials, installed in the company)"
+        description="Your company's own Procore service account (never the app's shared credentials)"
     )
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    client_secret: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
 
 
 @router.post("/api/procore/connection", status_code=202, tags=["commands"])
-async def post_connection(body: ConnectBody, who: Who, bus: Bus) -> Accepted:
-    """Connect with the app's client credentials (procore.setup). For a user's consent use /api/procore/authorize."""
-    return await mapping_handlers.connect_service_account(bus, who)
+async def post_connection(body: ConnectBody, who: Who, internal: Internal) -> Accepted:
+    """Connect with your company's own service account (procore.setup): its credentials reach only your companies,
+    which proves them. For a Procore user's consent use /api/procore/authorize."""
+    secret = body.client_secret.get_secret_value()
+    return await mapping_handlers.connect_service_account(internal, who, body.client_id, secret)
 
 
 @router.delete("/api/procore/connection", status_code=202, tags=["commands"])
 async def delete_connection(who: Who, bus: Bus) -> Accepted:
-    """Disconnect: the mapping service revokes and forgets the tokens (procore.setup)."""
+    """Disconnect (procore.setup): the tokens are revoked and forgotten; the companies stay bound to the account."""
     return await mapping_handlers.disconnect(bus, who)
+
+
+@router.delete("/api/procore/companies/{procore_company_id}", status_code=202, tags=["commands"])
+async def delete_company(procore_company_id: ProcoreId, who: Who, bus: Bus) -> Accepted:
+    """Unbind a Procore company from the account (procore.setup); another account may then prove and bind it."""
+    return await mapping_handlers.unbind(bus, who, procore_company_id)
 
 
 # --- data mapping ----------------------------------------------------------------------
@@ -400,6 +431,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def on_conflict(request: Request, error: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.exception_handler(MappingRefused)
+    async def on_mapping_refused(request: Request, error: MappingRefused) -> JSONResponse:
+        # 403: a permission the mapping service checked again; otherwise the request cannot be done as asked.
+        return JSONResponse({"detail": str(error)}, status_code=403 if error.status == 403 else 422)
+
+    @app.exception_handler(MappingUnavailable)
+    async def on_mapping_unavailable(request: Request, error: MappingUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(NotFound)
     async def on_not_found(request: Request, error: NotFound) -> JSONResponse:

@@ -7,16 +7,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.responses import Response
 
 from services.gateway import api
 from services.gateway.adapters.commands import KafkaCommandBus
+from services.gateway.adapters.mapping_internal import MappingInternal
 from services.gateway.config import GatewaySettings
+from services.gateway.oauth_privacy import install_access_log_scrubber, scrub_server_span
 from shared import db
 from shared.broker import make_broker
 from shared.events import SCHEMA_VERSION
@@ -45,12 +49,19 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         instrument_asyncpg(provider)
         app.state.pool = await db.create_pool(settings.database_url.get_secret_value(), settings.aggregator_schema)
+        # The mapping service's internal API: where the OAuth code and service-account secrets go (never Kafka).
+        internal_http = httpx.AsyncClient(timeout=30.0)
+        HTTPXClientInstrumentor.instrument_client(internal_http, tracer_provider=provider)
+        app.state.mapping_internal = MappingInternal(
+            internal_http, settings.mapping_url, settings.internal_api_token.get_secret_value()
+        )
         try:
             await broker.start()
             app.state.broker = broker
             app.state.bus = KafkaCommandBus(broker, topics)
             yield
         finally:
+            await internal_http.aclose()
             await broker.stop()
             await app.state.pool.close()
             provider.force_flush()
@@ -76,5 +87,8 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", RevalidatedStaticFiles(directory=STATIC), name="static")
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="/health,/static/.*")
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, excluded_urls="/health,/static/.*", server_request_hook=scrub_server_span
+    )
+    install_access_log_scrubber()
     return app

@@ -1,6 +1,11 @@
+from urllib.parse import urlsplit
+
 from pydantic import Field, SecretStr, field_validator
 
 from shared.settings import ServiceSettings
+
+CALLBACK_PATH = "/oauth/procore/callback"
+"""Where Procore sends the browser back; the redirect URI is PUBLIC_BASE_URL + this path, never the request's URL."""
 
 
 class GatewaySettings(ServiceSettings):
@@ -16,8 +21,32 @@ class GatewaySettings(ServiceSettings):
     mapping_schema: str = Field(default="mapping", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     """The schema holding the mapping service's read model (setup, connection, Procore lists, mappings)."""
     public_base_url: str = ""
-    """The gateway's public URL (for the OAuth redirect URI); default: the URL the request came in on."""
-    oauth_state_ttl_s: int = Field(default=600, ge=60)
+    """The gateway's public URL, which fixes the OAuth redirect URI (registered with the Procore app). Default, for
+    development only: http://HTTP_HOST:HTTP_PORT (127.0.0.1 for a wildcard host)."""
+    mapping_url: str = ""
+    """The mapping service's internal URL: the OAuth code and service-account secrets go there over HTTP, never
+    through Kafka. Without it (and INTERNAL_API_TOKEN) connecting to Procore answers 503."""
+    internal_api_token: SecretStr = SecretStr("")
+    """Bearer token of the mapping service's internal API."""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if url and (parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment):
+            raise ValueError("must be an absolute http(s) URL such as https://procore.example.com")
+        return url.rstrip("/")
+
+    @property
+    def oauth_redirect_uri(self) -> str:
+        """Fixed by settings: Procore compares it with the registered one, and a request cannot choose it."""
+        host = "127.0.0.1" if self.http_host in ("", "0.0.0.0", "::") else self.http_host
+        return f"{self.public_base_url or f'http://{host}:{self.http_port}'}{CALLBACK_PATH}"
+
+    @property
+    def oauth_cookie_secure(self) -> bool:
+        """The nonce cookie is Secure when the callback is served over https."""
+        return self.oauth_redirect_uri.startswith("https://")
 
     @field_validator("jwt_secret")
     @classmethod

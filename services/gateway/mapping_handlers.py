@@ -2,23 +2,24 @@
 
 Queries read the mapping service's read model (MAPPING_SCHEMA); commands go to mapping.commands
 carrying the requester and their permissions, which the mapping service checks again. Every
-query and command is scoped to the signed-in user's account.
+query and command is scoped to the signed-in user's account. Connecting to Procore is the exception:
+the authorization code and a customer's client secret go to the mapping service's internal HTTP API,
+never onto Kafka.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
 from uuid import UUID
 
 import asyncpg
 
 from services.gateway import mapping_rules as rules
 from services.gateway.adapters import mapping_model as model
+from services.gateway.adapters.mapping_internal import Authorization, MappingInternal
 from services.gateway.domain import InvalidInput, NotFound, Permission, Principal, require
 from services.gateway.handlers import CommandBus
 from services.gateway.views import (
     Accepted,
-    AuthorizeUrl,
     AutoMapReport,
     CommandOutcome,
     Connection,
@@ -32,11 +33,10 @@ from services.gateway.views import (
 )
 from shared.events import (
     AutoMap,
-    CompleteProcoreConnection,
-    ConnectProcore,
     DisconnectProcore,
     ProcoreEntity,
     SyncProcoreEntities,
+    UnbindProcoreCompany,
 )
 
 
@@ -48,12 +48,14 @@ def _permissions(who: Principal) -> list[str]:
 
 
 async def connection(conn: asyncpg.Connection, schema: str, who: Principal) -> Connection:
-    """The account's Procore connection, the companies it reaches, and the setup."""
+    """The account's Procore connection, the companies bound to it (never another account's), and the setup."""
     require(who, Permission.SETUP)
     row = await model.connection(conn, schema, who.account_id)
     setup = await model.setup(conn, schema, who.account_id)
-    companies = [ProcoreCompany(procore_company_id=c, name=n, is_active=a) for c, n, a in
-                 await model.companies(conn, schema, who.account_id)]  # fmt: skip
+    companies = [
+        ProcoreCompany(procore_company_id=c.procore_company_id, name=c.name, is_active=c.is_active, proof=c.proof)
+        for c in await model.companies(conn, schema, who.account_id)
+    ]
     base = {
         "companies": companies,
         "procore_company_id": setup.procore_company_id if setup else None,
@@ -74,46 +76,47 @@ async def connection(conn: asyncpg.Connection, schema: str, who: Principal) -> C
     )
 
 
-async def authorize_url(
-    conn: asyncpg.Connection, schema: str, who: Principal, redirect_uri: str, secret: str, ttl_s: int
-) -> AuthorizeUrl:
-    """Procore's authorize URL for this account, with a signed state naming the account and the user."""
+async def authorize(mapping: MappingInternal, who: Principal, redirect_uri: str) -> Authorization:
+    """Start an authorization request at the mapping service: Procore's authorize URL (random single-use state,
+    PKCE when enabled) and the nonce this browser must bring back to the callback."""
     require(who, Permission.SETUP)
-    app = await model.oauth_app(conn, schema)
-    if app is None:
-        raise NotFound("the mapping service has not started yet: no Procore app is known")
-    login_url, client_id = app
-    state = rules.sign_oauth_state(who, redirect_uri, secret, ttl_s)
-    query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "state": state})
-    return AuthorizeUrl(authorize_url=f"{login_url}/oauth/authorize?{query}", expires_in=ttl_s)
+    return await mapping.start_authorization(who.account_id, who.user_id, _permissions(who), redirect_uri)
 
 
-async def complete_connection(bus: CommandBus, state: str, code: str, secret: str) -> Accepted:
-    """The OAuth callback: the state says who asked; the mapping service exchanges the code."""
-    who, redirect_uri = rules.read_oauth_state(state, secret)
+async def complete_connection(mapping: MappingInternal, state: str, browser_nonce: str, code: str) -> UUID:
+    """The OAuth callback: the mapping service checks the state against this browser's nonce (single use, in
+    time), exchanges the code and returns the command that proves and binds the companies."""
+    return await mapping.complete_authorization(state, browser_nonce, code)
+
+
+async def connect_service_account(
+    mapping: MappingInternal, who: Principal, client_id: str, client_secret: str
+) -> Accepted:
+    """Connect with the customer's own service account (its client id and secret, created in its Procore company)."""
     require(who, Permission.SETUP)
-    command = CompleteProcoreConnection(
-        account_id=who.account_id,
-        code=code,
-        redirect_uri=redirect_uri,
-        requested_by=who.user_id,
-        permissions=_permissions(who),
+    command_id = await mapping.connect_service_account(
+        who.account_id, who.user_id, _permissions(who), client_id, client_secret
     )
-    await bus.send_mapping(command, who.account_id)
-    return Accepted(command_id=command.event_id)
-
-
-async def connect_service_account(bus: CommandBus, who: Principal) -> Accepted:
-    """Connect with the app's client credentials (a Procore service account installed in the company)."""
-    require(who, Permission.SETUP)
-    command = ConnectProcore(account_id=who.account_id, requested_by=who.user_id, permissions=_permissions(who))
-    await bus.send_mapping(command, who.account_id)
-    return Accepted(command_id=command.event_id)
+    return Accepted(command_id=command_id)
 
 
 async def disconnect(bus: CommandBus, who: Principal) -> Accepted:
+    """Revoke and forget the tokens; the bound companies stay the account's (unbind releases one)."""
     require(who, Permission.SETUP)
     command = DisconnectProcore(account_id=who.account_id, requested_by=who.user_id, permissions=_permissions(who))
+    await bus.send_mapping(command, who.account_id)
+    return Accepted(command_id=command.event_id)
+
+
+async def unbind(bus: CommandBus, who: Principal, procore_company_id: int) -> Accepted:
+    """Release a company bound to the account (Setup's choice of it, and its mappings, go with it)."""
+    require(who, Permission.SETUP)
+    command = UnbindProcoreCompany(
+        account_id=who.account_id,
+        procore_company_id=procore_company_id,
+        requested_by=who.user_id,
+        permissions=_permissions(who),
+    )
     await bus.send_mapping(command, who.account_id)
     return Accepted(command_id=command.event_id)
 

@@ -196,9 +196,14 @@ class Token(View):
 
 
 class ProcoreCompany(View):
+    """A Procore company bound to the account: it proved it controls it (a user's consent, or its own service
+    account). Companies bound to other accounts are never listed."""
+
     procore_company_id: int
     name: str
     is_active: bool
+    proof: str
+    """user_consent or customer_credentials"""
 
 
 class Connection(View):
@@ -207,7 +212,7 @@ class Connection(View):
     status: str
     """not_connected · connected · needs_reauthorization · disconnected"""
     grant: str | None = None
-    """authorization_code (a user's OAuth consent) or client_credentials (a service account)."""
+    """authorization_code (a user's OAuth consent) or client_credentials (the customer's own service account)."""
     message: str | None = None
     connected_by: str | None = None
     connected_at: datetime | None = None
@@ -220,6 +225,8 @@ class Connection(View):
 
 
 class AuthorizeUrl(View):
+    """Open it in this browser: the callback is accepted only in the browser that asked (an HttpOnly cookie)."""
+
     authorize_url: str
     expires_in: int
 

@@ -15,7 +15,6 @@ from pydantic import Field
 
 from services.mapping import handlers
 from services.mapping.adapters import internal_api
-from services.mapping.adapters import repository as repo
 from services.mapping.adapters.connections import TokenCipher
 from services.mapping.config import MappingSettings
 from services.mapping.connection import ConnectionDeps
@@ -26,12 +25,12 @@ from shared.events import (
     AutoMap,
     CompleteProcoreConnection,
     ConfigureSetup,
-    ConnectProcore,
     DisconnectProcore,
     ReferenceDeleted,
     ReferenceUpserted,
     SetMapping,
     SyncProcoreEntities,
+    UnbindProcoreCompany,
 )
 from shared.outbox import OutboxRelay
 from shared.procore import OAuthApp, ProcoreClient
@@ -42,9 +41,9 @@ SERVICE = "mapping"
 MappingInput = Annotated[
     ConfigureSetup
     | SetMapping
-    | ConnectProcore
     | CompleteProcoreConnection
     | DisconnectProcore
+    | UnbindProcoreCompany
     | SyncProcoreEntities
     | AutoMap
     | ReferenceUpserted
@@ -54,7 +53,7 @@ MappingInput = Annotated[
 
 
 async def _no_token(company_id: int, force_refresh: bool) -> str:
-    raise RuntimeError("use connection.client_for(account) for Procore calls: tokens belong to a connection")
+    raise RuntimeError("use connection.client_for(account, company) for Procore calls: tokens belong to a connection")
 
 
 def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None = None) -> AsgiFastStream:
@@ -67,6 +66,11 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
         topics.mapping_changes,
         description="Setup changes (modules, two-way, company, connection) and mapping changes (set, cleared, "
         "broken); the aggregator re-validates entries.",
+    )
+    broker.publisher(
+        topics.mapping_commands,
+        description="procore.complete_connection to itself, once a new connection's tokens are stored (obtained over "
+        "the internal HTTP API: no code or secret in it): prove and bind the companies it reaches.",
     )
 
     async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:
@@ -108,14 +112,21 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
             http, settings.login_url, settings.procore_client_id, settings.procore_client_secret.get_secret_value()
         )
         procore = ProcoreClient(http, settings.procore_base_url, _no_token, max_attempts=settings.procore_max_attempts)
-        async with pool.acquire() as conn:
-            await repo.publish_oauth_app(conn, oauth.login_url, oauth.client_id)
         relay = OutboxRelay(
             pool, publish_raw, settings.db_schema, settings.outbox_batch_size, settings.outbox_poll_interval_s
         )
         state["relay"] = relay
         state["deps"] = ConnectionDeps(
-            pool, cipher, oauth, procore, topics.mapping_changes, relay.notify, settings.token_refresh_margin_s
+            pool,
+            cipher,
+            oauth,
+            procore,
+            topics.mapping_changes,
+            relay.notify,
+            settings.token_refresh_margin_s,
+            commands_topic=topics.mapping_commands,
+            pkce=settings.procore_oauth_pkce,
+            state_ttl_s=settings.oauth_state_ttl_s,
         )
         relay.start()
         try:
@@ -143,8 +154,8 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
         check=check,
         lifespan=lifespan,
     )
-    app.mount(
-        internal_api.PATH,
-        internal_api.token_endpoint(lambda: state.get("deps"), settings.internal_api_token.get_secret_value()),
-    )
+    for path, endpoint in internal_api.routes(
+        lambda: state.get("deps"), settings.internal_api_token.get_secret_value()
+    ):
+        app.mount(path, endpoint)
     return app

@@ -14,4 +14,9 @@ class MappingSettings(ProcoreSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     """The relay wakes at once after a commit that queued changes; this poll catches the rest."""
     outbox_batch_size: int = Field(default=500, ge=1)
+    procore_oauth_pkce: bool = False
+    """Send a PKCE challenge (RFC 7636, S256) with authorization requests. Off for Procore, whose documentation
+    does not describe PKCE for its authorization endpoint; on for the sandbox, which implements it."""
+    oauth_state_ttl_s: int = Field(default=600, ge=30, le=3600)
+    """How long an authorization request (its state) can be completed; each state works once."""
     # INTERNAL_API_TOKEN (ProcoreSettings) guards POST /internal/procore-token; empty disables it.

@@ -14,24 +14,23 @@ redone: its outcome, and the changes it emitted, were committed together.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
-from services.mapping import domain
+from services.mapping import domain, proof
+from services.mapping.adapters import bindings, procore_lists
 from services.mapping.adapters import connections as store
-from services.mapping.adapters import procore_lists
 from services.mapping.adapters import repository as repo
 from services.mapping.adapters.changes import Change
 from services.mapping.connection import (
     ConnectionDeps,
     NeedsReauthorization,
+    NotBound,
     NotConnected,
-    adopt_companies,
+    bind_proven,
     client_for,
     disconnect,
-    store_tokens,
 )
 from services.mapping.domain import MOBICLOCKS_LABEL, PROCORE_LABEL, TAB_LABEL, Outcome, Permission
 from shared.events import (
@@ -39,7 +38,7 @@ from shared.events import (
     AutoMap,
     CompleteProcoreConnection,
     ConfigureSetup,
-    ConnectProcore,
+    ConnectionStatus,
     DisconnectProcore,
     MappingChanged,
     ProcoreEntity,
@@ -48,8 +47,9 @@ from shared.events import (
     SetMapping,
     SetupChanged,
     SyncProcoreEntities,
+    UnbindProcoreCompany,
 )
-from shared.procore import OAuthTokens, ProcoreError
+from shared.procore import ProcoreError
 from shared.transient import Transient
 
 log = logging.getLogger(__name__)
@@ -57,18 +57,18 @@ log = logging.getLogger(__name__)
 Command = (
     ConfigureSetup
     | SetMapping
-    | ConnectProcore
     | CompleteProcoreConnection
     | DisconnectProcore
+    | UnbindProcoreCompany
     | SyncProcoreEntities
     | AutoMap
 )
 
 REQUIRED_PERMISSION: dict[type[Any], Permission] = {
     ConfigureSetup: Permission.SETUP,
-    ConnectProcore: Permission.SETUP,
     CompleteProcoreConnection: Permission.SETUP,
     DisconnectProcore: Permission.SETUP,
+    UnbindProcoreCompany: Permission.SETUP,
     SetMapping: Permission.MAPPING,
     SyncProcoreEntities: Permission.MAPPING,
     AutoMap: Permission.MAPPING,
@@ -115,6 +115,9 @@ async def handle_command(deps: ConnectionDeps, cmd: Command) -> list[Change]:
         await _record(deps.pool, cmd, "failed", error.message)
     except (NotConnected, NeedsReauthorization) as error:
         await _record(deps.pool, cmd, "failed", str(error))
+    except NotBound as error:
+        log.warning("refused a Procore call for %s %s of %s: %s", cmd.type, cmd.event_id, cmd.account_id, error)
+        await _record(deps.pool, cmd, "rejected", str(error))
     return []
 
 
@@ -128,10 +131,9 @@ async def _run(deps: ConnectionDeps, cmd: Command) -> list[Change]:
     if isinstance(cmd, AutoMap):
         return await auto_map(deps, cmd)
     if isinstance(cmd, CompleteProcoreConnection):
-        code, redirect_uri = cmd.code, cmd.redirect_uri
-        return await connect(deps, cmd, "authorization_code", lambda: deps.oauth.exchange_code(code, redirect_uri))
-    if isinstance(cmd, ConnectProcore):
-        return await connect(deps, cmd, "client_credentials", deps.oauth.client_credentials)
+        return await finish_connection(deps, cmd)
+    if isinstance(cmd, UnbindProcoreCompany):
+        return await unbind_company(deps, cmd)
     return await disconnect_procore(deps, cmd)
 
 
@@ -174,27 +176,53 @@ async def _record(pool: asyncpg.Pool, cmd: Command, status: str, message: str) -
 # --- connection ----------------------------------------------------------------------------
 
 
-async def connect(
-    deps: ConnectionDeps,
-    cmd: CompleteProcoreConnection | ConnectProcore,
-    grant_type: str,
-    obtain: Callable[[], Awaitable[OAuthTokens]],
-) -> list[Change]:
-    """Store the new tokens, then the companies they reach (a retried command resumes after the tokens)."""
+async def finish_connection(deps: ConnectionDeps, cmd: CompleteProcoreConnection) -> list[Change]:
+    """Prove which companies the new connection can act for (its own company list) and bind them.
+
+    The tokens were stored with this command's id when they were obtained (over the internal API); a newer
+    connection replaces them, and then this command has nothing left to prove.
+    """
     account = cmd.account_id
-    await store_tokens(deps, cmd.event_id, account, grant_type, obtain, cmd.requested_by)
-    reachable = await procore_lists.companies(client_for(deps, account))
+    async with deps.pool.acquire() as conn:
+        stored = await store.read(conn, deps.cipher, account)
+    if stored is None or stored.connect_command != cmd.event_id or stored.status is not ConnectionStatus.CONNECTED:
+        raise Rejected("this Procore connection was replaced or disconnected before it was finished")
+    reached = await procore_lists.companies(client_for(deps, account, None))
     async with deps.pool.acquire() as conn, conn.transaction():
         await repo.lock_account(conn, account)
-        changes, message = await adopt_companies(conn, account, grant_type, reachable, cmd.requested_by)
+        now = await store.read(conn, deps.cipher, account)
+        if now is None or now.connect_command != cmd.event_id or now.status is not ConnectionStatus.CONNECTED:
+            raise Rejected("this Procore connection was replaced or disconnected before it was finished")
+        changes, message = await bind_proven(conn, cmd, stored.grant_type, reached)
         return await _finish(deps, conn, cmd, changes, message)
 
 
 async def disconnect_procore(deps: ConnectionDeps, cmd: DisconnectProcore) -> list[Change]:
+    """Revoke and forget the tokens. The bound companies stay the account's (setup and mappings survive a
+    reconnect); releasing one is `unbind_company`."""
     async with deps.pool.acquire() as conn, conn.transaction():
         await repo.lock_account(conn, cmd.account_id)
         changes = await disconnect(deps, conn, cmd.account_id)
-        return await _finish(deps, conn, cmd, changes, "disconnected from Procore")
+        message = "disconnected from Procore (the tokens are revoked; the companies stay connected to this account)"
+        return await _finish(deps, conn, cmd, changes, message)
+
+
+async def unbind_company(deps: ConnectionDeps, cmd: UnbindProcoreCompany) -> list[Change]:
+    """Release one of the account's companies; if Setup had chosen it, the choice and its mappings go too."""
+    account, company = cmd.account_id, cmd.procore_company_id
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await repo.lock_account(conn, account)
+        changes: list[Change] = []
+        setup = await repo.read_setup(conn, account)
+        if setup is not None and setup.procore_company_id == company:
+            await repo.save_setup(conn, account, None, setup.enabled_modules, setup.two_way, cmd.requested_by)
+            changes += await _forget_company(conn, account)
+            changes.insert(0, await _setup_change(conn, account))
+        released = await bindings.unbind(conn, account, company)
+        if released is None:
+            raise Rejected(f"Procore company {company} is not connected to this account")
+        message = f"Procore company {released.name} is no longer connected to this account"
+        return await _finish(deps, conn, cmd, changes, message)
 
 
 # --- setup ---------------------------------------------------------------------------------
@@ -209,31 +237,39 @@ async def configure_setup(deps: ConnectionDeps, cmd: ConfigureSetup) -> list[Cha
     async with deps.pool.acquire() as conn, conn.transaction():
         await repo.lock_account(conn, cmd.account_id)
         old = await repo.read_setup(conn, cmd.account_id)
-        reachable = await store.company_ids(conn, cmd.account_id)
-        if cmd.procore_company_id is not None and reachable and cmd.procore_company_id not in reachable:
-            raise Rejected(
-                f"Procore company {cmd.procore_company_id} is not one the connection reaches "
-                f"({', '.join(map(str, reachable))})"
-            )
+        if cmd.procore_company_id is not None:
+            holder = await bindings.holder_of(conn, cmd.procore_company_id)
+            if holder != cmd.account_id:
+                raise Rejected(proof.not_bound_message(cmd.procore_company_id, holder))
         await repo.save_setup(
             conn, cmd.account_id, cmd.procore_company_id, cmd.enabled_modules, cmd.two_way, cmd.requested_by
         )
-        changes: list[Change] = [
-            SetupChanged(
-                account_id=cmd.account_id,
-                procore_company_id=cmd.procore_company_id,
-                enabled_modules=cmd.enabled_modules,
-                two_way=cmd.two_way,
-                connection=await store.status_of(conn, cmd.account_id),
-            )
-        ]
+        changes: list[Change] = [await _setup_change(conn, cmd.account_id)]
         if old is not None and old.procore_company_id is not None and old.procore_company_id != cmd.procore_company_id:
-            for m in await repo.delete_account_mappings(conn, cmd.account_id):
-                changes.append(_changed(cmd.account_id, m.entity, m.mobiclocks_id, m.procore_project_id, None))
-            await repo.forget_procore_entities(conn, cmd.account_id)
+            changes += await _forget_company(conn, cmd.account_id)
         if cmd.two_way and not (old is not None and old.two_way):
             changes += await adopt_two_way_links(conn, cmd.account_id)
         return await _finish(deps, conn, cmd, changes, "setup saved")
+
+
+async def _setup_change(conn: asyncpg.Connection, account_id: str) -> SetupChanged:
+    setup = await repo.read_setup(conn, account_id)
+    return SetupChanged(
+        account_id=account_id,
+        procore_company_id=setup.procore_company_id if setup else None,
+        enabled_modules=setup.enabled_modules if setup else [],
+        two_way=setup.two_way if setup else False,
+        connection=await store.status_of(conn, account_id),
+    )
+
+
+async def _forget_company(conn: asyncpg.Connection, account_id: str) -> list[Change]:
+    """The account no longer uses its Procore company: every mapping points at that company's entities."""
+    changes: list[Change] = []
+    for m in await repo.delete_account_mappings(conn, account_id):
+        changes.append(_changed(account_id, m.entity, m.mobiclocks_id, m.procore_project_id, None))
+    await repo.forget_procore_entities(conn, account_id)
+    return changes
 
 
 def _changed(
@@ -334,7 +370,7 @@ async def sync_entities(deps: ConnectionDeps, cmd: SyncProcoreEntities) -> list[
     if entity in domain.PROJECT_SCOPED and not projects:
         message = f"no Procore project is mapped yet: map a job site, then sync {TAB_LABEL[entity]}"
         return await _done(deps, cmd, message)
-    client = client_for(deps, account)
+    client = client_for(deps, account, company)
     scopes: list[tuple[int, list[repo.SyncedEntity]]] = []
     if entity in domain.PROJECT_SCOPED:
         for project in projects:

@@ -1,4 +1,5 @@
-"""Procore OAuth 2.0 at `{login}/oauth/token`: authorization code, refresh (single use, rotating), client credentials.
+"""Procore OAuth 2.0 at `{login}/oauth/token`: authorization code (PKCE optional), refresh (single use, rotating),
+client credentials.
 
 Grants are not idempotent (a code and a refresh token work once), so a call is retried only
 when Procore certainly did not act on it: the connection could not be opened, or Procore
@@ -8,6 +9,9 @@ Procore's own `error_description`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +48,24 @@ class OAuthTokens:
     refresh_token: str | None = None
 
 
+@dataclass(frozen=True)
+class Pkce:
+    """RFC 7636 proof key: the verifier stays with us; the S256 challenge goes in the authorize URL."""
+
+    verifier: str
+    challenge: str
+
+    @staticmethod
+    def new() -> Pkce:
+        verifier = secrets.token_urlsafe(64)  # 86 characters of the unreserved set (43..128 allowed)
+        return Pkce(verifier, s256(verifier))
+
+
+def s256(verifier: str) -> str:
+    """BASE64URL(SHA256(verifier)) without padding (RFC 7636 section 4.2)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode("ascii")
+
+
 def _safe_to_retry(error: BaseException) -> bool:
     if isinstance(error, OAuthError):
         return error.status in (429, 503)
@@ -69,14 +91,21 @@ class OAuthApp:
         self._max_attempts = max_attempts
         self._clock = clock
 
-    def authorize_url(self, redirect_uri: str, state: str) -> str:
-        query = urlencode(
-            {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri, "state": state}
-        )
-        return f"{self.login_url}/oauth/authorize?{query}"
+    def for_client(self, client_id: str, client_secret: str) -> OAuthApp:
+        """Another registered client (a customer's own service account) on the same login host and HTTP pool."""
+        return OAuthApp(self._http, self.login_url, client_id, client_secret, self._max_attempts, self._clock)
 
-    async def exchange_code(self, code: str, redirect_uri: str) -> OAuthTokens:
-        return await self._grant({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri})
+    def authorize_url(self, redirect_uri: str, state: str, code_challenge: str | None = None) -> str:
+        query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri, "state": state}
+        if code_challenge is not None:
+            query |= {"code_challenge": code_challenge, "code_challenge_method": "S256"}
+        return f"{self.login_url}/oauth/authorize?{urlencode(query)}"
+
+    async def exchange_code(self, code: str, redirect_uri: str, code_verifier: str | None = None) -> OAuthTokens:
+        fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if code_verifier is not None:
+            fields["code_verifier"] = code_verifier
+        return await self._grant(fields)
 
     async def refresh(self, refresh_token: str) -> OAuthTokens:
         """Trade a refresh token for a new pair; the old refresh token is burnt by Procore."""

@@ -1,6 +1,7 @@
 """Setup and Data mapping through the public edges, the whole system as `make run` starts it.
 
-Connect Procore with OAuth (gateway → sandbox → gateway callback), sync and auto-map through the
+Connect Procore with OAuth (gateway → the sandbox, where the company's Procore user consents → gateway
+callback in the same browser: the company is bound to the account), choose it, sync and auto-map through the
 gateway's HTTP API, MobiClocks events in through Kafka. A missing cost-code mapping makes the
 timecard entry Non publishable naming the cost code and project; mapping it through the API turns
 it To do (the latency is printed).
@@ -19,7 +20,7 @@ import pytest
 from shared.events import ReferenceKind, ReferenceUpserted, TimelogUpserted
 from shared.topics import Topics
 from tests.support.kafka import eventually, produce
-from tests.support.mapping import oauth_round_trip
+from tests.support.mapping import oauth_round_trip, sandbox_user
 from tests.support.system import System, running_system
 
 pytestmark = pytest.mark.e2e
@@ -86,17 +87,21 @@ async def test_mapping_a_missing_cost_code_turns_entries_to_do(
     async with httpx.AsyncClient(base_url=base, timeout=10) as gw:
         login = await gw.post("/api/dev/login", json={"account_id": ACCOUNT, "user_id": "office"})
         auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        setup = {"procore_company_id": company_id, "enabled_modules": ["timecard"], "two_way": False}
-        assert (await gw.put("/api/setup", json=setup, headers=auth)).status_code == 202
-
-        connected = await oauth_round_trip(gw, auth)
+        login = "pat@e2e-mapping.example"
+        await sandbox_user(sandbox_url, login, [company_id])
+        connected = await oauth_round_trip(gw, auth, login)
 
         async def command(command_id: str) -> dict[str, Any]:
             return dict((await gw.get(f"/api/commands/{command_id}", headers=auth)).json())
 
-        await eventually(lambda: command(connected), lambda r: r["status"] == "done", timeout_s=30, what="connected")
+        await eventually(
+            lambda: command(connected.command_id), lambda r: r["status"] == "done", timeout_s=30, what="connected"
+        )
+        setup = {"procore_company_id": company_id, "enabled_modules": ["timecard"], "two_way": False}
+        await finished(gw, auth, await gw.put("/api/setup", json=setup, headers=auth))
         connection = (await gw.get("/api/procore/connection", headers=auth)).json()
         assert connection["status"] == "connected" and connection["procore_company_id"] == company_id
+        assert [c["procore_company_id"] for c in connection["companies"]] == [company_id]
 
         for entity in ("project", "employee", "payroll_type"):
             await finished(gw, auth, await gw.post(f"/api/mapping/{entity}/sync", headers=auth))

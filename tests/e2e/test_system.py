@@ -19,6 +19,7 @@ import pytest
 
 from shared.events import ReferenceKind, ReferenceUpserted, TimelogUpserted
 from tests.support.kafka import eventually, produce
+from tests.support.mapping import service_account
 from tests.support.system import System, running_system
 
 pytestmark = pytest.mark.e2e
@@ -58,8 +59,20 @@ async def test_make_run_publishes_a_timelog_and_stops_cleanly(
         )
         assert login.status_code == 200, login.text
         auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        connect = await gw.post("/api/procore/connection", json={"grant": "client_credentials"}, headers=auth)
+        # The company's own service account proves the company is this account's.
+        client_id, secret = await service_account(sandbox_url, seeded["company_id"])
+        connect = await gw.post(
+            "/api/procore/connection",
+            json={"grant": "client_credentials", "client_id": client_id, "client_secret": secret},
+            headers=auth,
+        )
         assert connect.status_code == 202, connect.text
+        await eventually(
+            lambda: gw.get(f"/api/commands/{connect.json()['command_id']}", headers=auth),
+            lambda r: r.json()["status"] == "done",
+            timeout_s=30,
+            what="connected",
+        )
         setup = {"procore_company_id": seeded["company_id"], "enabled_modules": ["manpower"], "two_way": False}
         assert (await gw.put("/api/setup", json=setup, headers=auth)).status_code == 202
         for entity, mc_id, procore_id in (

@@ -45,7 +45,7 @@ async def test_mapping_dead_letters_and_continues(
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas)
     topics = cfg.topics
     setup = ConfigureSetup(
-        account_id="acc", procore_company_id=5, enabled_modules=[Module.TIMECARD], requested_by="admin"
+        account_id="acc", procore_company_id=None, enabled_modules=[Module.TIMECARD], requested_by="admin"
     )
     async with running(cfg, which=("mapping",)):
         await produce(

@@ -1,8 +1,9 @@
-"""The Procore connection over real HTTP: OAuth authorize → callback → token → refresh with rotation,
-tokens encrypted at rest, served to other services by the internal endpoint, client credentials too.
+"""The Procore connection over real HTTP: OAuth authorize → consent → callback → token (PKCE) → refresh with
+rotation, tokens encrypted at rest, served to other services by the internal endpoint for bound companies; a
+customer's own service account too (never the app's shared credentials).
 
-Real broker, real PostgreSQL, the sandbox over HTTP; the gateway in-process (ASGI), the mapping
-service under uvicorn (its internal token endpoint is called over HTTP).
+Real broker, real PostgreSQL, the sandbox over HTTP; the gateway in-process (ASGI, one cookie jar = one
+browser), the mapping service under uvicorn (its internal API is called over HTTP).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from services.gateway.bootstrap import build_app as build_gateway
 from services.mapping.adapters.connections import TokenCipher
 from services.mapping.bootstrap import build_app as build_mapping
 from shared.broker import ensure_topics
-from shared.events import CompleteProcoreConnection, ConnectProcore
+from shared.events import CompleteProcoreConnection, UnbindProcoreCompany
 from shared.procore import ConnectionTokens, NotConnected, ProcoreClient
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import consume, produce
@@ -27,10 +28,13 @@ from tests.support.mapping import (
     auth,
     fetch,
     gateway_settings,
+    internal,
     mapping_settings,
     oauth_round_trip,
     outcome,
+    sandbox_user,
     serve_asgi,
+    service_account,
 )
 from tests.support.stack import TEST_TOKEN_KEY, StackConfig
 
@@ -44,17 +48,24 @@ def sandbox() -> Iterator[str]:
 
 
 class System:
-    def __init__(self, cfg: StackConfig, mapping_url: str, gateway: httpx.AsyncClient, company_id: int) -> None:
+    def __init__(
+        self, cfg: StackConfig, mapping_url: str, gateway: httpx.AsyncClient, company_id: int, login: str
+    ) -> None:
         self.cfg = cfg
         self.mapping_url = mapping_url
         self.gateway = gateway
         self.company_id = company_id
+        self.login = login
+        """A Procore user of the company."""
 
     async def connection_row(self, account: str) -> dict[str, Any]:
         rows = await fetch(
             self.cfg.dsn, f'SELECT * FROM "{self.cfg.schemas["mapping"]}".connections WHERE account_id = $1', account
         )
         return dict(rows[0].items())
+
+    async def done(self, command_id: str) -> dict[str, Any]:
+        return await outcome(self.cfg.dsn, self.cfg.schemas["mapping"], command_id)
 
 
 @pytest.fixture
@@ -63,15 +74,17 @@ async def system(
 ) -> AsyncIterator[System]:
     async with httpx.AsyncClient(base_url=sandbox) as control:
         seeded = (await control.post("/_sandbox/companies", json={"name": f"Conn {unique}"})).json()
+    login = f"pat-{unique}@conn.example"
+    await sandbox_user(sandbox, login, [seeded["company_id"]])
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox)
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
-    gateway = build_gateway(gateway_settings(cfg))
-    async with (
-        serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url,
-        gateway.router.lifespan_context(gateway),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gateway") as http,
-    ):
-        yield System(cfg, mapping_url, http, seeded["company_id"])
+    async with serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url:
+        gateway = build_gateway(gateway_settings(cfg, mapping_url))
+        async with (
+            gateway.router.lifespan_context(gateway),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gateway") as http,
+        ):
+            yield System(cfg, mapping_url, http, seeded["company_id"], login)
 
 
 async def internal_token(system: System, body: dict[str, Any], token: str = INTERNAL_TOKEN) -> httpx.Response:
@@ -84,13 +97,16 @@ async def internal_token(system: System, body: dict[str, Any], token: str = INTE
 async def test_oauth_authorize_callback_token_refresh_rotation(system: System, sandbox: str) -> None:
     account = "acc-oauth"
     headers = auth(account)
-    command_id = await oauth_round_trip(system.gateway, headers)
-    done = await outcome(system.cfg.dsn, system.cfg.schemas["mapping"], command_id)
-    assert done["status"] == "done" and "connected to Procore (authorization_code)" in done["message"]
+    connected = await oauth_round_trip(system.gateway, headers, system.login)
+    done = await system.done(connected.command_id)
+    assert done["status"] == "done" and "connected to Procore (authorization_code)" in done["message"], done
 
     connection = (await system.gateway.get("/api/procore/connection", headers=headers)).json()
     assert connection["status"] == "connected" and connection["grant"] == "authorization_code"
-    assert system.company_id in [c["procore_company_id"] for c in connection["companies"]]
+    assert [(c["procore_company_id"], c["proof"]) for c in connection["companies"]] == [
+        (system.company_id, "user_consent")
+    ]
+    assert connection["procore_company_id"] == system.company_id, "the only company is chosen"
     assert "access_token" not in json.dumps(connection)
 
     # At rest: encrypted, never in clear.
@@ -99,13 +115,18 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
     access, refresh = cipher.decrypt(row["access_token"]), cipher.decrypt(row["refresh_token"])
     assert access not in row["access_token"] and refresh not in row["refresh_token"]
 
-    # Served to other services over HTTP: the stored (fresh) token, which Procore accepts.
-    served = await internal_token(system, {"account_id": account})
+    # Served to other services over HTTP for the bound company: the stored (fresh) token, which Procore accepts.
+    served = await internal_token(system, {"account_id": account, "procore_company_id": system.company_id})
     assert served.status_code == 200, served.text
+    assert served.json() | {"access_token": "…"} == {
+        "access_token": "…",
+        "expires_at": served.json()["expires_at"],
+        "procore_company_id": system.company_id,
+    }
     assert served.json()["access_token"] == access
     async with httpx.AsyncClient(base_url=sandbox) as procore:
-        me = await procore.get("/rest/v1.0/companies", headers={"Authorization": f"Bearer {access}"})
-        assert me.status_code == 200
+        listed = await procore.get("/rest/v1.0/companies", headers={"Authorization": f"Bearer {access}"})
+        assert [c["id"] for c in listed.json()] == [system.company_id], "a user's token lists the user's companies"
 
         # Forced refresh (Procore rejected the token): a new pair; the old refresh token is burnt.
         forced = await internal_token(system, {"account_id": account, "force_refresh": True, "rejected_token": access})
@@ -114,9 +135,13 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
         assert cipher.decrypt(row["refresh_token"]) != refresh and row["refresh_count"] == 1
         reused = await procore.post(
             "/oauth/token",
-            json={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": "sandbox-client",
-                  "client_secret": "sandbox-secret"},
-        )  # fmt: skip
+            json={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh,
+                "client_id": "sandbox-client",
+                "client_secret": "sandbox-secret",
+            },
+        )
         assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
 
         # A stale 401 report (someone else already refreshed) does not spend another refresh token.
@@ -138,10 +163,24 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
         assert (await system.connection_row(account))["refresh_count"] == 2
 
 
+async def test_pkce_challenge_is_sent_and_its_verifier_proven(system: System, sandbox: str) -> None:
+    authorize = await system.gateway.get("/api/procore/authorize", headers=auth("acc-pkce"))
+    url = authorize.json()["authorize_url"]
+    assert "code_challenge=" in url and "code_challenge_method=S256" in url
+    assert "redirect_uri=http%3A%2F%2Fgateway%2Foauth%2Fprocore%2Fcallback" in url, "fixed by settings"
+    async with httpx.AsyncClient(base_url=sandbox) as control:
+        await control.delete("/_sandbox/requests")
+    connected = await oauth_round_trip(system.gateway, auth("acc-pkce"), system.login)
+    assert (await system.done(connected.command_id))["status"] == "done"
+    async with httpx.AsyncClient(base_url=sandbox) as control:
+        (exchange,) = (await control.get("/_sandbox/requests", params={"path": "/oauth/token"})).json()
+    assert exchange["status"] == 200 and "code_verifier" in exchange["body"]
+
+
 async def test_refused_refresh_needs_reauthorization_and_says_so(system: System, sandbox: str) -> None:
     account = "acc-revoked"
-    command_id = await oauth_round_trip(system.gateway, auth(account))
-    assert (await outcome(system.cfg.dsn, system.cfg.schemas["mapping"], command_id))["status"] == "done"
+    connected = await oauth_round_trip(system.gateway, auth(account), system.login)
+    assert (await system.done(connected.command_id))["status"] == "done"
     refresh = TokenCipher(TEST_TOKEN_KEY).decrypt((await system.connection_row(account))["refresh_token"])
     async with httpx.AsyncClient(base_url=sandbox) as procore:
         await procore.post("/oauth/revoke", json={"token": refresh})
@@ -161,51 +200,114 @@ async def test_internal_endpoint_needs_the_internal_token(system: System) -> Non
     assert (await internal_token(system, {"account_id": "nobody"})).status_code == 404
     bad = await internal_token(system, {"acount_id": "x"})
     assert bad.status_code == 422 and "account_id" in bad.json()["message"]
+    async with httpx.AsyncClient() as http:
+        start = await http.post(f"{system.mapping_url}/internal/oauth/start", json={})
+    assert start.status_code == 401
 
 
-async def test_client_credentials_connection(system: System) -> None:
-    account = "acc-dmsa"
-    accepted = await system.gateway.post(
-        "/api/procore/connection", json={"grant": "client_credentials"}, headers=auth(account)
+async def test_customer_service_account_connects_the_app_credentials_prove_nothing(system: System) -> None:
+    account = "acc-sa"
+    app_own = await system.gateway.post(
+        "/api/procore/connection",
+        json={"grant": "client_credentials", "client_id": "sandbox-client", "client_secret": "sandbox-secret"},
+        headers=auth(account),
     )
-    assert accepted.status_code == 202
-    done = await outcome(system.cfg.dsn, system.cfg.schemas["mapping"], accepted.json()["command_id"])
-    assert done["status"] == "done" and "client_credentials" in done["message"]
+    assert app_own.status_code == 422 and "prove nothing" in app_own.json()["detail"], app_own.text
+    client_id, secret = await service_account(system.cfg.procore_url, system.company_id)
+    wrong = await system.gateway.post(
+        "/api/procore/connection",
+        json={"grant": "client_credentials", "client_id": client_id, "client_secret": "not-the-secret"},
+        headers=auth(account),
+    )
+    assert wrong.status_code == 422 and "Procore refused these credentials" in wrong.json()["detail"]
+    assert "not-the-secret" not in wrong.text
+    assert (
+        await fetch(
+            system.cfg.dsn,
+            f'SELECT 1 FROM "{system.cfg.schemas["mapping"]}".connections WHERE account_id = $1',
+            account,
+        )
+        == []
+    ), "nothing is stored for refused credentials"
+
+    accepted = await system.gateway.post(
+        "/api/procore/connection",
+        json={"grant": "client_credentials", "client_id": client_id, "client_secret": secret},
+        headers=auth(account),
+    )
+    assert accepted.status_code == 202, accepted.text
+    done = await system.done(accepted.json()["command_id"])
+    assert done["status"] == "done" and "client_credentials" in done["message"], done
+    row = await system.connection_row(account)
+    assert row["grant_type"] == "client_credentials" and row["refresh_token"] is None
+    assert row["client_id"] == client_id and secret not in row["client_secret"]
+    assert TokenCipher(TEST_TOKEN_KEY).decrypt(row["client_secret"]) == secret
+
+    # Renewed with the customer's credentials, never the app's.
     first = (await internal_token(system, {"account_id": account})).json()["access_token"]
     second = await internal_token(system, {"account_id": account, "force_refresh": True, "rejected_token": first})
     assert second.status_code == 200 and second.json()["access_token"] != first
-    row = await system.connection_row(account)
-    assert row["grant_type"] == "client_credentials" and row["refresh_token"] is None
+    async with httpx.AsyncClient(base_url=system.cfg.procore_url) as control:
+        grants = (await control.get("/_sandbox/requests", params={"path": "/oauth/token"})).json()
+    assert grants[-1]["body"]["client_id"] == client_id
 
     gone = await system.gateway.delete("/api/procore/connection", headers=auth(account))
-    assert (await outcome(system.cfg.dsn, system.cfg.schemas["mapping"], gone.json()["command_id"]))["status"] == "done"
+    disconnected = await system.done(gone.json()["command_id"])
+    assert disconnected["status"] == "done" and "stay connected" in disconnected["message"]
     assert (await internal_token(system, {"account_id": account})).status_code == 404
+    view = (await system.gateway.get("/api/procore/connection", headers=auth(account))).json()
+    assert [c["procore_company_id"] for c in view["companies"]] == [system.company_id], "still bound"
 
 
 async def test_connecting_needs_the_setup_permission_at_both_layers(system: System) -> None:
     mapper = auth("acc-perm", ["procore.mapping"])
-    for method, path in (("GET", "/api/procore/authorize"), ("POST", "/api/procore/connection"),
-                         ("DELETE", "/api/procore/connection"), ("GET", "/api/procore/connection")):  # fmt: skip
-        body = {"grant": "client_credentials"} if method == "POST" else None
-        response = await system.gateway.request(method, path, json=body, headers=mapper)
+    body = {"grant": "client_credentials", "client_id": "c", "client_secret": "s"}
+    for method, path in (
+        ("GET", "/api/procore/authorize"),
+        ("POST", "/api/procore/connection"),
+        ("DELETE", "/api/procore/connection"),
+        ("GET", "/api/procore/connection"),
+        ("DELETE", f"/api/procore/companies/{system.company_id}"),
+    ):
+        response = await system.gateway.request(method, path, json=body if method == "POST" else None, headers=mapper)
         assert response.status_code == 403 and response.json()["permission"] == "procore.setup", path
-    # Straight onto the topic, bypassing the gateway: the mapping service refuses too.
+    # Straight to the mapping service, bypassing the gateway: refused there too.
+    start = await internal(
+        system.mapping_url,
+        "/oauth/start",
+        {
+            "account_id": "acc-perm",
+            "user_id": "mallory",
+            "permissions": ["procore.mapping"],
+            "redirect_uri": "http://x/cb",
+        },
+    )
+    assert start.status_code == 403 and "procore.setup" in start.json()["message"]
     sneaky = [
-        ConnectProcore(account_id="acc-perm", requested_by="mallory", permissions=["procore.mapping"]),
-        CompleteProcoreConnection(account_id="acc-perm", code="c", redirect_uri="http://x/cb", requested_by="mallory",
-                                  permissions=[]),
-    ]  # fmt: skip
+        CompleteProcoreConnection(account_id="acc-perm", requested_by="mallory", permissions=[]),
+        UnbindProcoreCompany(
+            account_id="acc-perm", procore_company_id=system.company_id, requested_by="mallory", permissions=[]
+        ),
+    ]
     await produce(system.cfg.kafka, system.cfg.topics.mapping_commands, list(sneaky), key=b"acc-perm")
     for command in sneaky:
-        refused = await outcome(system.cfg.dsn, system.cfg.schemas["mapping"], command.event_id)
+        refused = await system.done(str(command.event_id))
         assert refused["status"] == "rejected" and "procore.setup" in refused["message"]
-    assert await fetch(system.cfg.dsn, f'SELECT 1 FROM "{system.cfg.schemas["mapping"]}".connections'
-                       " WHERE account_id = 'acc-perm'") == []  # fmt: skip
+    assert (
+        await fetch(
+            system.cfg.dsn,
+            f'SELECT 1 FROM "{system.cfg.schemas["mapping"]}".connections WHERE account_id = $1',
+            "acc-perm",
+        )
+        == []
+    )
 
 
-async def test_forged_or_missing_state_is_refused_at_the_callback(system: System) -> None:
+async def test_forged_missing_or_denied_callbacks_go_back_to_setup_with_the_reason(system: System) -> None:
     forged = await system.gateway.get("/oauth/procore/callback?code=abc&state=not-a-state", follow_redirects=False)
     assert forged.status_code == 303 and "connect_error=" in forged.headers["location"]
+    assert "unknown" in forged.headers["location"]
+    assert forged.headers["referrer-policy"] == "no-referrer" and forged.headers["cache-control"] == "no-store"
     denied = await system.gateway.get(
         "/oauth/procore/callback?error=access_denied&error_description=User+said+no", follow_redirects=False
     )

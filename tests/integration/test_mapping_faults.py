@@ -18,16 +18,23 @@ from pydantic import BaseModel
 
 from shared.broker import ensure_topics
 from shared.events import (
-    CompleteProcoreConnection,
     ConfigureSetup,
-    ConnectProcore,
     Module,
     ProcoreEntity,
     SyncProcoreEntities,
 )
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import eventually, produce
-from tests.support.mapping import INTERNAL_TOKEN, Instance, authorization_code, fetch, mapping_instance, outcome
+from tests.support.mapping import (
+    INTERNAL_TOKEN,
+    Instance,
+    connect_service_account,
+    connect_user,
+    fetch,
+    mapping_instance,
+    outcome,
+    sandbox_user,
+)
 from tests.support.proxy import TcpProxy
 from tests.support.stack import StackConfig
 
@@ -94,6 +101,7 @@ async def ctx(
     proxy, proxied_dsn = TcpProxy.for_dsn(postgres_dsn)
     async with proxy, mapping_instance(cfg, database_url=proxied_dsn) as instance:
         c = Ctx(cfg, sandbox, f"acc-{unique}", company["company_id"], instance, proxy)
+        assert (await connect_service_account(cfg, instance.url, c.account, c.company_id))["status"] == "done"
         setup = ConfigureSetup(
             account_id=c.account,
             procore_company_id=c.company_id,
@@ -101,8 +109,7 @@ async def ctx(
             requested_by="admin",
             permissions=ADMIN,
         )
-        connect = ConnectProcore(account_id=c.account, requested_by="admin", permissions=ADMIN)
-        assert [o["status"] for o in await c.send(setup, connect)] == ["done", "done"]
+        assert [o["status"] for o in await c.send(setup)] == ["done"]
         yield c
 
 
@@ -121,27 +128,23 @@ async def test_procore_outage_during_a_sync_is_retried_not_recorded_as_failed(ct
 
 
 async def test_connecting_resumes_from_the_stored_tokens_after_an_outage(ctx: Ctx) -> None:
-    """The code is exchanged, then Procore fails: the retried command must not spend the code again."""
-    redirect = "http://gateway.test/oauth/procore/callback"
+    """The code is exchanged at the callback, then Procore fails while the companies are proven: the finishing
+    command is retried from the stored tokens; the code is never spent again."""
     account = f"{ctx.account}-oauth"
-    connect = CompleteProcoreConnection(
-        account_id=account,
-        code=await authorization_code(ctx.sandbox, redirect),
-        redirect_uri=redirect,
-        requested_by="admin",
-        permissions=ADMIN,
-    )
+    login = f"pat-{account}@faults.example"
+    await sandbox_user(ctx.sandbox, login, [ctx.company_id])
     async with httpx.AsyncClient(base_url=ctx.sandbox) as control:
         await control.delete("/_sandbox/requests")
     companies = await ctx.fault(path="/rest/v1.0/companies", kind="status", status=503, retry_after=0, times=3)
-    await produce(ctx.cfg.kafka, ctx.cfg.topics.mapping_commands, [connect], key=account.encode())
-    done = await outcome(ctx.cfg.dsn, ctx.cfg.schemas["mapping"], connect.event_id, timeout_s=60)
+    done = await connect_user(ctx.cfg, ctx.instance.url, account, login)
     assert done["status"] == "done" and "authorization_code" in done["message"], done
     assert await ctx.fault_hits(companies) == 3
     async with httpx.AsyncClient(base_url=ctx.sandbox) as control:
         grants = (await control.get("/_sandbox/requests", params={"path": "/oauth/token", "method": "POST"})).json()
     assert len(grants) == 1, "the code was exchanged once"
-    assert (await ctx.token({"account_id": account})).status_code == 200
+    # The company is already the first account's: this one proved it too, but may not have it.
+    assert "already connected to another MobiClocks account" in done["message"]
+    assert (await ctx.token({"account_id": account, "procore_company_id": ctx.company_id})).status_code == 403
 
 
 async def test_procore_refusing_a_sync_is_recorded_with_its_message(ctx: Ctx) -> None:

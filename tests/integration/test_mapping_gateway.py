@@ -32,6 +32,9 @@ DONE_COMMAND = uuid4()
 async def seed(conn: asyncpg.Connection) -> None:
     await conn.execute(
         """
+        INSERT INTO company_bindings (procore_company_id, account_id, name, proof) VALUES
+            (1, 'acc-a', 'A Builders', 'user_consent'),
+            (2, 'acc-b', 'B Builders', 'customer_credentials');
         INSERT INTO setups (account_id, procore_company_id, enabled_modules, two_way) VALUES
             ('acc-a', 1, '{manpower,production_quantity,timecard}', false),
             ('acc-b', 2, '{manpower}', true);

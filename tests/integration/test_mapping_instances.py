@@ -23,7 +23,6 @@ from sandbox.procore import SandboxState
 from shared.broker import ensure_topics
 from shared.events import (
     AutoMap,
-    CompleteProcoreConnection,
     ConfigureSetup,
     Module,
     ProcoreEntity,
@@ -37,12 +36,13 @@ from tests.support.kafka import produce
 from tests.support.mapping import (
     INTERNAL_TOKEN,
     Instance,
-    authorization_code,
+    connect_user,
     fetch,
     mapping_instance,
     outcome,
     partitions_of,
     produce_to_partitions,
+    sandbox_user,
     sent_changes,
 )
 from tests.support.stack import StackConfig
@@ -157,14 +157,10 @@ async def two(
             requested_by="admin",
             permissions=ADMIN,
         )
-        connect = CompleteProcoreConnection(
-            account_id=two.account,
-            code=await authorization_code(sandbox.url),
-            redirect_uri="http://gateway.test/oauth/procore/callback",
-            requested_by="admin",
-            permissions=ADMIN,
-        )
-        assert [o["status"] for o in await two.send(setup, connect)] == ["done", "done"]
+        login = f"pat-{unique}@instances.example"
+        await sandbox_user(sandbox.url, login, [company["company_id"]])
+        assert (await connect_user(cfg, instances[0].url, two.account, login))["status"] == "done"
+        assert [o["status"] for o in await two.send(setup)] == ["done"]
         yield two
 
 

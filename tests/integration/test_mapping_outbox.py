@@ -17,7 +17,6 @@ import pytest
 from services.mapping.adapters.connections import TokenCipher
 from shared.broker import ensure_topics
 from shared.events import (
-    CompleteProcoreConnection,
     ConfigureSetup,
     Module,
     ReferenceKind,
@@ -27,13 +26,14 @@ from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import eventually, produce
 from tests.support.mapping import (
     INTERNAL_TOKEN,
-    authorization_code,
     changes_on_topic,
+    connect_user,
     fetch,
     mapping_instance,
     outbox_rows,
     outcome,
     relays_held,
+    sandbox_user,
     sent_changes,
 )
 from tests.support.stack import TEST_TOKEN_KEY, StackConfig
@@ -41,7 +41,6 @@ from tests.support.stack import TEST_TOKEN_KEY, StackConfig
 pytestmark = pytest.mark.integration
 
 ADMIN = ["procore.setup", "procore.mapping"]
-REDIRECT = "http://gateway.test/oauth/procore/callback"
 
 
 @pytest.fixture(scope="module")
@@ -71,25 +70,24 @@ async def test_changes_committed_before_a_crash_are_sent_by_the_next_relay(
         requested_by="admin",
         permissions=ADMIN,
     )
-    connect = CompleteProcoreConnection(
-        account_id=account,
-        code=await authorization_code(sandbox, REDIRECT),
-        redirect_uri=REDIRECT,
-        requested_by="admin",
-        permissions=ADMIN,
-    )
+    login = f"pat-{unique}@outbox.example"
+    await sandbox_user(sandbox, login, [company["company_id"]])
     linked = ReferenceUpserted(
         account_id=account, kind=ReferenceKind.JOB_SITE, entity_id="site-1", name="Site 1", linked_procore_id=project
     )
 
+    # Connected first: finishing a connection is itself a command sent through the outbox.
+    async with mapping_instance(cfg) as connector:
+        connect = await connect_user(cfg, connector.url, account, login)
+        assert connect["status"] == "done", connect
+        before = await sent_changes(cfg, account)
     async with relays_held(postgres_dsn, schema):
         async with mapping_instance(cfg) as first:
             # A command, a two-way link from MobiClocks, then a refresh Procore refuses (its grant was revoked).
-            await produce(kafka_bootstrap, cfg.topics.mapping_commands, [setup, connect], key=account.encode())
+            await produce(kafka_bootstrap, cfg.topics.mapping_commands, [setup], key=account.encode())
             assert (await outcome(postgres_dsn, schema, setup.event_id))["status"] == "done"
-            assert (await outcome(postgres_dsn, schema, connect.event_id))["status"] == "done"
             await produce(kafka_bootstrap, cfg.topics.reference, [linked], key=account.encode())
-            await eventually(lambda: outbox_rows(postgres_dsn, schema), lambda rows: len(rows) == 3, what="the link")
+            await eventually(lambda: outbox_rows(postgres_dsn, schema), lambda rows: len(rows) == 2, what="the link")
             (row,) = await fetch(postgres_dsn, f'SELECT refresh_token FROM "{schema}".connections')
             async with httpx.AsyncClient() as http:
                 await http.post(
@@ -104,16 +102,15 @@ async def test_changes_committed_before_a_crash_are_sent_by_the_next_relay(
         # The instance is gone; what it committed waits in the outbox, none of it sent.
         pending = await outbox_rows(postgres_dsn, schema)
         assert [(r["type"], r.get("connection")) for r in pending] == [
-            ("setup.changed", None),
             ("setup.changed", "connected"),
             ("mapping.changed", None),
             ("setup.changed", "needs_reauthorization"),
         ]
-        assert await changes_on_topic(cfg, account) == []
+        assert await changes_on_topic(cfg, account) == before
 
     async with mapping_instance(cfg):
         sent = await sent_changes(cfg, account)
-    assert [{k: v for k, v in c.items() if k not in ("key", "topic")} for c in pending] == sent
-    assert sent[2]["mobiclocks_id"] == "site-1" and sent[2]["procore_id"] == project
+    assert before + [{k: v for k, v in c.items() if k not in ("key", "topic")} for c in pending] == sent
+    assert sent[-2]["mobiclocks_id"] == "site-1" and sent[-2]["procore_id"] == project
     outcomes = await fetch(postgres_dsn, f'SELECT command_id FROM "{schema}".command_outcomes')
-    assert {r["command_id"] for r in outcomes} == {setup.event_id, connect.event_id}, "nothing was redone"
+    assert {str(r["command_id"]) for r in outcomes} == {str(setup.event_id), connect["command_id"]}, "none redone"

@@ -14,10 +14,10 @@ import pytest
 
 from services.mapping.bootstrap import build_app as build_mapping
 from shared.broker import ensure_topics
-from shared.events import ConfigureSetup, ConnectProcore, Module, ProcoreEntity, SyncProcoreEntities
+from shared.events import ConfigureSetup, Module, ProcoreEntity, SyncProcoreEntities
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import produce
-from tests.support.mapping import fetch, mapping_settings, outcome, serve_asgi
+from tests.support.mapping import connect_service_account, fetch, mapping_settings, outcome, serve_asgi
 from tests.support.stack import StackConfig
 
 pytestmark = pytest.mark.integration
@@ -49,12 +49,12 @@ async def test_sync_of_10000_people_respects_the_rate_limit(
     perms = ["procore.setup", "procore.mapping"]
     setup = ConfigureSetup(account_id=account, procore_company_id=company_id, enabled_modules=[Module.TIMECARD],
                            requested_by="admin", permissions=perms)  # fmt: skip
-    connect = ConnectProcore(account_id=account, requested_by="admin", permissions=perms)
     sync = SyncProcoreEntities(account_id=account, entity=ProcoreEntity.EMPLOYEE, requested_by="m", permissions=perms)
 
-    async with serve_asgi(build_mapping(mapping_settings(cfg))):
-        await produce(cfg.kafka, cfg.topics.mapping_commands, [setup, connect], key=account.encode())
-        assert (await outcome(cfg.dsn, cfg.schemas["mapping"], connect.event_id))["status"] == "done"
+    async with serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url:
+        assert (await connect_service_account(cfg, mapping_url, account, company_id, perms))["status"] == "done"
+        await produce(cfg.kafka, cfg.topics.mapping_commands, [setup], key=account.encode())
+        assert (await outcome(cfg.dsn, cfg.schemas["mapping"], setup.event_id))["status"] == "done"
         started = time.monotonic()
         await produce(cfg.kafka, cfg.topics.mapping_commands, [sync], key=account.encode())
         done = await outcome(cfg.dsn, cfg.schemas["mapping"], sync.event_id, timeout_s=60)

@@ -21,7 +21,6 @@ from shared.broker import ensure_topics
 from shared.events import (
     AutoMap,
     ConfigureSetup,
-    ConnectProcore,
     Module,
     ProcoreEntity,
     ReferenceKind,
@@ -31,7 +30,7 @@ from shared.events import (
 )
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import consume, produce
-from tests.support.mapping import fetch, mapping_settings, outcome, serve_asgi
+from tests.support.mapping import connect_service_account, fetch, mapping_settings, outcome, serve_asgi
 from tests.support.stack import StackConfig
 
 pytestmark = pytest.mark.integration
@@ -128,12 +127,13 @@ async def ctx(
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox.url)
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
     app = build_mapping(mapping_settings(cfg))
-    async with serve_asgi(app):  # lifespan in the server's own task
+    async with serve_asgi(app) as mapping_url:  # lifespan in the server's own task
         c = Ctx(cfg, f"acc-{unique}", company, sandbox)
+        connected = await connect_service_account(cfg, mapping_url, c.account, company["company_id"])
+        assert connected["status"] == "done", connected
         setup = ConfigureSetup(account_id=c.account, procore_company_id=company["company_id"],
                                enabled_modules=list(Module), requested_by="admin", permissions=ADMIN)  # fmt: skip
-        connect = ConnectProcore(account_id=c.account, requested_by="admin", permissions=ADMIN)
-        assert [o["status"] for o in await c.send(setup, connect)] == ["done", "done"]
+        assert [o["status"] for o in await c.send(setup)] == ["done"]
         yield c
 
 

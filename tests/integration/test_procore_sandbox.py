@@ -179,6 +179,7 @@ def test_client_credentials_token_json_and_form(base_url: str, control: httpx.Cl
 def test_authorization_code_flow_with_rotating_refresh_tokens(base_url: str, control: httpx.Client) -> None:
     ids = seed(control)
     client = control.post("/clients", json={"client_id": "web-app", "company_ids": [ids["company_id"]]}).json()
+    control.post("/users", json={"login": "pat@app.test", "company_ids": [ids["company_id"]]})
     authorize = httpx.get(
         f"{base_url}/oauth/authorize",
         params={
@@ -186,6 +187,7 @@ def test_authorization_code_flow_with_rotating_refresh_tokens(base_url: str, con
             "redirect_uri": "http://app.test/cb",
             "response_type": "code",
             "state": "xyz",
+            "login_hint": "pat@app.test",
         },
     )
     assert authorize.status_code == 302

@@ -31,6 +31,7 @@ from shared.events import (
     TimelogUpserted,
 )
 from tests.support.kafka import eventually
+from tests.support.mapping import bind_company
 from tests.support.stack import StackConfig, running
 
 pytestmark = pytest.mark.integration
@@ -111,6 +112,8 @@ async def test_one_trace_from_timelog_to_published(
     account = ACCOUNT
 
     async with running(cfg, provider=provider), mobiclocks_core(kafka_bootstrap, cfg, provider) as core:
+        # The account proved the company before (binding by proof: tests/integration/test_mapping_binding.py).
+        await bind_company(postgres_dsn, schemas["mapping"], account, ids["company"])
         with tracer.start_as_current_span("walking-skeleton") as root:
             setup = ConfigureSetup(
                 account_id=account, procore_company_id=ids["company"], enabled_modules=[Module.MANPOWER],

@@ -1,6 +1,7 @@
 """Helpers for the mapping service's tests: serve ASGI apps over real HTTP in this event loop, build settings,
-read command outcomes, drive the gateway's OAuth round trip against the sandbox, run several mapping
-instances side by side, and read what the outbox sent."""
+read command outcomes, connect accounts by proof (a sandbox user's consent, or a customer's own service account)
+through the gateway or the mapping service's internal API, run several mapping instances side by side, and read
+what the outbox sent."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -63,12 +64,15 @@ def mapping_settings(cfg: StackConfig, **overrides: Any) -> MappingSettings:
         **cfg.procore(),
         "token_encryption_key": TEST_TOKEN_KEY,
         "internal_api_token": INTERNAL_TOKEN,
+        "procore_oauth_pkce": True,  # the sandbox implements RFC 7636
     }
     values.update(overrides)
     return MappingSettings(**values)
 
 
-def gateway_settings(cfg: StackConfig, **overrides: Any) -> GatewaySettings:
+def gateway_settings(cfg: StackConfig, mapping_url: str = "", **overrides: Any) -> GatewaySettings:
+    """The gateway as the tests reach it in-process (`http://gateway`), talking to the mapping service at
+    `mapping_url` for connections."""
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": cfg.kafka,
         "database_url": cfg.dsn,
@@ -76,6 +80,9 @@ def gateway_settings(cfg: StackConfig, **overrides: Any) -> GatewaySettings:
         "jwt_secret": JWT_SECRET,
         "aggregator_schema": cfg.schemas["aggregator"],
         "mapping_schema": cfg.schemas["mapping"],
+        "public_base_url": "http://gateway",
+        "mapping_url": mapping_url,
+        "internal_api_token": INTERNAL_TOKEN,
     }
     values.update(overrides)
     return GatewaySettings(**values)
@@ -118,23 +125,102 @@ async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def oauth_round_trip(gateway: httpx.AsyncClient, headers: dict[str, str]) -> str:
-    """Authorize at Procore (the sandbox redirects at once) and follow the redirect to the gateway's callback.
+@dataclass(frozen=True)
+class Consent:
+    """One OAuth round trip: what the callback was given (the secrets a test then looks for) and its answer."""
 
-    Returns the command id the callback sent.
-    """
+    code: str
+    state: str
+    location: str
+    """Where the gateway sent the browser back (`/#setup?connect_command=…` or `…connect_error=…`)."""
+
+    @property
+    def command_id(self) -> str:
+        assert "connect_command=" in self.location, self.location
+        return self.location.split("connect_command=")[1]
+
+
+async def consent(authorize_url: str, login: str) -> tuple[str, str, str]:
+    """The sandbox's consent as `login` (login_hint): (callback path and query, code, state)."""
+    separator = "&" if "?" in authorize_url else "?"
+    async with httpx.AsyncClient(timeout=10) as procore:
+        answer = await procore.get(f"{authorize_url}{separator}login_hint={login}", follow_redirects=False)
+    assert answer.status_code == 302, answer.text
+    callback = urlsplit(answer.headers["location"])
+    assert callback.path == "/oauth/procore/callback"
+    query = parse_qs(callback.query)
+    return f"{callback.path}?{callback.query}", query["code"][0], query["state"][0]
+
+
+async def oauth_round_trip(gateway: httpx.AsyncClient, headers: dict[str, str], login: str) -> Consent:
+    """The dashboard's "Connect with Procore" in one browser (`gateway` keeps its cookies): authorize, consent at
+    the sandbox as `login`, back to the gateway's callback."""
     authorize = await gateway.get("/api/procore/authorize", headers=headers)
     assert authorize.status_code == 200, authorize.text
-    async with httpx.AsyncClient(timeout=10) as browser:
-        consent = await browser.get(authorize.json()["authorize_url"], follow_redirects=False)
-    assert consent.status_code == 302, consent.text
-    callback = urlsplit(consent.headers["location"])
-    assert callback.path == "/oauth/procore/callback"
-    back = await gateway.get(f"{callback.path}?{callback.query}", follow_redirects=False)
+    callback, code, state = await consent(authorize.json()["authorize_url"], login)
+    back = await gateway.get(callback, follow_redirects=False)
     assert back.status_code == 303, back.text
-    location = back.headers["location"]
-    assert "connect_command=" in location, location
-    return location.split("connect_command=")[1]
+    return Consent(code, state, back.headers["location"])
+
+
+async def sandbox_user(sandbox_url: str, login: str, company_ids: list[int], name: str = "") -> dict[str, Any]:
+    """A Procore user of these companies (who may consent for them)."""
+    async with httpx.AsyncClient(base_url=sandbox_url) as control:
+        created = await control.post("/_sandbox/users", json={"login": login, "name": name, "company_ids": company_ids})
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+async def service_account(sandbox_url: str, company_id: int) -> tuple[str, str]:
+    """A service account the customer created in its own company: (client id, secret) reaching that company only."""
+    async with httpx.AsyncClient(base_url=sandbox_url) as control:
+        created = await control.post("/_sandbox/clients", json={"company_ids": [company_id], "name": "customer sa"})
+    assert created.status_code == 201, created.text
+    return created.json()["client_id"], created.json()["client_secret"]
+
+
+async def internal(mapping_url: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(
+            f"{mapping_url}/internal{path}", json=body, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+        )
+
+
+async def connect_service_account(
+    cfg: StackConfig, mapping_url: str, account: str, company_id: int, permissions: list[str] | None = None
+) -> dict[str, Any]:
+    """Connect `account` with a new service account of `company_id` (as the gateway does); the finished outcome."""
+    client_id, secret = await service_account(cfg.procore_url, company_id)
+    body = {
+        "account_id": account,
+        "user_id": "admin",
+        "permissions": permissions or ALL_PERMISSIONS,
+        "client_id": client_id,
+        "client_secret": secret,
+    }
+    answer = await internal(mapping_url, "/procore/service-account", body)
+    assert answer.status_code == 202, answer.text
+    command_id = answer.json()["command_id"]
+    return {**await outcome(cfg.dsn, cfg.schemas["mapping"], command_id, timeout_s=60), "command_id": command_id}
+
+
+async def connect_user(cfg: StackConfig, mapping_url: str, account: str, login: str) -> dict[str, Any]:
+    """Connect `account` by the consent of the sandbox user `login` (as the gateway does); the finished outcome."""
+    body = {
+        "account_id": account,
+        "user_id": "admin",
+        "permissions": ALL_PERMISSIONS,
+        "redirect_uri": "http://gateway.test/oauth/procore/callback",
+    }
+    started = await internal(mapping_url, "/oauth/start", body)
+    assert started.status_code == 200, started.text
+    _, code, state = await consent(started.json()["authorize_url"], login)
+    done = await internal(
+        mapping_url, "/oauth/complete", {"state": state, "browser_nonce": started.json()["browser_nonce"], "code": code}
+    )
+    assert done.status_code == 202, done.text
+    command_id = done.json()["command_id"]
+    return {**await outcome(cfg.dsn, cfg.schemas["mapping"], command_id, timeout_s=60), "command_id": command_id}
 
 
 # --- several instances ---------------------------------------------------------------------------
@@ -236,15 +322,13 @@ async def changes_on_topic(cfg: StackConfig, account: str) -> list[dict[str, Any
     return [json.loads(r.value) for r in sorted(mine, key=lambda r: r.offset)]
 
 
-# --- Procore ---------------------------------------------------------------------------------------
-
-
-async def authorization_code(sandbox_url: str, redirect_uri: str = "http://gateway.test/oauth/procore/callback") -> str:
-    """A one-time code, as the sandbox's consent page hands it to the gateway's callback."""
-    async with httpx.AsyncClient(base_url=sandbox_url) as browser:
-        consent = await browser.get(
-            "/oauth/authorize",
-            params={"response_type": "code", "client_id": "sandbox-client", "redirect_uri": redirect_uri},
-        )
-    assert consent.status_code == 302, consent.text
-    return consent.headers["location"].split("code=")[1].split("&")[0]
+async def bind_company(dsn: str, schema: str, account: str, company_id: int, name: str = "Seeded") -> None:
+    """Seed a binding as if `account` had proven `company_id` (for tests about something else than the proof)."""
+    await fetch(
+        dsn,
+        f'INSERT INTO "{schema}".company_bindings (procore_company_id, account_id, name, proof)'
+        " VALUES ($1, $2, $3, 'customer_credentials')",
+        company_id,
+        account,
+        name,
+    )

@@ -53,23 +53,24 @@ async def connection(conn: asyncpg.Connection, schema: str, account_id: str) -> 
     return dict(r.items()) if r is not None else None
 
 
-async def companies(conn: asyncpg.Connection, schema: str, account_id: str) -> list[tuple[int, str, bool]]:
-    if not await ready(conn, schema):
+@dataclass(frozen=True)
+class BoundCompany:
+    procore_company_id: int
+    name: str
+    is_active: bool
+    proof: str
+
+
+async def companies(conn: asyncpg.Connection, schema: str, account_id: str) -> list[BoundCompany]:
+    """The Procore companies bound to the account (proven by it): the only ones it sees or may choose."""
+    if await conn.fetchval("SELECT to_regclass($1) IS NULL", f'"{schema}".company_bindings'):
         return []
     rows = await conn.fetch(
-        f'SELECT procore_company_id, name, is_active FROM "{schema}".procore_companies WHERE account_id = $1'
+        f'SELECT procore_company_id, name, is_active, proof FROM "{schema}".company_bindings WHERE account_id = $1'
         " ORDER BY name, procore_company_id",
         account_id,
     )
-    return [(r["procore_company_id"], r["name"], r["is_active"]) for r in rows]
-
-
-async def oauth_app(conn: asyncpg.Connection, schema: str) -> tuple[str, str] | None:
-    """(login URL, client id) the mapping service uses: the authorize URL must name the same app."""
-    if not await ready(conn, schema):
-        return None
-    r = await conn.fetchrow(f'SELECT login_url, client_id FROM "{schema}".oauth_app')
-    return (r["login_url"], r["client_id"]) if r is not None else None
+    return [BoundCompany(r["procore_company_id"], r["name"], r["is_active"], r["proof"]) for r in rows]
 
 
 async def mapped_projects(conn: asyncpg.Connection, schema: str, account_id: str) -> list[tuple[int, str]]:

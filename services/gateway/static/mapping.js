@@ -58,24 +58,47 @@ async function renderSetup(box) {
       handleError(error);
     }
   };
-  const command = (method, body, what) => async () => {
+  const command = (method, body, what, path = "/api/procore/connection") => async () => {
     try {
-      await awaitCommand(await api("/api/procore/connection", { method, body: body && JSON.stringify(body) }), what);
+      await awaitCommand(await api(path, { method, body: body && JSON.stringify(body) }), what);
       renderSetup(box);
     } catch (error) {
       handleError(error);
+    }
+  };
+  // The customer's own service account (created in its Procore company): never the app's shared credentials.
+  const clientId = el("input", { id: "sa-client-id", autocomplete: "off", placeholder: "client id" });
+  const clientSecret = el("input", { id: "sa-client-secret", type: "password", autocomplete: "off", placeholder: "client secret" });
+  const serviceAccount = el(
+    "form",
+    {
+      class: "row",
+      hidden: true,
+      onsubmit: (e) => {
+        e.preventDefault();
+        command("POST", { grant: "client_credentials", client_id: clientId.value, client_secret: clientSecret.value }, "Service account")();
+      },
+    },
+    el("label", { for: "sa-client-id" }, "Your company's service account"),
+    clientId,
+    clientSecret,
+    el("button", { class: "primary" }, "Connect"),
+  );
+  const disconnect = () => {
+    if (confirm("Disconnect from Procore? The tokens are revoked; the companies stay connected to this account (unbind one below to release it).")) {
+      command("DELETE", null, "Disconnect")();
     }
   };
   const connectionCard = el(
     "div",
     { class: "card" },
     el("h2", {}, "Procore connection"),
-    el("p", { class: "hint" }, "MobiClocks publishes with the tokens of this connection; they are stored encrypted."),
+    el("p", { class: "hint" }, "MobiClocks publishes with the tokens of this connection; they are stored encrypted. A Procore company is connected to the account that proves it controls it: a Procore user of that company consents, or its own service account is used."),
     el(
       "div",
       { class: "row" },
       el("span", { class: `conn ${connection.status}` }, statusText),
-      connection.grant ? el("span", { class: "muted" }, connection.grant === "authorization_code" ? "OAuth (a Procore user's consent)" : "service account") : null,
+      connection.grant ? el("span", { class: "muted" }, connection.grant === "authorization_code" ? "OAuth (a Procore user's consent)" : "your service account") : null,
       connection.connected_at ? el("span", { class: "muted" }, `since ${stampFmt.format(new Date(connection.connected_at))}`) : null,
     ),
     connection.message ? el("p", { class: "broken" }, connection.message) : null,
@@ -83,9 +106,37 @@ async function renderSetup(box) {
       "div",
       { class: "row" },
       el("button", { class: "primary", onclick: connect }, connection.status === "connected" ? "Reconnect with Procore" : "Connect with Procore"),
-      el("button", { class: "ghost", onclick: command("POST", { grant: "client_credentials" }, "Service account") }, "Use a service account"),
-      connection.status === "connected" ? el("button", { class: "ghost", onclick: command("DELETE", null, "Disconnect") }, "Disconnect") : null,
+      el("button", { class: "ghost", onclick: () => { serviceAccount.hidden = !serviceAccount.hidden; } }, "Use a service account"),
+      connection.status === "connected" ? el("button", { class: "ghost", onclick: disconnect }, "Disconnect") : null,
     ),
+    serviceAccount,
+    connection.companies.length
+      ? el(
+          "ul",
+          { class: "companies" },
+          connection.companies.map((c) =>
+            el(
+              "li",
+              {},
+              `${c.name} `,
+              el("span", { class: "muted" }, c.proof === "user_consent" ? "(a Procore user's consent)" : "(your service account)"),
+              " ",
+              el(
+                "button",
+                {
+                  class: "ghost",
+                  onclick: () => {
+                    if (confirm(`Unbind ${c.name}? This account stops using it (its setup and mappings are cleared) and another MobiClocks account may connect it.`)) {
+                      command("DELETE", null, `Unbind ${c.name}`, `/api/procore/companies/${c.procore_company_id}`)();
+                    }
+                  },
+                },
+                "Unbind",
+              ),
+            ),
+          ),
+        )
+      : null,
   );
 
   const company = el(
@@ -97,7 +148,7 @@ async function renderSetup(box) {
     ),
   );
   if (connection.procore_company_id && !connection.companies.some((c) => c.procore_company_id === connection.procore_company_id)) {
-    company.append(el("option", { value: connection.procore_company_id, selected: true }, `Company ${connection.procore_company_id}`));
+    company.append(el("option", { value: connection.procore_company_id, selected: true }, `Company ${connection.procore_company_id} (not connected to this account: connect again)`));
   }
   const modules = Object.entries(MODULE_LABEL).map(([value, label]) =>
     el("label", { class: "check" }, el("input", { type: "checkbox", value, checked: connection.enabled_modules.includes(value) }), label),

@@ -1,8 +1,8 @@
-"""The `connections` table: each account's Procore tokens, encrypted at rest, and the companies they reach."""
+"""The `connections` table: each account's Procore tokens (and a customer's service-account secret), encrypted at
+rest."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -47,10 +47,16 @@ class StoredConnection:
     expires_at: datetime | None
     message: str | None
     connect_command: UUID | None = None
-    """The connect command that stored these tokens (a redelivered one resumes from them)."""
+    """The connection attempt that stored these tokens (its CompleteProcoreConnection finishes it)."""
+    client_id: str | None = None
+    """client_credentials: the customer's own service account (never the app's shared client)."""
+    client_secret: str | None = None
+    """Decrypted."""
 
 
-_COLUMNS = "grant_type, status, access_token, refresh_token, expires_at, message, connect_command"
+_COLUMNS = (
+    "grant_type, status, access_token, refresh_token, expires_at, message, connect_command, client_id, client_secret"
+)
 
 
 def _stored(cipher: TokenCipher, account_id: str, r: asyncpg.Record | None) -> StoredConnection | None:
@@ -65,6 +71,8 @@ def _stored(cipher: TokenCipher, account_id: str, r: asyncpg.Record | None) -> S
         expires_at=r["expires_at"],
         message=r["message"],
         connect_command=r["connect_command"],
+        client_id=r["client_id"],
+        client_secret=cipher.decrypt(r["client_secret"]) if r["client_secret"] else None,
     )
 
 
@@ -92,17 +100,20 @@ async def save_new(
     tokens: OAuthTokens,
     connected_by: str,
     connect_command: UUID,
+    client: tuple[str, str] | None = None,
 ) -> None:
+    """A new connection replaces the account's previous one (`client`: a customer's service account id and secret)."""
     await conn.execute(
         """
         INSERT INTO connections (account_id, grant_type, status, access_token, refresh_token, expires_at, message,
-                                 connected_by, connected_at, refreshed_at, refresh_count, connect_command)
-        VALUES ($1, $2, 'connected', $3, $4, $5, NULL, $6, now(), NULL, 0, $7)
+                                 connected_by, connected_at, refreshed_at, refresh_count, connect_command, client_id,
+                                 client_secret)
+        VALUES ($1, $2, 'connected', $3, $4, $5, NULL, $6, now(), NULL, 0, $7, $8, $9)
         ON CONFLICT (account_id) DO UPDATE SET grant_type = EXCLUDED.grant_type, status = 'connected',
             access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token,
             expires_at = EXCLUDED.expires_at, message = NULL, connected_by = EXCLUDED.connected_by,
             connected_at = now(), refreshed_at = NULL, refresh_count = 0, connect_command = EXCLUDED.connect_command,
-            updated_at = now()
+            client_id = EXCLUDED.client_id, client_secret = EXCLUDED.client_secret, updated_at = now()
         """,
         account_id,
         grant_type,
@@ -111,6 +122,8 @@ async def save_new(
         _at(tokens.expires_at),
         connected_by,
         connect_command,
+        client[0] if client else None,
+        cipher.encrypt(client[1]) if client else None,
     )
 
 
@@ -130,32 +143,17 @@ async def save_refreshed(conn: asyncpg.Connection, cipher: TokenCipher, account_
 
 
 async def set_status(conn: asyncpg.Connection, account_id: str, status: ConnectionStatus, message: str | None) -> None:
-    """Needs reauthorization or disconnected: the tokens are useless, so they are wiped."""
+    """Needs reauthorization or disconnected: the tokens (and a service account's secret) are useless, so wiped."""
     await conn.execute(
         """
         UPDATE connections SET status = $2, message = $3, access_token = NULL, refresh_token = NULL,
-            expires_at = NULL, updated_at = now()
+            expires_at = NULL, client_secret = NULL, updated_at = now()
          WHERE account_id = $1
         """,
         account_id,
         status.value,
         message,
     )
-
-
-async def save_companies(conn: asyncpg.Connection, account_id: str, companies: Sequence[tuple[int, str, bool]]) -> None:
-    await conn.execute("DELETE FROM procore_companies WHERE account_id = $1", account_id)
-    await conn.executemany(
-        "INSERT INTO procore_companies (account_id, procore_company_id, name, is_active) VALUES ($1, $2, $3, $4)",
-        [(account_id, cid, name, active) for cid, name, active in companies],
-    )
-
-
-async def company_ids(conn: asyncpg.Connection, account_id: str) -> list[int]:
-    rows = await conn.fetch(
-        "SELECT procore_company_id FROM procore_companies WHERE account_id = $1 ORDER BY 1", account_id
-    )
-    return [r["procore_company_id"] for r in rows]
 
 
 async def status_of(conn: asyncpg.Connection, account_id: str) -> ConnectionStatus | None:

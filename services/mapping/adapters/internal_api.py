@@ -1,88 +1,189 @@
-"""`POST /internal/procore-token`: fresh access tokens of an account's connection, for the publisher.
+"""The internal HTTP API (not public: the gateway is the only public edge), Bearer INTERNAL_API_TOKEN, JSON:
 
-Not public: the gateway is the only public edge. Callers authenticate with the shared
-INTERNAL_API_TOKEN; the answer is `{access_token, expires_at, procore_company_id}`.
-404 = not connected, 409 = needs reauthorization, 502 = Procore refused to renew the token,
-503 (with Retry-After) = unavailable for now: the database, the network or Procore (5xx, 429, timeouts)
-— the caller tries again later; nothing about the connection changed.
+- `POST /internal/procore-token {account_id, procore_company_id?, force_refresh?, rejected_token?}` → `{access_token,
+  expires_at, procore_company_id}`: a token of the account's connection for a company bound to the account (the
+  publisher's). 403 `{"error": "company_not_bound"}` when the company named (or, without one, the company Setup
+  chose) is not bound to the account; 404 not connected; 409 needs reauthorization; 502 Procore refused to
+  renew the token; 503 (with Retry-After) unavailable for now — try again; nothing changed.
+- `POST /internal/oauth/start {account_id, user_id, permissions, redirect_uri}` → `{authorize_url, browser_nonce,
+  expires_in}` (the gateway keeps the nonce in an HttpOnly cookie of the browser that starts the flow).
+- `POST /internal/oauth/complete {state, browser_nonce, code}` → 202 `{command_id}` (the command that proves and
+  binds the companies; follow it in command outcomes); 400/403 with the reason otherwise.
+- `POST /internal/procore/service-account {account_id, user_id, permissions, client_id, client_secret}` → 202
+  `{command_id}`; 400 when Procore refuses the credentials or they are the app's own.
+
+The authorization code and a customer's client secret come here over HTTP, never over Kafka.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.mapping.connection import ConnectionDeps, NeedsReauthorization, NotConnected, access_token
-from shared.events import Id
+from services.mapping.adapters import connections as store
+from services.mapping.adapters import repository as repo
+from services.mapping.connection import (
+    ConnectionDeps,
+    NeedsReauthorization,
+    NotBound,
+    NotConnected,
+    Refused,
+    Requester,
+    access_token,
+    complete_authorization,
+    connect_service_account,
+    start_authorization,
+)
+from shared.events import ConnectionStatus, Id, Permissions, ProcoreId
 from shared.procore import ProcoreError
 from shared.transient import transient_cause
 
 log = logging.getLogger(__name__)
 
 PATH = "/internal/procore-token"
+OAUTH_START = "/internal/oauth/start"
+OAUTH_COMPLETE = "/internal/oauth/complete"
+SERVICE_ACCOUNT = "/internal/procore/service-account"
+
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     account_id: Id
+    procore_company_id: ProcoreId | None = None
+    """The company the caller is about to call: it must be bound to the account. Without it: Setup's company."""
     force_refresh: bool = False
     rejected_token: str | None = None
     """The token Procore answered 401 to: refresh only if it is still the current one."""
 
 
-def token_endpoint(deps: Callable[[], ConnectionDeps | None], internal_token: str) -> ASGIApp:
+def _absolute_http(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an absolute http(s) URL without query or fragment")
+    return url
+
+
+class StartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: Id
+    user_id: Id
+    permissions: Permissions
+    redirect_uri: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_absolute_http)]
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Secret
+    browser_nonce: Annotated[str, StringConstraints(max_length=1024)]
+    code: Secret
+
+
+class ServiceAccountRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: Id
+    user_id: Id
+    permissions: Permissions
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    client_secret: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+
+
+Body = TypeVar("Body", bound=BaseModel)
+Handler = Callable[[ConnectionDeps, Body], Awaitable[JSONResponse]]
+
+
+def routes(deps: Callable[[], ConnectionDeps | None], internal_token: str) -> list[tuple[str, ASGIApp]]:
+    """(path, ASGI app) of every internal endpoint, to mount on the service's app."""
+    return [
+        (PATH, _endpoint(deps, internal_token, TokenRequest, _token)),
+        (OAUTH_START, _endpoint(deps, internal_token, StartRequest, _start)),
+        (OAUTH_COMPLETE, _endpoint(deps, internal_token, CompleteRequest, _complete)),
+        (SERVICE_ACCOUNT, _endpoint(deps, internal_token, ServiceAccountRequest, _service_account)),
+    ]
+
+
+def _endpoint(
+    deps: Callable[[], ConnectionDeps | None], internal_token: str, model: type[Body], handle: Handler[Body]
+) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = await _answer(Request(scope, receive), deps(), internal_token)
+        response = await _answer(Request(scope, receive), deps(), internal_token, model, handle)
         await response(scope, receive, send)
 
     return app
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"message": message}, status_code=status)
+def _error(status: int, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def _unavailable(message: str) -> JSONResponse:
-    log.warning("token endpoint: %s", message)
+    log.warning("internal API: %s", message)
     return JSONResponse({"message": message}, status_code=503, headers={"Retry-After": "1"})
 
 
-async def _answer(request: Request, deps: ConnectionDeps | None, internal_token: str) -> JSONResponse:
+async def _answer(
+    request: Request, deps: ConnectionDeps | None, internal_token: str, model: type[Body], handle: Handler[Body]
+) -> JSONResponse:
     if request.method != "POST":
         return _error(405, "use POST")
     if not internal_token:
-        return _error(503, "INTERNAL_API_TOKEN is not set: the token endpoint is disabled")
+        return _error(503, "INTERNAL_API_TOKEN is not set: the internal API is disabled")
     if deps is None:
         return _error(503, "starting")
     given = request.headers.get("authorization", "")
     if not secrets.compare_digest(given.encode(), f"Bearer {internal_token}".encode()):
         return _error(401, "send Authorization: Bearer <INTERNAL_API_TOKEN>")
     try:
-        body = TokenRequest.model_validate_json(await request.body())
+        body = model.model_validate_json(await request.body())
     except ValidationError as error:
+        # Field names and problems only: the input may be a secret (a code, a client secret).
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
         return _error(422, problems)
     try:
-        token = await access_token(deps, body.account_id, body.force_refresh, body.rejected_token)
+        return await handle(deps, body)
     except NotConnected as error:
         return _error(404, str(error))
     except NeedsReauthorization as error:
         return _error(409, str(error))
+    except NotBound as error:
+        return _error(403, str(error), error="company_not_bound")
+    except Refused as error:
+        return _error(error.status, str(error))
     except ProcoreError as error:
         if error.transient:
-            return _unavailable(f"Procore could not renew the token now ({error.status}): {error.message}")
+            return _unavailable(f"Procore is unavailable now ({error.status}): {error.message}")
         return _error(502, f"Procore refused to renew the token: {error.message}")
     except Exception as error:
         if (cause := transient_cause(error)) is None:
             raise
         return _unavailable(f"temporarily unavailable: {cause!r}")
+
+
+async def _token(deps: ConnectionDeps, body: TokenRequest) -> JSONResponse:
+    company = body.procore_company_id
+    if company is None:
+        async with deps.pool.acquire() as conn:
+            setup = await repo.read_setup(conn, body.account_id)
+            status = await store.status_of(conn, body.account_id)
+        company = setup.procore_company_id if setup else None
+        if status in (None, ConnectionStatus.DISCONNECTED):
+            raise NotConnected(f"Procore is not connected for account {body.account_id}")
+        if company is None:
+            raise NotBound(f"no Procore company is chosen for account {body.account_id}")
+    token = await access_token(deps, body.account_id, company, body.force_refresh, body.rejected_token)
     return JSONResponse(
         {
             "access_token": token.access_token,
@@ -91,3 +192,28 @@ async def _answer(request: Request, deps: ConnectionDeps | None, internal_token:
         },
         headers={"Cache-Control": "no-store"},
     )
+
+
+async def _start(deps: ConnectionDeps, body: StartRequest) -> JSONResponse:
+    who = Requester(body.account_id, body.user_id, body.permissions)
+    started = await start_authorization(deps, who, body.redirect_uri)
+    return JSONResponse(
+        {
+            "authorize_url": started.authorize_url,
+            "browser_nonce": started.browser_nonce,
+            "expires_in": started.expires_in,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _complete(deps: ConnectionDeps, body: CompleteRequest) -> JSONResponse:
+    command_id = await complete_authorization(deps, body.state, body.browser_nonce, body.code)
+    return JSONResponse({"command_id": str(command_id)}, status_code=202)
+
+
+async def _service_account(deps: ConnectionDeps, body: ServiceAccountRequest) -> JSONResponse:
+    who = Requester(body.account_id, body.user_id, body.permissions)
+    secret = body.client_secret.get_secret_value()
+    command_id = await connect_service_account(deps, who, body.client_id, secret)
+    return JSONResponse({"command_id": str(command_id)}, status_code=202)

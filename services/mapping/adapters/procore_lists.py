@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.mapping.adapters.repository import SyncedEntity
+from services.mapping.proof import ReachedCompany
 from shared.events import ProcoreEntity
 from shared.procore import ProcoreClient
 from shared.procore.client import REST
@@ -26,13 +27,13 @@ def _person_name(item: dict[str, Any]) -> str:
     return name or _text(item.get("name")) or f"Person {item['id']}"
 
 
-async def companies(client: ProcoreClient) -> list[tuple[int, str, bool]]:
-    """(id, name, is_active) of every company the connection's app is installed in."""
+async def companies(client: ProcoreClient) -> list[ReachedCompany]:
+    """The companies the connection can act for: with a user's token, the user's own companies; with a customer's
+    service account, the companies that installed it."""
     found = []
     async for item in client.paginate(f"{REST}/companies", None, per_page=PER_PAGE):
-        found.append(
-            (int(item["id"]), _text(item.get("name")) or f"Company {item['id']}", bool(item.get("is_active", True)))
-        )
+        name = _text(item.get("name")) or f"Company {item['id']}"
+        found.append(ReachedCompany(int(item["id"]), name, bool(item.get("is_active", True))))
     return found
 
 

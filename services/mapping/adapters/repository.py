@@ -538,18 +538,3 @@ async def record_outcome(
         changes or [],
     )
     return bool(status_tag.endswith(" 1"))
-
-
-# --- OAuth app (public half) ---------------------------------------------------------------
-
-
-async def publish_oauth_app(conn: asyncpg.Connection, login_url: str, client_id: str) -> None:
-    await conn.execute(
-        """
-        INSERT INTO oauth_app (singleton, login_url, client_id) VALUES (true, $1, $2)
-        ON CONFLICT (singleton) DO UPDATE SET login_url = EXCLUDED.login_url, client_id = EXCLUDED.client_id,
-            updated_at = now()
-        """,
-        login_url,
-        client_id,
-    )

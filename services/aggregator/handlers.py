@@ -10,12 +10,11 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 import asyncpg
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from services.aggregator import domain
 from services.aggregator.adapters import repository as repo
 from services.aggregator.adapters.repository import AccountMappings, Group, StoredEntry
-from shared.broker import describe_validation_error, json_problem
 from shared.errors import InvalidMessage
 from shared.events import (
     MappingChange,
@@ -33,6 +32,7 @@ from shared.events import (
     TimelogUpserted,
 )
 from shared.outbox import OutboxMessage, add_to_outbox, trace_headers
+from shared.records import parse_records
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -47,20 +47,7 @@ class DeadLetterSink(Protocol):
 
 def parse_timelog_records(records: Sequence[Any]) -> tuple[list[tuple[Any, TimelogChange]], list[tuple[Any, str]]]:
     """Split a batch of Kafka records into valid timelog events and (record, reason) rejects."""
-    valid: list[tuple[Any, TimelogChange]] = []
-    rejects: list[tuple[Any, str]] = []
-    for record in records:
-        try:
-            valid.append((record, _timelog_event.validate_json(record.value or b"")))
-        except ValidationError as error:
-            problem = json_problem(record.value or b"")
-            reason = (
-                f"message is not valid JSON: {problem}"
-                if problem
-                else f"invalid message: {describe_validation_error(error)}"
-            )
-            rejects.append((record, reason))
-    return valid, rejects
+    return parse_records(records, _timelog_event)
 
 
 async def apply_timelog_records(pool: asyncpg.Pool, records: Sequence[Any], dead_letters: DeadLetterSink) -> int:

@@ -255,7 +255,7 @@ class ConsumerStalls:
             self.pauses[id(consumer)] = _Pause(since=now, last_logged=now, tries=1)
             log.warning(
                 "%s: consumer paused at %s: %r is transient (unavailable, not invalid); retrying with backoff "
-                "(next in %.1fs) for as long as it takes; nothing is dead-lettered or committed past it",
+                "(next in %.2fs) for as long as it takes; nothing is dead-lettered or committed past it",
                 self.service,
                 where,
                 error,
@@ -266,7 +266,7 @@ class ConsumerStalls:
         if now - pause.last_logged >= self.settings.consumer_pause_log_interval_s:
             pause.last_logged = now
             log.warning(
-                "%s: consumer still paused at %s after %.0fs (%d tries): %r; next try in %.1fs",
+                "%s: consumer still paused at %s after %.0fs (%d tries): %r; next try in %.2fs",
                 self.service,
                 where,
                 now - pause.since,

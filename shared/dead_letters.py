@@ -248,7 +248,7 @@ def human_size(size: int) -> str:
 
 def table(letters: Sequence[DeadLetter], replayed: set[str], now: datetime, reason_width: int = 70) -> str:
     """A readable, aligned table: one dead letter per line."""
-    header = ("SERVICE", "AT", "AGE", "SIZE", "SOURCE", "REPLAYED", "REASON")
+    header = ("SERVICE", "POSITION", "AGE", "SIZE", "SOURCE", "REPLAYED", "REASON")
     rows = [
         (
             letter.service,
@@ -386,7 +386,7 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help="List and rep
 
 ServiceOption = Annotated[
     list[str] | None,
-    typer.Option("--service", "-s", help=f"Only this service (repeatable): {', '.join(SERVICES)}. Default: all."),
+    typer.Option("--service", "-s", help=f"Only this service (repeatable). Default: {', '.join(SERVICES)}."),
 ]
 ReasonOption = Annotated[str | None, typer.Option(help="Only dead letters whose reason contains this (any case).")]
 SourceOption = Annotated[str | None, typer.Option(help="Only dead letters from this source topic (full name).")]
@@ -423,16 +423,16 @@ def _selection(
 
 
 def _topics(settings: ToolSettings, services: list[str] | None) -> list[str]:
-    chosen = services or list(SERVICES)
-    unknown = [s for s in chosen if s not in SERVICES]
-    if unknown:
-        raise typer.BadParameter(f"unknown service {', '.join(unknown)}; known: {', '.join(SERVICES)}")
     topics = Topics(settings.topic_prefix)
-    return [topics.dead_letter(s) for s in chosen]
+    return [topics.dead_letter(s) for s in services or SERVICES]
 
 
 async def _gather(bootstrap: str, topics: list[str]) -> list[tuple[str, list[DeadLetter], set[str]]]:
-    return [(t, await read_dead_letters(bootstrap, t), await read_replayed(bootstrap, t)) for t in topics]
+    found = []
+    for topic in topics:
+        letters = await read_dead_letters(bootstrap, topic)
+        found.append((topic, letters, await read_replayed(bootstrap, topic) if letters else set()))
+    return found
 
 
 @cli.command("list")
@@ -498,8 +498,9 @@ def replay_command(
             if plan.sent:
                 typer.echo(table(plan.sent, replayed, now))
             continue
-        with tqdm(total=len(plan.sent), desc=f"replay {topic}", unit="msg", file=sys.stderr) as bar:
-            asyncio.run(replay(bootstrap, topic, plan.sent, bar))
+        if plan.sent:
+            with tqdm(total=len(plan.sent), desc=f"replay {topic}", unit="msg", file=sys.stderr) as bar:
+                asyncio.run(replay(bootstrap, topic, plan.sent, bar))
         typer.echo(f"{topic}: replayed {len(plan.sent)}")
 
 

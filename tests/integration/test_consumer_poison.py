@@ -27,11 +27,18 @@ LIMIT = 256 * 1024
 
 def upsert(tid: str, rev: int, rng: random.Random) -> TimelogUpserted:
     return TimelogUpserted(
-        account_id="acc", timelog_id=tid, revision=rev, employee_id=f"e{rng.randint(1, 6)}",
-        company_id="c1", crew_tag=rng.choice(["A", "B"]), job_site_id=f"s{rng.randint(1, 4)}",
-        work_date=DAY + timedelta(days=rng.randint(0, 2)), duration_seconds=rng.randint(1, 10) * 1800,
-        pay_id="REG", cost_code_id="cc1",
-    )  # fmt: skip
+        account_id="acc",
+        timelog_id=tid,
+        revision=rev,
+        employee_id=f"e{rng.randint(1, 6)}",
+        company_id="c1",
+        crew_tag=rng.choice(["A", "B"]),
+        job_site_id=f"s{rng.randint(1, 4)}",
+        work_date=DAY + timedelta(days=rng.randint(0, 2)),
+        duration_seconds=rng.randint(1, 10) * 1800,
+        pay_id="REG",
+        cost_code_id="cc1",
+    )
 
 
 def valid_dict(**changes: object) -> dict[str, object]:

@@ -76,9 +76,14 @@ async def test_mapping_dead_letters_and_continues(
 async def cli(kafka: str, prefix: str, *args: str) -> tuple[int, str, str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "TOPIC_PREFIX": prefix}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.dead_letters", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "shared.dead_letters",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()

@@ -97,13 +97,18 @@ async def test_event_driven_service_is_alive_while_a_consumer_waits_out_an_outag
 ) -> None:
     proxy, proxied = TcpProxy.for_dsn(postgres_dsn)
     schema = f"t_{unique}_worker"
-    async with proxy, running_worker(kafka_bootstrap, proxied, schema, f"{unique}.", read_dsn=postgres_dsn) as worker:
-        await eventually(worker.ready, lambda r: r[0] == 200, what="ready")
-        await proxy.cut()
-        _, body = await eventually(worker.ready, lambda r: r[0] == 503)
-        assert body["database"] is False and body["status"] == "not ready"
-        assert await get(f"{worker.url}/health/live") == (200, {"status": "alive"})
-        assert (await get(f"{worker.url}/health"))[0] == 503
-        await proxy.restore()
-        await eventually(worker.ready, lambda r: r[0] == 200, what="ready again")
-    await db.drop_schemas(postgres_dsn, [schema])
+    try:
+        async with (
+            proxy,
+            running_worker(kafka_bootstrap, proxied, schema, f"{unique}.", read_dsn=postgres_dsn) as worker,
+        ):
+            await eventually(worker.ready, lambda r: r[0] == 200, what="ready")
+            await proxy.cut()
+            _, body = await eventually(worker.ready, lambda r: r[0] == 503)
+            assert body["database"] is False and body["status"] == "not ready"
+            assert await get(f"{worker.url}/health/live") == (200, {"status": "alive"})
+            assert (await get(f"{worker.url}/health"))[0] == 503
+            await proxy.restore()
+            await eventually(worker.ready, lambda r: r[0] == 200, what="ready again")
+    finally:
+        await db.drop_schemas(postgres_dsn, [schema])

@@ -226,12 +226,12 @@ class ConsumerStalls:
 
     def pause(self, consumer: Any, positions: Iterable[TopicPartition], delay_s: float) -> None:
         """Stop fetching these partitions for `delay_s` (the NACK seeks them back to the failed records)."""
-        tps = list(positions)
-        if not hasattr(consumer, "pause"):
-            return
-        consumer.pause(*tps)
         loop = asyncio.get_running_loop()
-        for tp in tps:
+        for tp in positions:
+            try:
+                consumer.pause(tp)
+            except Exception:  # revoked while the handler ran: its new owner starts at the uncommitted record
+                continue
             self._cancel_timer(tp)
             self._timers[tp] = loop.call_later(delay_s, self._resume, consumer, tp)
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from shared import db
-from shared.broker import REASON_HEADER
+from shared.broker import REASON_HEADER, DeadLetters, ensure_topics, make_broker
 from shared.dead_letters import REPLAYED_FROM_HEADER, read_dead_letters, read_topic
 from shared.events import ConfigureSetup, Module, ProcoreOperation, PublishToProcore
+from shared.topics import Topics
 from tests.integration.worker_app import Probe, Work, running_worker, send
 from tests.support.kafka import consume, eventually, produce
 from tests.support.stack import StackConfig, running
@@ -170,3 +171,27 @@ async def test_cli_names_a_missing_setting() -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert "setting KAFKA_BOOTSTRAP_SERVERS is required but not set" in err.decode()
+
+
+async def test_a_dead_letter_the_broker_refuses_as_too_large_is_sent_as_a_reference(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    topics = Topics(f"{unique}.")
+    source = f"{unique}.big"
+    await ensure_topics(kafka_bootstrap, [source, topics.dead_letter("svc")], partitions=1)
+    value = b'{"pad": "' + b"x" * 1_500_000 + b'"}'
+    await send(kafka_bootstrap, source, [value], max_request_size=4 << 20)
+    (record,) = await read_topic(kafka_bootstrap, source)
+    broker = make_broker(kafka_bootstrap, "svc", topics)
+    await broker.start()
+    try:
+        # a limit above the client's 1 MiB request limit: the producer refuses it (MessageSizeTooLargeError)
+        await DeadLetters(broker, "svc", topics, max_bytes=10 << 20).send(record, "invalid message: pad")
+    finally:
+        await broker.stop()
+    (dead,) = await read_dead_letters(kafka_bootstrap, topics.dead_letter("svc"))
+    assert dead.omitted and dead.reason == "invalid message: pad" and dead.size == len(value)
+    assert dead.value is not None
+    body = json.loads(dead.value)
+    assert body["payload_omitted"].startswith("the broker refused") and "MessageSizeTooLarge" in body["payload_omitted"]
+    assert body["source"] == {"topic": source, "partition": 0, "offset": 0} and body["head"].startswith('{"pad": "xx')

@@ -275,14 +275,15 @@ class ConsumerStalls:
                 delay,
             )
 
-    def _maybe_resumed(self, consumer: Any) -> None:
+    def _maybe_resumed(self, consumer: Any, how: str = "resumed") -> None:
         if any(s.consumer is consumer and s.transient for s in self.stalls.values()):
             return
         pause = self.pauses.pop(id(consumer), None)
         if pause is not None:
             log.info(
-                "%s: consumer resumed after %.1fs paused (%d tries)",
+                "%s: consumer %s after %.1fs paused (%d tries)",
                 self.service,
+                how,
                 self.clock() - pause.since,
                 pause.tries,
             )
@@ -294,7 +295,8 @@ class ConsumerStalls:
         for tp, stall in list(self.stalls.items()):
             if not _assigned(stall.consumer, tp):
                 self.stalls.pop(tp, None)  # revoked: its new owner reports for it now
-                self._maybe_resumed(stall.consumer)
+                self._cancel_timer(tp)
+                self._maybe_resumed(stall.consumer, "handed its paused partitions to another member")
                 continue
             if stall.transient:
                 found[f"consumer {_label(tp)}"] = (

@@ -191,3 +191,20 @@ async def test_oversized_and_malformed_messages_are_dead_lettered_at_once_and_th
     assert reference.value is not None and len(reference.value) < 2000
     assert [r for r in dead if r.header(REASON_HEADER) and "not valid JSON" in r.reason]
     assert any("id: Input should be a valid string" in r.reason for r in dead)
+
+
+async def test_a_consumer_stopped_while_paused_committed_nothing_past_the_failing_work(
+    kafka_bootstrap: str, postgres_dsn: str, unique: str, schema: str
+) -> None:
+    prefix = f"{unique}."
+    async with running_worker(kafka_bootstrap, postgres_dsn, schema, prefix, Probe(transient_until=1e12)) as worker:
+        await eventually(worker.ready, lambda r: r[0] == 200, what="ready at start")
+        await send(kafka_bootstrap, worker.batch_topic, works(0, 40))
+        await send(kafka_bootstrap, worker.batch_topic, works(40, 40))
+        await eventually(worker.ready, lambda r: r[0] == 503, what="paused")
+        assert await worker.done() == {}
+    # a new instance of the same consumer group takes over where the first one stopped
+    async with running_worker(kafka_bootstrap, postgres_dsn, schema, prefix) as again:
+        everything = {w.id: w.n for w in works(0, 80)}
+        await eventually(again.done, lambda done: done == everything, timeout_s=30, what="all work done")
+    assert await read_dead_letters(kafka_bootstrap, again.dead_letter_topic) == []

@@ -14,8 +14,8 @@ import pytest
 
 from shared.dead_letters import read_dead_letters
 from shared.events import Module, SetupChanged, TimelogDeleted, TimelogUpserted
+from tests.integration.oracle import differences
 from tests.integration.worker_app import send
-from tests.support.entries import entry_rows, mismatches
 from tests.support.kafka import eventually, produce
 from tests.support.proxy import TcpProxy
 from tests.support.stack import StackConfig, running
@@ -81,8 +81,8 @@ async def test_aggregator_pauses_through_a_database_outage_and_every_entry_is_ri
         await asyncio.sleep(1.0)
         await send(kafka_bootstrap, cfg.topics.timelogs, events[:half])
         await eventually(
-            lambda: entry_rows(postgres_dsn, schemas["aggregator"]),
-            lambda rows: not mismatches(rows, live(events[:half])),
+            lambda: differences(postgres_dsn, schemas["aggregator"], live(events[:half])),
+            lambda found: found == [],
             timeout_s=60,
             what="the first half applied",
         )
@@ -91,8 +91,8 @@ async def test_aggregator_pauses_through_a_database_outage_and_every_entry_is_ri
         await asyncio.sleep(OUTAGE_S)
         await proxy.restore()
         await eventually(
-            lambda: entry_rows(postgres_dsn, schemas["aggregator"]),
-            lambda rows: not mismatches(rows, live(events)),
+            lambda: differences(postgres_dsn, schemas["aggregator"], live(events)),
+            lambda found: found == [],
             timeout_s=90,
             what="entries equal to a recompute of every event",
         )

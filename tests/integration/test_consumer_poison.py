@@ -15,8 +15,8 @@ import pytest
 
 from shared.dead_letters import read_dead_letters
 from shared.events import Module, SetupChanged, TimelogDeleted, TimelogUpserted
+from tests.integration.oracle import differences
 from tests.integration.worker_app import send
-from tests.support.entries import entry_rows, mismatches
 from tests.support.kafka import eventually, produce
 from tests.support.stack import StackConfig, running
 
@@ -107,8 +107,8 @@ async def test_poison_messages_are_dead_lettered_once_each_and_every_valid_event
         await send(kafka_bootstrap, topics.timelogs, values, max_request_size=4 << 20)
 
         await eventually(
-            lambda: entry_rows(postgres_dsn, schemas["aggregator"]),
-            lambda rows: not mismatches(rows, live),
+            lambda: differences(postgres_dsn, schemas["aggregator"], live),
+            lambda found: found == [],
             timeout_s=60,
             what="entries equal to a recompute of the valid events",
         )

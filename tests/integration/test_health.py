@@ -112,3 +112,21 @@ async def test_event_driven_service_is_alive_while_a_consumer_waits_out_an_outag
             await eventually(worker.ready, lambda r: r[0] == 200, what="ready again")
     finally:
         await db.drop_schemas(postgres_dsn, [schema])
+
+
+async def test_event_driven_service_is_not_ready_while_a_registered_component_is_unhealthy(
+    kafka_bootstrap: str, postgres_dsn: str, unique: str
+) -> None:
+    schema = f"t_{unique}_worker"
+    try:
+        async with running_worker(kafka_bootstrap, postgres_dsn, schema, f"{unique}.") as worker:
+            await eventually(worker.ready, lambda r: r[0] == 200, what="ready")
+            worker.probe.healthy = False
+            assert await worker.ready() == (
+                503,
+                {"status": "not ready", "broker": True, "database": True, "not_ready": {"relay": "not healthy"}},
+            )
+            worker.probe.healthy = True
+            assert (await worker.ready())[0] == 200
+    finally:
+        await db.drop_schemas(postgres_dsn, [schema])

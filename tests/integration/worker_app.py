@@ -53,6 +53,8 @@ class Probe:
     """Ids whose handling raises a deterministic error (a bug)."""
     isolate: bool = True
     """The batch handler isolates poison records (False: it lets errors escape, as a careless one would)."""
+    healthy: bool = True
+    """What the worker's registered component (think: an outbox relay) reports."""
 
 
 @dataclass
@@ -161,6 +163,7 @@ def build(kafka: str, dsn: str, schema: str, topics: Topics, probe: Probe) -> An
         description="a consumer made of the shared pieces",
         check=health_checks(broker, lambda: state.get("pool")),
         lifespan=lifespan,
+        components={"relay": probe},
     )
 
 

@@ -1,8 +1,9 @@
-"""The one place that wires the mapping service: settings → broker, pool, Procore client, subscribers, routes."""
+"""The one place that wires the mapping service: settings → broker, pool, Procore client, subscribers, routes,
+outbox relay."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from services.mapping.adapters import internal_api
 from services.mapping.adapters import repository as repo
 from services.mapping.adapters.connections import TokenCipher
 from services.mapping.config import MappingSettings
-from services.mapping.connection import Change, ConnectionDeps
+from services.mapping.connection import ConnectionDeps
 from shared import db
 from shared.app import health_checks, make_service_app
 from shared.broker import consumer_options, ensure_topics, make_broker
@@ -32,6 +33,7 @@ from shared.events import (
     SetMapping,
     SyncProcoreEntities,
 )
+from shared.outbox import OutboxRelay
 from shared.procore import OAuthApp, ProcoreClient
 from shared.telemetry import instrument_asyncpg, make_tracer_provider
 
@@ -60,15 +62,15 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
     topics = settings.topics
     broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
     state: dict[str, Any] = {}
-    to_mapping_changes = broker.publisher(
+    # Sent by the outbox relay (written with the change that causes it); declared for the AsyncAPI document.
+    broker.publisher(
         topics.mapping_changes,
         description="Setup changes (modules, two-way, company, connection) and mapping changes (set, cleared, "
         "broken); the aggregator re-validates entries.",
     )
 
-    async def publish(changes: Sequence[Change]) -> None:
-        for change in changes:
-            await to_mapping_changes.publish(change, key=change.account_id.encode())
+    async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:
+        await broker.publish(body, topic=topic, key=key.encode(), headers=headers)
 
     def deps() -> ConnectionDeps:
         found: ConnectionDeps = state["deps"]
@@ -83,10 +85,10 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
     )
     async def on_mapping_input(event: MappingInput) -> None:
         if isinstance(event, ReferenceUpserted | ReferenceDeleted):
-            changes = await handlers.apply_reference_event(deps(), event)
+            await handlers.apply_reference_event(deps(), event)
         else:
-            changes = await handlers.handle_command(deps(), event)
-        await publish(changes)
+            await handlers.handle_command(deps(), event)
+        state["relay"].notify()
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -108,21 +110,37 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
         procore = ProcoreClient(http, settings.procore_base_url, _no_token, max_attempts=settings.procore_max_attempts)
         async with pool.acquire() as conn:
             await repo.publish_oauth_app(conn, oauth.login_url, oauth.client_id)
-        state["deps"] = ConnectionDeps(pool, cipher, oauth, procore, publish, settings.token_refresh_margin_s)
+        relay = OutboxRelay(
+            pool, publish_raw, settings.db_schema, settings.outbox_batch_size, settings.outbox_poll_interval_s
+        )
+        state["relay"] = relay
+        state["deps"] = ConnectionDeps(
+            pool, cipher, oauth, procore, topics.mapping_changes, relay.notify, settings.token_refresh_margin_s
+        )
+        relay.start()
         try:
             yield
         finally:
             state.pop("deps", None)
+            await relay.stop()
             await http.aclose()
             await pool.close()
             provider.force_flush()
+
+    database_and_broker = health_checks(broker, lambda: state.get("pool"))
+
+    async def check() -> dict[str, bool]:
+        checks = await database_and_broker()
+        relay: OutboxRelay | None = state.get("relay")
+        checks["outbox"] = relay is not None and relay.healthy  # False while changes cannot be sent
+        return checks
 
     app = make_service_app(
         broker,
         title="MobiClocks Procore mapping",
         description="Owns setup, the Procore connection (its OAuth tokens), Procore entity sync, auto-map and "
         "the mapping of MobiClocks entities to Procore.",
-        check=health_checks(broker, lambda: state.get("pool")),
+        check=check,
         lifespan=lifespan,
     )
     app.mount(

@@ -11,4 +11,7 @@ class MappingSettings(ProcoreSettings):
     """A Fernet key: Procore tokens are stored encrypted with it."""
     token_refresh_margin_s: float = Field(default=300.0, ge=0)
     """Tokens are refreshed this long before they expire; every token handed out lives at least this long."""
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    """The relay wakes at once after a commit that queued changes; this poll catches the rest."""
+    outbox_batch_size: int = Field(default=500, ge=1)
     # INTERNAL_API_TOKEN (ProcoreSettings) guards POST /internal/procore-token; empty disables it.

@@ -1,8 +1,10 @@
-"""Use cases of the Procore connection: connect (OAuth code or client credentials), disconnect, fresh tokens.
+"""Use cases of the Procore connection: store new tokens, disconnect, fresh tokens.
 
 The mapping service is the only owner of an account's tokens. Refresh tokens are single use and
-rotate, so every refresh happens under a row lock on the account's connection: two callers never
-spend the same refresh token, and the rotated pair is committed before anyone uses it.
+rotate, so every refresh happens under the account's lock and a row lock on its connection: two
+callers — in one instance or in several — never spend the same refresh token, and the rotated pair
+is committed before anyone uses it. A status change that a refresh causes (Procore refused the grant)
+is written to the outbox in the same transaction as the status.
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
+from services.mapping.adapters import changes as changes_out
 from services.mapping.adapters import connections as store
-from services.mapping.adapters import procore_lists
 from services.mapping.adapters import repository as repo
-from services.mapping.adapters.connections import TokenCipher
-from shared.events import ConnectionStatus, MappingChanged, SetupChanged
+from services.mapping.adapters.changes import Change
+from services.mapping.adapters.connections import StoredConnection, TokenCipher
+from shared.events import ConnectionStatus, SetupChanged
 from shared.procore import ConnectionToken, OAuthApp, OAuthError, OAuthTokens, ProcoreClient
-
-Change = SetupChanged | MappingChanged
-Publish = Callable[[Sequence[Change]], Awaitable[None]]
 
 
 class NotConnected(Exception):
@@ -38,9 +39,16 @@ class ConnectionDeps:
     cipher: TokenCipher
     oauth: OAuthApp
     procore: ProcoreClient
-    publish: Publish
+    changes_topic: str
+    """mapping.changes: where the outbox relay sends what `emit` queues."""
+    notify: Callable[[], None]
+    """Wakes the outbox relay after a commit that queued changes (it would find them at its next poll anyway)."""
     refresh_margin_s: float = 300.0
     """Refresh this long before expiry, so every token handed out lives at least this long."""
+
+    async def emit(self, conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
+        """Queue changes in the caller's transaction (sent only if it commits)."""
+        await changes_out.emit(conn, self.changes_topic, changes)
 
 
 async def setup_changed(conn: asyncpg.Connection, account_id: str, status: ConnectionStatus | None) -> SetupChanged:
@@ -54,6 +62,28 @@ async def setup_changed(conn: asyncpg.Connection, account_id: str, status: Conne
     )
 
 
+def _connected(stored: StoredConnection | None, account_id: str) -> StoredConnection:
+    if stored is None or stored.status is ConnectionStatus.DISCONNECTED:
+        raise NotConnected(f"Procore is not connected for account {account_id}")
+    if stored.status is ConnectionStatus.NEEDS_REAUTHORIZATION:
+        raise NeedsReauthorization(stored.message or "Procore needs to be connected again")
+    return stored
+
+
+def _still_good(deps: ConnectionDeps, stored: StoredConnection, force_refresh: bool, rejected: str | None) -> bool:
+    expires = stored.expires_at.timestamp() if stored.expires_at else 0.0
+    fresh = stored.access_token is not None and expires - deps.refresh_margin_s > time.time()
+    rejected_current = force_refresh and (rejected is None or rejected == stored.access_token)
+    return fresh and not rejected_current
+
+
+async def _token_of(conn: asyncpg.Connection, stored: StoredConnection) -> ConnectionToken:
+    assert stored.access_token is not None and stored.expires_at is not None
+    setup = await repo.read_setup(conn, stored.account_id)
+    company = setup.procore_company_id if setup else None
+    return ConnectionToken(stored.access_token, stored.expires_at.timestamp(), company)
+
+
 async def access_token(
     deps: ConnectionDeps, account_id: str, force_refresh: bool = False, rejected: str | None = None
 ) -> ConnectionToken:
@@ -62,32 +92,31 @@ async def access_token(
     `force_refresh` with `rejected`: refresh only if the stored token is still the one Procore
     rejected (another caller may have refreshed it meanwhile).
     """
-    async with deps.pool.acquire() as conn, conn.transaction():
-        stored = await store.lock(conn, deps.cipher, account_id)
-        if stored is None or stored.status is ConnectionStatus.DISCONNECTED:
-            raise NotConnected(f"Procore is not connected for account {account_id}")
-        if stored.status is ConnectionStatus.NEEDS_REAUTHORIZATION:
-            raise NeedsReauthorization(stored.message or "Procore needs to be connected again")
-        company = (await repo.read_setup(conn, account_id) or repo.StoredSetup(None, [], False)).procore_company_id
-        expires = stored.expires_at.timestamp() if stored.expires_at else 0.0
-        fresh = stored.access_token is not None and expires - deps.refresh_margin_s > time.time()
-        rejected_current = force_refresh and (rejected is None or rejected == stored.access_token)
-        if fresh and not rejected_current:
-            assert stored.access_token is not None
-            return ConnectionToken(stored.access_token, expires, company)
-        try:
-            tokens = await _renew(deps.oauth, stored.grant_type, stored.refresh_token)
-        except OAuthError as error:
-            if not error.needs_reauthorization:
-                raise
-            refused = error
-            await store.set_status(conn, account_id, ConnectionStatus.NEEDS_REAUTHORIZATION, error.message)
-            changed = await setup_changed(conn, account_id, ConnectionStatus.NEEDS_REAUTHORIZATION)
-        else:
-            await store.save_refreshed(conn, deps.cipher, account_id, tokens)
-            return ConnectionToken(tokens.access_token, tokens.expires_at, company)
-    # The status change is committed: say so, then fail this caller.
-    await deps.publish([changed])
+    async with deps.pool.acquire() as conn:
+        # Most calls find a fresh token: no lock needed to hand out what is committed.
+        seen = _connected(await store.read(conn, deps.cipher, account_id), account_id)
+        if _still_good(deps, seen, force_refresh, rejected):
+            return await _token_of(conn, seen)
+        async with conn.transaction():
+            await repo.lock_account(conn, account_id)
+            stored = _connected(await store.lock(conn, deps.cipher, account_id), account_id)
+            if _still_good(deps, stored, force_refresh, rejected):
+                return await _token_of(conn, stored)  # another caller refreshed it while we waited
+            try:
+                tokens = await _renew(deps.oauth, stored.grant_type, stored.refresh_token)
+            except OAuthError as error:
+                if not error.needs_reauthorization:
+                    raise
+                refused = error
+                await store.set_status(conn, account_id, ConnectionStatus.NEEDS_REAUTHORIZATION, error.message)
+                await deps.emit(conn, [await setup_changed(conn, account_id, ConnectionStatus.NEEDS_REAUTHORIZATION)])
+            else:
+                await store.save_refreshed(conn, deps.cipher, account_id, tokens)
+                setup = await repo.read_setup(conn, account_id)
+                company = setup.procore_company_id if setup else None
+                return ConnectionToken(tokens.access_token, tokens.expires_at, company)
+    # The status change and its event are committed together: wake the relay, then fail this caller.
+    deps.notify()
     raise NeedsReauthorization(f"Procore refused the stored authorization: {refused.message}")
 
 
@@ -117,41 +146,63 @@ def client_for(deps: ConnectionDeps, account_id: str) -> ProcoreClient:
     return deps.procore.with_tokens(AccountTokens(deps, account_id))
 
 
-async def connect(
-    deps: ConnectionDeps, account_id: str, grant_type: str, tokens: OAuthTokens, requested_by: str
-) -> tuple[list[Change], str]:
-    """Store a new connection and the companies it reaches; choose the company when there is only one."""
+async def store_tokens(
+    deps: ConnectionDeps,
+    command_id: UUID,
+    account_id: str,
+    grant_type: str,
+    obtain: Callable[[], Awaitable[OAuthTokens]],
+    requested_by: str,
+) -> None:
+    """Obtain and store the tokens of a new connection, unless this command already stored them.
 
-    async def first_token(company_id: int, force_refresh: bool) -> str:
-        return tokens.access_token
-
-    reachable = await procore_lists.companies(deps.procore.with_tokens(first_token))
+    An authorization code works once: the tokens are committed as soon as Procore issued them, so a
+    command retried after a later step failed (Procore or the database unavailable) resumes from them.
+    Under the account's lock, so a command delivered twice at once spends its code once.
+    """
     async with deps.pool.acquire() as conn, conn.transaction():
-        await store.save_new(conn, deps.cipher, account_id, grant_type, tokens, requested_by)
-        await store.save_companies(conn, account_id, reachable)
-        setup = await repo.read_setup(conn, account_id)
-        chosen = setup.procore_company_id if setup else None
-        note = ""
-        if chosen is None and len(reachable) == 1:
-            chosen = reachable[0][0]
-            await repo.save_setup(
-                conn, account_id, chosen, setup.enabled_modules if setup else [], setup.two_way if setup else False,
-                requested_by,
-            )  # fmt: skip
-            note = f"; company {reachable[0][1]} chosen (the only one)"
-        changed = await setup_changed(conn, account_id, ConnectionStatus.CONNECTED)
+        await repo.lock_account(conn, account_id)
+        stored = await store.read(conn, deps.cipher, account_id)
+        if stored is not None and stored.connect_command == command_id:
+            return
+        tokens = await obtain()
+        await store.save_new(conn, deps.cipher, account_id, grant_type, tokens, requested_by, command_id)
+
+
+async def adopt_companies(
+    conn: asyncpg.Connection,
+    account_id: str,
+    grant_type: str,
+    reachable: list[tuple[int, str, bool]],
+    requested_by: str,
+) -> tuple[list[Change], str]:
+    """Finish connecting (caller's transaction, account locked): store the companies the connection reaches,
+    choose the company when there is only one; returns the change to emit and the outcome's message."""
+    await store.save_companies(conn, account_id, reachable)
+    setup = await repo.read_setup(conn, account_id)
+    chosen = setup.procore_company_id if setup else None
+    note = ""
+    if chosen is None and len(reachable) == 1:
+        chosen = reachable[0][0]
+        modules, two_way = (setup.enabled_modules, setup.two_way) if setup else ([], False)
+        await repo.save_setup(conn, account_id, chosen, modules, two_way, requested_by)
+        note = f"; company {reachable[0][1]} chosen (the only one)"
+    changed = await setup_changed(conn, account_id, ConnectionStatus.CONNECTED)
     names = ", ".join(name for _, name, _ in reachable) or "none"
     return [changed], f"connected to Procore ({grant_type}); companies: {names}{note}"
 
 
-async def disconnect(deps: ConnectionDeps, account_id: str) -> list[Change]:
-    async with deps.pool.acquire() as conn, conn.transaction():
-        stored = await store.lock(conn, deps.cipher, account_id)
-        if stored is None or stored.status is ConnectionStatus.DISCONNECTED:
-            return []
-        await store.set_status(conn, account_id, ConnectionStatus.DISCONNECTED, None)
-        changed = await setup_changed(conn, account_id, ConnectionStatus.DISCONNECTED)
+async def disconnect(deps: ConnectionDeps, conn: asyncpg.Connection, account_id: str) -> list[Change]:
+    """Revoke and forget the tokens (caller's transaction, account locked); returns the change to emit.
+
+    Revoking happens before the tokens are wiped, in the same transaction: a crash in between leaves
+    them stored, and the redelivered command revokes again (revoking is idempotent).
+    """
+    stored = await store.lock(conn, deps.cipher, account_id)
+    if stored is None or stored.status is ConnectionStatus.DISCONNECTED:
+        return []
     for token in (stored.refresh_token, stored.access_token):
         if token:
             await deps.oauth.revoke(token)
-    return [changed]
+    await store.set_status(conn, account_id, ConnectionStatus.DISCONNECTED, None)
+    return [await setup_changed(conn, account_id, ConnectionStatus.DISCONNECTED)]

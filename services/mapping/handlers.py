@@ -2,31 +2,36 @@
 
 Every command is checked here, where the data lives: the requester's permission, two-way
 accounts, enabled tabs, one-to-one tabs. A refused command is recorded (`command_outcomes`,
-which the gateway shows) with its reason; a command that Procore failed is recorded with
-Procore's message. A redelivered command is not redone: the changes it emitted are sent again.
+which the gateway shows) with its reason; a command that Procore refused is recorded with
+Procore's message. Unavailable is not invalid: a database, network or Procore outage (5xx, 429,
+timeouts) is raised, so the consumer retries the command later, and is never recorded as its outcome.
+
+Each change is written to the outbox in the transaction that makes it, with the command's outcome,
+under the account's lock (one writer per account across instances). A redelivered command is not
+redone: its outcome, and the changes it emitted, were committed together.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import httpx
-from pydantic import TypeAdapter
 
 from services.mapping import domain
 from services.mapping.adapters import connections as store
 from services.mapping.adapters import procore_lists
 from services.mapping.adapters import repository as repo
+from services.mapping.adapters.changes import Change
 from services.mapping.connection import (
-    Change,
     ConnectionDeps,
     NeedsReauthorization,
     NotConnected,
+    adopt_companies,
     client_for,
-    connect,
     disconnect,
+    store_tokens,
 )
 from services.mapping.domain import MOBICLOCKS_LABEL, PROCORE_LABEL, TAB_LABEL, Outcome, Permission
 from shared.events import (
@@ -36,7 +41,6 @@ from shared.events import (
     ConfigureSetup,
     ConnectProcore,
     DisconnectProcore,
-    MappingChange,
     MappingChanged,
     ProcoreEntity,
     ReferenceDeleted,
@@ -45,14 +49,20 @@ from shared.events import (
     SetupChanged,
     SyncProcoreEntities,
 )
-from shared.procore import ProcoreError
+from shared.procore import OAuthTokens, ProcoreError
+from shared.transient import Transient
 
 log = logging.getLogger(__name__)
 
 Command = (
-    ConfigureSetup | SetMapping | ConnectProcore | CompleteProcoreConnection | DisconnectProcore
-    | SyncProcoreEntities | AutoMap
-)  # fmt: skip
+    ConfigureSetup
+    | SetMapping
+    | ConnectProcore
+    | CompleteProcoreConnection
+    | DisconnectProcore
+    | SyncProcoreEntities
+    | AutoMap
+)
 
 REQUIRED_PERMISSION: dict[type[Any], Permission] = {
     ConfigureSetup: Permission.SETUP,
@@ -69,35 +79,42 @@ TWO_WAY_REFUSAL = (
     "so they cannot be changed here"
 )
 
-_CHANGES: TypeAdapter[Any] = TypeAdapter(MappingChange)
-
 
 class Rejected(Exception):
     """The command is well-formed but not allowed or not applicable; the reason is shown to the user."""
+
+
+class AlreadyHandled(Exception):
+    """Another delivery of the command recorded its outcome first: this one's transaction is rolled back."""
 
 
 # --- dispatch ------------------------------------------------------------------------------
 
 
 async def handle_command(deps: ConnectionDeps, cmd: Command) -> list[Change]:
-    """Run one command at most once in effect; returns the changes to emit on mapping.changes."""
+    """Run one command at most once in effect; returns the changes it queued on the outbox.
+
+    Raises what is transient (the consumer retries the command); records everything else.
+    """
     async with deps.pool.acquire() as conn:
-        previous = await repo.outcome_changes(conn, cmd.event_id)
-    if previous is not None:
-        return [_CHANGES.validate_python(c) for c in previous]
+        if await repo.is_finished(conn, cmd.event_id):
+            return []
     try:
         refusal = domain.refusal_for_permission(REQUIRED_PERMISSION[type(cmd)], cmd.permissions)
         if refusal is not None:
             raise Rejected(refusal)
         return await _run(deps, cmd)
+    except AlreadyHandled:
+        log.info("%s %s was handled meanwhile (a redelivery)", cmd.type, cmd.event_id)
     except Rejected as error:
         log.warning("refused %s %s of %s: %s", cmd.type, cmd.event_id, cmd.account_id, error)
         await _record(deps.pool, cmd, "rejected", str(error))
-    except (ProcoreError, NotConnected, NeedsReauthorization) as error:
-        message = error.message if isinstance(error, ProcoreError) else str(error)
-        await _record(deps.pool, cmd, "failed", message)
-    except httpx.TransportError as error:
-        await _record(deps.pool, cmd, "failed", f"Procore could not be reached: {error!r}")
+    except ProcoreError as error:
+        if error.transient:
+            raise Transient(f"Procore is unavailable ({error.status}): {error.message}") from error
+        await _record(deps.pool, cmd, "failed", error.message)
+    except (NotConnected, NeedsReauthorization) as error:
+        await _record(deps.pool, cmd, "failed", str(error))
     return []
 
 
@@ -111,40 +128,73 @@ async def _run(deps: ConnectionDeps, cmd: Command) -> list[Change]:
     if isinstance(cmd, AutoMap):
         return await auto_map(deps, cmd)
     if isinstance(cmd, CompleteProcoreConnection):
-        tokens = await deps.oauth.exchange_code(cmd.code, cmd.redirect_uri)
-        changes, message = await connect(deps, cmd.account_id, "authorization_code", tokens, cmd.requested_by)
-        return await _done(deps, cmd, changes, message)
+        code, redirect_uri = cmd.code, cmd.redirect_uri
+        return await connect(deps, cmd, "authorization_code", lambda: deps.oauth.exchange_code(code, redirect_uri))
     if isinstance(cmd, ConnectProcore):
-        tokens = await deps.oauth.client_credentials()
-        changes, message = await connect(deps, cmd.account_id, "client_credentials", tokens, cmd.requested_by)
-        return await _done(deps, cmd, changes, message)
-    changes = await disconnect(deps, cmd.account_id)
-    return await _done(deps, cmd, changes, "disconnected from Procore")
+        return await connect(deps, cmd, "client_credentials", deps.oauth.client_credentials)
+    return await disconnect_procore(deps, cmd)
 
 
 async def _finish(
+    deps: ConnectionDeps,
     conn: asyncpg.Connection,
     cmd: Command,
     changes: list[Change],
     message: str,
     details: dict[str, Any] | None = None,
 ) -> list[Change]:
-    """Record a command as done (inside its own transaction) with the changes it emits."""
-    await repo.record_outcome(
-        conn, cmd.event_id, cmd.account_id, cmd.type, "done", message, details, cmd.requested_by,
+    """Record a command as done and queue the changes it made, in the transaction that made them."""
+    recorded = await repo.record_outcome(
+        conn,
+        cmd.event_id,
+        cmd.account_id,
+        cmd.type,
+        "done",
+        message,
+        details,
+        cmd.requested_by,
         [c.model_dump(mode="json") for c in changes],
-    )  # fmt: skip
+    )
+    if not recorded:
+        raise AlreadyHandled(cmd.event_id)
+    await deps.emit(conn, changes)
     return changes
 
 
-async def _done(deps: ConnectionDeps, cmd: Command, changes: list[Change], message: str) -> list[Change]:
+async def _done(deps: ConnectionDeps, cmd: Command, message: str) -> list[Change]:
     async with deps.pool.acquire() as conn, conn.transaction():
-        return await _finish(conn, cmd, changes, message)
+        return await _finish(deps, conn, cmd, [], message)
 
 
 async def _record(pool: asyncpg.Pool, cmd: Command, status: str, message: str) -> None:
     async with pool.acquire() as conn:
         await repo.record_outcome(conn, cmd.event_id, cmd.account_id, cmd.type, status, message, None, cmd.requested_by)
+
+
+# --- connection ----------------------------------------------------------------------------
+
+
+async def connect(
+    deps: ConnectionDeps,
+    cmd: CompleteProcoreConnection | ConnectProcore,
+    grant_type: str,
+    obtain: Callable[[], Awaitable[OAuthTokens]],
+) -> list[Change]:
+    """Store the new tokens, then the companies they reach (a retried command resumes after the tokens)."""
+    account = cmd.account_id
+    await store_tokens(deps, cmd.event_id, account, grant_type, obtain, cmd.requested_by)
+    reachable = await procore_lists.companies(client_for(deps, account))
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await repo.lock_account(conn, account)
+        changes, message = await adopt_companies(conn, account, grant_type, reachable, cmd.requested_by)
+        return await _finish(deps, conn, cmd, changes, message)
+
+
+async def disconnect_procore(deps: ConnectionDeps, cmd: DisconnectProcore) -> list[Change]:
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await repo.lock_account(conn, cmd.account_id)
+        changes = await disconnect(deps, conn, cmd.account_id)
+        return await _finish(deps, conn, cmd, changes, "disconnected from Procore")
 
 
 # --- setup ---------------------------------------------------------------------------------
@@ -157,6 +207,7 @@ async def configure_setup(deps: ConnectionDeps, cmd: ConfigureSetup) -> list[Cha
     turning two-way on replaces the mappings with the Procore ids linked in MobiClocks.
     """
     async with deps.pool.acquire() as conn, conn.transaction():
+        await repo.lock_account(conn, cmd.account_id)
         old = await repo.read_setup(conn, cmd.account_id)
         reachable = await store.company_ids(conn, cmd.account_id)
         if cmd.procore_company_id is not None and reachable and cmd.procore_company_id not in reachable:
@@ -182,7 +233,7 @@ async def configure_setup(deps: ConnectionDeps, cmd: ConfigureSetup) -> list[Cha
             await repo.forget_procore_entities(conn, cmd.account_id)
         if cmd.two_way and not (old is not None and old.two_way):
             changes += await adopt_two_way_links(conn, cmd.account_id)
-        return await _finish(conn, cmd, changes, "setup saved")
+        return await _finish(deps, conn, cmd, changes, "setup saved")
 
 
 def _changed(
@@ -223,6 +274,7 @@ async def set_mapping(deps: ConnectionDeps, cmd: SetMapping) -> list[Change]:
     entity, account = cmd.entity, cmd.account_id
     label = PROCORE_LABEL[entity]
     async with deps.pool.acquire() as conn, conn.transaction():
+        await repo.lock_account(conn, account)
         await _check_tab(conn, account, entity)
         project = cmd.procore_project_id
         if entity in domain.PROJECT_SCOPED:
@@ -259,7 +311,7 @@ async def set_mapping(deps: ConnectionDeps, cmd: SetMapping) -> list[Change]:
             [_changed(account, entity, cmd.mobiclocks_id, project, cmd.procore_id, name)] if changed else []
         )
         verb = "cleared" if cmd.procore_id is None else f"mapped to {name or cmd.procore_id}"
-        return await _finish(conn, cmd, changes, f"{cmd.mobiclocks_id} {verb}")
+        return await _finish(deps, conn, cmd, changes, f"{cmd.mobiclocks_id} {verb}")
 
 
 # --- sync ----------------------------------------------------------------------------------
@@ -280,9 +332,8 @@ async def sync_entities(deps: ConnectionDeps, cmd: SyncProcoreEntities) -> list[
         raise Rejected("choose the Procore company in Setup first")
     company = setup.procore_company_id
     if entity in domain.PROJECT_SCOPED and not projects:
-        return await _done(
-            deps, cmd, [], f"no Procore project is mapped yet: map a job site, then sync {TAB_LABEL[entity]}"
-        )
+        message = f"no Procore project is mapped yet: map a job site, then sync {TAB_LABEL[entity]}"
+        return await _done(deps, cmd, message)
     client = client_for(deps, account)
     scopes: list[tuple[int, list[repo.SyncedEntity]]] = []
     if entity in domain.PROJECT_SCOPED:
@@ -293,6 +344,11 @@ async def sync_entities(deps: ConnectionDeps, cmd: SyncProcoreEntities) -> list[
 
     totals = {"total": 0, "added": 0, "renamed": 0, "gone": 0, "returned": 0, "broken": 0}
     async with deps.pool.acquire() as conn, conn.transaction():
+        # Locked, the diff is taken against what the previous sync of this account committed.
+        await repo.lock_account(conn, account)
+        now = await repo.read_setup(conn, account)
+        if now is None or now.procore_company_id != company:
+            raise Rejected("the Procore company changed during the sync: sync again")
         changes: list[Change] = []
         for project, items in scopes:
             diff = await repo.apply_sync(conn, account, entity, project, items)
@@ -319,7 +375,7 @@ async def sync_entities(deps: ConnectionDeps, cmd: SyncProcoreEntities) -> list[
             f"{totals['total']} {TAB_LABEL[entity].lower()} synced: {totals['added']} new, "
             f"{totals['renamed']} renamed, {totals['gone']} gone from Procore ({totals['broken']} mappings broken)"
         )
-        return await _finish(conn, cmd, changes, message, {**totals, "projects": [p for p, _ in scopes if p]})
+        return await _finish(deps, conn, cmd, changes, message, {**totals, "projects": [p for p, _ in scopes if p]})
 
 
 # --- auto-map ------------------------------------------------------------------------------
@@ -329,6 +385,7 @@ async def auto_map(deps: ConnectionDeps, cmd: AutoMap) -> list[Change]:
     """Map rows whose Number equals exactly one Procore entity's number; report mapped/skipped/ambiguous."""
     entity, account = cmd.entity, cmd.account_id
     async with deps.pool.acquire() as conn, conn.transaction():
+        await repo.lock_account(conn, account)
         await _check_tab(conn, account, entity)
         field = domain.NUMBER_FIELD[entity]
         if field is None:
@@ -359,10 +416,15 @@ async def auto_map(deps: ConnectionDeps, cmd: AutoMap) -> list[Change]:
             for outcome in counts:
                 counts[outcome] += plan.count(outcome)
             details += [
-                {"mobiclocks_id": d.mobiclocks_id, "outcome": d.outcome.value, "reason": d.reason,
-                 "procore_id": d.procore_id, "procore_project_id": project or None}
+                {
+                    "mobiclocks_id": d.mobiclocks_id,
+                    "outcome": d.outcome.value,
+                    "reason": d.reason,
+                    "procore_id": d.procore_id,
+                    "procore_project_id": project or None,
+                }
                 for d in plan.decisions
-            ]  # fmt: skip
+            ]
         mapped, skipped, ambiguous = counts[Outcome.MAPPED], counts[Outcome.SKIPPED], counts[Outcome.AMBIGUOUS]
         await repo.save_automap_report(
             conn, account, entity, cmd.requested_by, cmd.overwrite_manual, (mapped, skipped, ambiguous), details
@@ -371,22 +433,28 @@ async def auto_map(deps: ConnectionDeps, cmd: AutoMap) -> list[Change]:
         message = (
             f"auto-map of {TAB_LABEL[entity]} on {field}: {mapped} mapped, {skipped} skipped, {ambiguous} ambiguous"
         )
-        return await _finish(conn, cmd, changes, message, report)
+        return await _finish(deps, conn, cmd, changes, message, report)
 
 
 # --- MobiClocks reference entities and two-way links ---------------------------------------
 
 
 async def apply_reference_event(deps: ConnectionDeps, event: ReferenceUpserted | ReferenceDeleted) -> list[Change]:
-    """Store MobiClocks reference entities; in two-way accounts their linked Procore ids are the mappings."""
+    """Store MobiClocks reference entities; in two-way accounts their linked Procore ids are the mappings.
+
+    A redelivered event changes nothing and emits nothing: its changes were queued with the first delivery.
+    """
     async with deps.pool.acquire() as conn, conn.transaction():
+        await repo.lock_account(conn, event.account_id)
         await repo.save_reference(conn, event)
         if not await repo.is_two_way(conn, event.account_id):
             return []
         entity = domain.two_way_entity(event.kind)
         linked = event.linked_procore_id if isinstance(event, ReferenceUpserted) else None
         name = event.name if isinstance(event, ReferenceUpserted) else None
-        return await _link(conn, event.account_id, entity, event.entity_id, linked, name)
+        changes = await _link(conn, event.account_id, entity, event.entity_id, linked, name)
+        await deps.emit(conn, changes)
+        return changes
 
 
 async def _link(
@@ -421,8 +489,10 @@ async def _link(
 
 async def adopt_two_way_links(conn: asyncpg.Connection, account_id: str) -> list[Change]:
     """Two-way: the mappings become exactly the links carried by the MobiClocks reference entities."""
-    links = {(domain.two_way_entity(kind), entity_id): (linked, name) for kind, entity_id, linked, name in
-             await repo.linked_references(conn, account_id)}  # fmt: skip
+    links = {
+        (domain.two_way_entity(kind), entity_id): (linked, name)
+        for kind, entity_id, linked, name in await repo.linked_references(conn, account_id)
+    }
     changes: list[Change] = []
     for m in await repo.all_mappings(conn, account_id):
         if (m.entity, m.mobiclocks_id) not in links:

@@ -1,5 +1,6 @@
 """Helpers for the mapping service's tests: serve ASGI apps over real HTTP in this event loop, build settings,
-read command outcomes, and drive the gateway's OAuth round trip against the sandbox."""
+read command outcomes, drive the gateway's OAuth round trip against the sandbox, run several mapping
+instances side by side, and read what the outbox sent."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -15,9 +17,15 @@ from uuid import UUID
 import asyncpg
 import httpx
 import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import BaseModel
 
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import Principal, issue_token
+from services.mapping.bootstrap import build_app as build_mapping
 from services.mapping.config import MappingSettings
 from tests.support.kafka import eventually
 from tests.support.stack import TEST_TOKEN_KEY, StackConfig
@@ -127,3 +135,116 @@ async def oauth_round_trip(gateway: httpx.AsyncClient, headers: dict[str, str]) 
     location = back.headers["location"]
     assert "connect_command=" in location, location
     return location.split("connect_command=")[1]
+
+
+# --- several instances ---------------------------------------------------------------------------
+
+
+@dataclass
+class Instance:
+    """One running mapping service: its base URL and the spans it recorded (which records it consumed)."""
+
+    url: str
+    spans: InMemorySpanExporter
+
+    def consumed(self, topic: str) -> list[tuple[int, int]]:
+        """(partition, offset) of every record of `topic` this instance processed."""
+        return [
+            (int(a["messaging.kafka.destination.partition"]), int(a["messaging.kafka.message.offset"]))
+            for span in self.spans.get_finished_spans()
+            if (a := span.attributes or {}).get("messaging.destination_publish.name") == topic
+            and "messaging.kafka.message.offset" in a
+        ]
+
+
+@asynccontextmanager
+async def mapping_instance(cfg: StackConfig, **overrides: Any) -> AsyncIterator[Instance]:
+    """A mapping service under uvicorn with its own span recorder; same settings = same consumer group."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with serve_asgi(build_mapping(mapping_settings(cfg, **overrides), provider)) as url:
+        yield Instance(url, exporter)
+
+
+async def produce_to_partitions(bootstrap: str, topic: str, messages: list[tuple[int, BaseModel]]) -> None:
+    """Send each message to the partition given (commands for one account normally share one partition;
+    spreading them is how a test makes several instances work on one account at once)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for partition, message in messages:
+            await producer.send_and_wait(topic, message.model_dump_json().encode(), partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return sorted(await producer.partitions_for(topic))
+    finally:
+        await producer.stop()
+
+
+# --- the outbox ----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def relays_held(dsn: str, schema: str) -> AsyncIterator[None]:
+    """Keep every outbox relay of the schema from sending (hold the lock they take): as if the process had
+    died between its commit and the send."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"outbox:{schema}")
+        yield
+    finally:
+        await conn.close()  # releases the session lock
+
+
+async def outbox_rows(dsn: str, schema: str) -> list[dict[str, Any]]:
+    rows = await fetch(dsn, f'SELECT topic, key, payload::text AS payload FROM "{schema}".outbox ORDER BY id')
+    return [{"topic": r["topic"], "key": r["key"], **json.loads(r["payload"])} for r in rows]
+
+
+async def sent_changes(cfg: StackConfig, account: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Every change sent for `account` on mapping.changes, once the outbox is empty (all sent), in order."""
+    schema = cfg.schemas["mapping"]
+    await eventually(lambda: outbox_rows(cfg.dsn, schema), lambda rows: not rows, timeout_s, "an empty outbox")
+    return await changes_on_topic(cfg, account)
+
+
+async def changes_on_topic(cfg: StackConfig, account: str) -> list[dict[str, Any]]:
+    """What mapping.changes holds for `account` right now, in order."""
+    topic = cfg.topics.mapping_changes
+    consumer = AIOKafkaConsumer(bootstrap_servers=cfg.kafka, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(cfg.kafka, topic)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            batch = await consumer.getmany(*partitions, timeout_ms=500)
+            records += [r for part in batch.values() for r in part]
+    finally:
+        await consumer.stop()
+    mine = [r for r in records if r.key == account.encode()]
+    # One account's changes share one partition, so offsets give their order.
+    return [json.loads(r.value) for r in sorted(mine, key=lambda r: r.offset)]
+
+
+# --- Procore ---------------------------------------------------------------------------------------
+
+
+async def authorization_code(sandbox_url: str, redirect_uri: str = "http://gateway.test/oauth/procore/callback") -> str:
+    """A one-time code, as the sandbox's consent page hands it to the gateway's callback."""
+    async with httpx.AsyncClient(base_url=sandbox_url) as browser:
+        consent = await browser.get(
+            "/oauth/authorize",
+            params={"response_type": "code", "client_id": "sandbox-client", "redirect_uri": redirect_uri},
+        )
+    assert consent.status_code == 302, consent.text
+    return consent.headers["location"].split("code=")[1].split("&")[0]

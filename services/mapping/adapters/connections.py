@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from uuid import UUID
 
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken
@@ -45,15 +46,14 @@ class StoredConnection:
     """Decrypted."""
     expires_at: datetime | None
     message: str | None
+    connect_command: UUID | None = None
+    """The connect command that stored these tokens (a redelivered one resumes from them)."""
 
 
-async def lock(conn: asyncpg.Connection, cipher: TokenCipher, account_id: str) -> StoredConnection | None:
-    """The connection row, locked until the transaction ends: one refresh at a time per account."""
-    r = await conn.fetchrow(
-        "SELECT grant_type, status, access_token, refresh_token, expires_at, message FROM connections"
-        " WHERE account_id = $1 FOR UPDATE",
-        account_id,
-    )
+_COLUMNS = "grant_type, status, access_token, refresh_token, expires_at, message, connect_command"
+
+
+def _stored(cipher: TokenCipher, account_id: str, r: asyncpg.Record | None) -> StoredConnection | None:
     if r is None:
         return None
     return StoredConnection(
@@ -64,7 +64,20 @@ async def lock(conn: asyncpg.Connection, cipher: TokenCipher, account_id: str) -
         refresh_token=cipher.decrypt(r["refresh_token"]) if r["refresh_token"] else None,
         expires_at=r["expires_at"],
         message=r["message"],
+        connect_command=r["connect_command"],
     )
+
+
+async def read(conn: asyncpg.Connection, cipher: TokenCipher, account_id: str) -> StoredConnection | None:
+    """The connection as last committed, without a lock (enough to hand out a token that is still fresh)."""
+    r = await conn.fetchrow(f"SELECT {_COLUMNS} FROM connections WHERE account_id = $1", account_id)
+    return _stored(cipher, account_id, r)
+
+
+async def lock(conn: asyncpg.Connection, cipher: TokenCipher, account_id: str) -> StoredConnection | None:
+    """The connection row, locked until the transaction ends: one refresh at a time per account."""
+    r = await conn.fetchrow(f"SELECT {_COLUMNS} FROM connections WHERE account_id = $1 FOR UPDATE", account_id)
+    return _stored(cipher, account_id, r)
 
 
 def _at(unix: float) -> datetime:
@@ -78,16 +91,18 @@ async def save_new(
     grant_type: str,
     tokens: OAuthTokens,
     connected_by: str,
+    connect_command: UUID,
 ) -> None:
     await conn.execute(
         """
         INSERT INTO connections (account_id, grant_type, status, access_token, refresh_token, expires_at, message,
-                                 connected_by, connected_at, refreshed_at, refresh_count)
-        VALUES ($1, $2, 'connected', $3, $4, $5, NULL, $6, now(), NULL, 0)
+                                 connected_by, connected_at, refreshed_at, refresh_count, connect_command)
+        VALUES ($1, $2, 'connected', $3, $4, $5, NULL, $6, now(), NULL, 0, $7)
         ON CONFLICT (account_id) DO UPDATE SET grant_type = EXCLUDED.grant_type, status = 'connected',
             access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token,
             expires_at = EXCLUDED.expires_at, message = NULL, connected_by = EXCLUDED.connected_by,
-            connected_at = now(), refreshed_at = NULL, refresh_count = 0, updated_at = now()
+            connected_at = now(), refreshed_at = NULL, refresh_count = 0, connect_command = EXCLUDED.connect_command,
+            updated_at = now()
         """,
         account_id,
         grant_type,
@@ -95,6 +110,7 @@ async def save_new(
         cipher.encrypt(tokens.refresh_token) if tokens.refresh_token else None,
         _at(tokens.expires_at),
         connected_by,
+        connect_command,
     )
 
 

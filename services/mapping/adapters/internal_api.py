@@ -2,7 +2,9 @@
 
 Not public: the gateway is the only public edge. Callers authenticate with the shared
 INTERNAL_API_TOKEN; the answer is `{access_token, expires_at, procore_company_id}`.
-404 = not connected, 409 = needs reauthorization, 502 = Procore refused or could not be reached.
+404 = not connected, 409 = needs reauthorization, 502 = Procore refused to renew the token,
+503 (with Retry-After) = unavailable for now: the database, the network or Procore (5xx, 429, timeouts)
+— the caller tries again later; nothing about the connection changed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import logging
 import secrets
 from collections.abc import Callable
 
-import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.mapping.connection import ConnectionDeps, NeedsReauthorization, NotConnected, access_token
 from shared.events import Id
 from shared.procore import ProcoreError
+from shared.transient import transient_cause
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,11 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=status)
 
 
+def _unavailable(message: str) -> JSONResponse:
+    log.warning("token endpoint: %s", message)
+    return JSONResponse({"message": message}, status_code=503, headers={"Retry-After": "1"})
+
+
 async def _answer(request: Request, deps: ConnectionDeps | None, internal_token: str) -> JSONResponse:
     if request.method != "POST":
         return _error(405, "use POST")
@@ -69,9 +76,13 @@ async def _answer(request: Request, deps: ConnectionDeps | None, internal_token:
     except NeedsReauthorization as error:
         return _error(409, str(error))
     except ProcoreError as error:
+        if error.transient:
+            return _unavailable(f"Procore could not renew the token now ({error.status}): {error.message}")
         return _error(502, f"Procore refused to renew the token: {error.message}")
-    except httpx.TransportError as error:
-        return _error(502, f"Procore could not be reached: {error!r}")
+    except Exception as error:
+        if (cause := transient_cause(error)) is None:
+            raise
+        return _unavailable(f"temporarily unavailable: {cause!r}")
     return JSONResponse(
         {
             "access_token": token.access_token,

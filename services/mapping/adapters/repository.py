@@ -12,6 +12,22 @@ import asyncpg
 from services.mapping.domain import CurrentMapping, MobiClocksRow, ProcoreRow, Source
 from shared.events import Module, ProcoreEntity, ReferenceDeleted, ReferenceKind, ReferenceUpserted
 
+# --- one writer per account ----------------------------------------------------------------
+
+
+async def lock_account(conn: asyncpg.Connection, account_id: str) -> None:
+    """Serialize the account's writes (until the transaction ends), across every instance of the service.
+
+    Every transaction that changes an account's setup, connection or mappings takes it first, so two
+    instances never decide from the same stale state (a sync's diff, a one-to-one check, the two-way
+    switch) and the account's outbox rows are written in commit order. A lock on the account's identity,
+    not on a row: the account may have no row yet.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':account'), hashtext($1))", account_id
+    )
+
+
 # --- setup ---------------------------------------------------------------------------------
 
 
@@ -488,10 +504,9 @@ async def save_automap_report(
     )
 
 
-async def outcome_changes(conn: asyncpg.Connection, command_id: UUID) -> list[dict[str, Any]] | None:
-    """The changes a finished command emitted (None: not finished yet)."""
-    value = await conn.fetchval("SELECT changes FROM command_outcomes WHERE command_id = $1", command_id)
-    return list(value) if value is not None else None
+async def is_finished(conn: asyncpg.Connection, command_id: UUID) -> bool:
+    """The command has an outcome (its changes, if any, were written to the outbox with it)."""
+    return bool(await conn.fetchval("SELECT true FROM command_outcomes WHERE command_id = $1", command_id))
 
 
 async def record_outcome(
@@ -504,8 +519,9 @@ async def record_outcome(
     details: dict[str, Any] | None,
     requested_by: str | None,
     changes: list[dict[str, Any]] | None = None,
-) -> None:
-    await conn.execute(
+) -> bool:
+    """Record the outcome once; False when the command already has one (it was handled meanwhile)."""
+    status_tag = await conn.execute(
         """
         INSERT INTO command_outcomes (command_id, account_id, command_type, status, message, details, requested_by,
                                       changes)
@@ -521,6 +537,7 @@ async def record_outcome(
         requested_by,
         changes or [],
     )
+    return bool(status_tag.endswith(" 1"))
 
 
 # --- OAuth app (public half) ---------------------------------------------------------------

@@ -1,0 +1,194 @@
+"""Unavailable is not invalid, in the mapping service: Procore, network and database outages while a command
+runs are retried — never recorded as the command's "failed" outcome — while Procore's refusals (4xx) are
+recorded with Procore's message. The internal token endpoint answers 503 (try again) for an outage.
+
+Real broker, real PostgreSQL (through a TCP proxy the test cuts), the sandbox over real HTTP with
+injected faults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel
+
+from shared.broker import ensure_topics
+from shared.events import (
+    CompleteProcoreConnection,
+    ConfigureSetup,
+    ConnectProcore,
+    Module,
+    ProcoreEntity,
+    SyncProcoreEntities,
+)
+from tests.sandbox_fixtures import run_sandbox
+from tests.support.kafka import eventually, produce
+from tests.support.mapping import INTERNAL_TOKEN, Instance, authorization_code, fetch, mapping_instance, outcome
+from tests.support.proxy import TcpProxy
+from tests.support.stack import StackConfig
+
+pytestmark = pytest.mark.integration
+
+ADMIN = ["procore.setup", "procore.mapping"]
+COMPANY = {"name": "Faulty Builders", "vendors": [{"name": f"Vendor {i}"} for i in range(1, 8)]}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[str]:
+    with run_sandbox() as url:
+        yield url
+
+
+@dataclass
+class Ctx:
+    cfg: StackConfig
+    sandbox: str
+    account: str
+    company_id: int
+    instance: Instance
+    database: TcpProxy
+    """The mapping service's only way to PostgreSQL (the test reads and checks through the direct DSN)."""
+
+    async def send(self, *commands: BaseModel) -> list[dict[str, Any]]:
+        await produce(self.cfg.kafka, self.cfg.topics.mapping_commands, list(commands), key=self.account.encode())
+        schema = self.cfg.schemas["mapping"]
+        return [await outcome(self.cfg.dsn, schema, c.event_id, timeout_s=60) for c in commands]  # type: ignore[attr-defined]
+
+    def sync_vendors(self) -> SyncProcoreEntities:
+        return SyncProcoreEntities(
+            account_id=self.account, entity=ProcoreEntity.VENDOR, requested_by="mapper", permissions=ADMIN
+        )
+
+    async def fault(self, **spec: Any) -> int:
+        async with httpx.AsyncClient(base_url=self.sandbox) as control:
+            created = await control.post("/_sandbox/faults", json=spec)
+        assert created.status_code == 201, created.text
+        return int(created.json()["id"])
+
+    async def fault_hits(self, fault_id: int) -> int:
+        async with httpx.AsyncClient(base_url=self.sandbox) as control:
+            faults = (await control.get("/_sandbox/faults")).json()
+        return int(next(f["hits"] for f in faults if f["id"] == fault_id))
+
+    async def token(self, body: dict[str, Any]) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await http.post(
+                f"{self.instance.url}/internal/procore-token",
+                json=body,
+                headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
+            )
+
+
+@pytest.fixture
+async def ctx(
+    sandbox: str, kafka_bootstrap: str, postgres_dsn: str, unique: str, schemas: dict[str, str]
+) -> AsyncIterator[Ctx]:
+    async with httpx.AsyncClient(base_url=sandbox) as control:
+        company = (await control.post("/_sandbox/companies", json=COMPANY)).json()
+    cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox)
+    await ensure_topics(kafka_bootstrap, cfg.topics.all())
+    proxy, proxied_dsn = TcpProxy.for_dsn(postgres_dsn)
+    async with proxy, mapping_instance(cfg, database_url=proxied_dsn) as instance:
+        c = Ctx(cfg, sandbox, f"acc-{unique}", company["company_id"], instance, proxy)
+        setup = ConfigureSetup(
+            account_id=c.account,
+            procore_company_id=c.company_id,
+            enabled_modules=list(Module),
+            requested_by="admin",
+            permissions=ADMIN,
+        )
+        connect = ConnectProcore(account_id=c.account, requested_by="admin", permissions=ADMIN)
+        assert [o["status"] for o in await c.send(setup, connect)] == ["done", "done"]
+        yield c
+
+
+async def test_procore_outage_during_a_sync_is_retried_not_recorded_as_failed(ctx: Ctx) -> None:
+    # More failures than the Procore client's own attempts (3): the command itself must be tried again.
+    errors = await ctx.fault(path="/rest/v1.0/vendors", kind="status", status=502, times=3)
+    (synced,) = await ctx.send(ctx.sync_vendors())
+    assert synced["status"] == "done" and synced["details"]["total"] == 7, synced
+    assert await ctx.fault_hits(errors) == 3
+
+    # The connection drops without an answer (a network failure, not an HTTP status).
+    dropped = await ctx.fault(path="/rest/v1.0/vendors", kind="drop", times=3)
+    (synced,) = await ctx.send(ctx.sync_vendors())
+    assert synced["status"] == "done" and synced["details"]["total"] == 7, synced
+    assert await ctx.fault_hits(dropped) == 3
+
+
+async def test_connecting_resumes_from_the_stored_tokens_after_an_outage(ctx: Ctx) -> None:
+    """The code is exchanged, then Procore fails: the retried command must not spend the code again."""
+    redirect = "http://gateway.test/oauth/procore/callback"
+    account = f"{ctx.account}-oauth"
+    connect = CompleteProcoreConnection(
+        account_id=account,
+        code=await authorization_code(ctx.sandbox, redirect),
+        redirect_uri=redirect,
+        requested_by="admin",
+        permissions=ADMIN,
+    )
+    async with httpx.AsyncClient(base_url=ctx.sandbox) as control:
+        await control.delete("/_sandbox/requests")
+    companies = await ctx.fault(path="/rest/v1.0/companies", kind="status", status=503, retry_after=0, times=3)
+    await produce(ctx.cfg.kafka, ctx.cfg.topics.mapping_commands, [connect], key=account.encode())
+    done = await outcome(ctx.cfg.dsn, ctx.cfg.schemas["mapping"], connect.event_id, timeout_s=60)
+    assert done["status"] == "done" and "authorization_code" in done["message"], done
+    assert await ctx.fault_hits(companies) == 3
+    async with httpx.AsyncClient(base_url=ctx.sandbox) as control:
+        grants = (await control.get("/_sandbox/requests", params={"path": "/oauth/token", "method": "POST"})).json()
+    assert len(grants) == 1, "the code was exchanged once"
+    assert (await ctx.token({"account_id": account})).status_code == 200
+
+
+async def test_procore_refusing_a_sync_is_recorded_with_its_message(ctx: Ctx) -> None:
+    await ctx.fault(path="/rest/v1.0/vendors", kind="status", status=403, times=1)
+    (refused,) = await ctx.send(ctx.sync_vendors())
+    assert refused["status"] == "failed" and refused["message"] == "Sandbox injected error 403", refused
+
+
+async def test_database_outage_during_a_command_is_retried(ctx: Ctx) -> None:
+    topic = ctx.cfg.topics.mapping_commands
+    tried = len(ctx.instance.consumed(topic))
+    await ctx.database.cut()
+    reconfigure = ConfigureSetup(
+        account_id=ctx.account,
+        procore_company_id=ctx.company_id,
+        enabled_modules=[Module.MANPOWER],
+        requested_by="admin",
+        permissions=ADMIN,
+    )
+    await produce(ctx.cfg.kafka, topic, [reconfigure], key=ctx.account.encode())
+    await eventually(lambda: _consumed(ctx, topic), lambda n: n > tried, what="an attempt while the database is away")
+    await ctx.database.restore()
+    done = await outcome(ctx.cfg.dsn, ctx.cfg.schemas["mapping"], reconfigure.event_id)
+    assert done["status"] == "done", done
+    (setup,) = await fetch(
+        ctx.cfg.dsn,
+        f'SELECT enabled_modules FROM "{ctx.cfg.schemas["mapping"]}".setups WHERE account_id = $1',
+        ctx.account,
+    )
+    assert setup["enabled_modules"] == ["manpower"]
+
+
+async def test_token_endpoint_answers_503_while_procore_or_the_database_is_away(ctx: Ctx) -> None:
+    body = {"account_id": ctx.account, "force_refresh": True}
+    await ctx.fault(path="/oauth/token", kind="status", status=502, times=1)
+    unavailable = await ctx.token(body)
+    assert unavailable.status_code == 503 and unavailable.headers["retry-after"], unavailable.text
+    assert (await ctx.token(body)).status_code == 200, "the connection was left as it was"
+
+    await ctx.database.cut()
+    try:
+        away = await ctx.token({"account_id": ctx.account})
+    finally:
+        await ctx.database.restore()
+    assert away.status_code == 503 and "temporarily unavailable" in away.json()["message"], away.text
+    assert (await ctx.token({"account_id": ctx.account})).status_code == 200
+
+
+async def _consumed(ctx: Ctx, topic: str) -> int:
+    return len(ctx.instance.consumed(topic))

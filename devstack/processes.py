@@ -6,9 +6,12 @@
   unless ``NO_COLOR`` is set) and optionally copied to ``<log_dir>/<name>.log``.
 * Readiness: poll ``health_url`` until it answers 200 (or a custom async ``ready_check``).
 * Stop: reverse start order; SIGTERM to the child's process group, wait, then SIGKILL.
-* A child that exits while it should be running is reported and makes :meth:`Supervisor.run`
-  stop everything and return a non-zero exit code. SIGINT/SIGTERM stop everything (exit 0);
-  a second signal kills the remaining children at once.
+* A child that crashes after it was ready is restarted with capped exponential backoff (1, 2, 4 …
+  30 s; back to 1 s once it stayed up a while), and the console says so in one line:
+  ``devstack | aggregator exited (signal 9); restarting in 2 s (restart #3)``. A child that never
+  becomes ready at start (or has ``restart=False``) stops the run with a clear error and a non-zero
+  exit code, as before. SIGINT/SIGTERM stop everything (exit 0); a second signal kills the
+  remaining children at once.
 """
 
 from __future__ import annotations
@@ -68,6 +71,11 @@ class ServiceSpec:
     ready_timeout: float = 60.0
     stop_timeout: float = 10.0
     inherit_env: bool = True
+    restart: bool = True
+    """Restart the child when it exits after it was ready (never during start-up)."""
+    restart_backoff_max_s: float = 30.0
+    restart_reset_after_s: float = 60.0
+    """A child that stayed up this long is restarted after 1 s again."""
 
 
 @dataclass
@@ -76,7 +84,11 @@ class ManagedProcess:
     proc: asyncio.subprocess.Process
     started_at: float
     ready_in: float | None = None
+    """Seconds the current incarnation took to become ready; None until it is."""
     stopping: bool = False
+    restarts: int = 0
+    was_ready: bool = False
+    backoff_step: int = 0
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
     pump: asyncio.Task[None] | None = None
     watcher: asyncio.Task[int] | None = None
@@ -123,6 +135,8 @@ class Supervisor:
         #: Set by :meth:`run` once every service is ready.
         self.ready = asyncio.Event()
         self._stopping = False
+        self._stopping_event = asyncio.Event()
+        self._restarts: set[asyncio.Task[None]] = set()
         self._log_files: dict[str, IO[str]] = {}
 
     # -- output -----------------------------------------------------------------------------------
@@ -145,7 +159,7 @@ class Supervisor:
             self.output.flush()
 
     async def _pump(self, mp: ManagedProcess, index: int) -> None:
-        stream = mp.proc.stdout
+        stream = mp.proc.stdout  # this incarnation's: a restart replaces mp.proc and starts another pump
         assert stream is not None
         prefix = self._prefix(mp.name, index)
         logf = self._log_files.get(mp.name)
@@ -169,37 +183,44 @@ class Supervisor:
         if any(p.name == spec.name for p in self.processes):
             raise ValueError(f"duplicate service name {spec.name!r}")
         self.prefix_width = max(self.prefix_width, len(spec.name), len("devstack"))
-        env = dict(os.environ) if spec.inherit_env else {}
-        env.update(spec.env or {})
-        env.setdefault("PYTHONUNBUFFERED", "1")
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._log_files[spec.name] = (self.log_dir / f"{spec.name}.log").open("a", encoding="utf-8")
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                cwd=spec.cwd,
-                start_new_session=True,
-                preexec_fn=child_preexec(),
-                limit=1 << 20,
-            )
+            proc = await self._spawn(spec)
         except OSError as exc:
             logf = self._log_files.pop(spec.name, None)
             if logf is not None:
                 logf.close()
             raise ServiceFailed(f"cannot start {spec.name}: {exc}") from exc
         mp = ManagedProcess(spec=spec, proc=proc, started_at=time.monotonic())
-        index = len(self.processes)
         self.processes.append(mp)
-        mp.pump = asyncio.create_task(self._pump(mp, index), name=f"pump-{spec.name}")
-        mp.watcher = asyncio.create_task(self._watch(mp), name=f"watch-{spec.name}")
+        self._attach(mp)
         self.say(f"started {spec.name} (pid {proc.pid}): {' '.join(spec.argv)}")
         await self._wait_ready(mp)
         return mp
+
+    async def _spawn(self, spec: ServiceSpec) -> asyncio.subprocess.Process:
+        env = dict(os.environ) if spec.inherit_env else {}
+        env.update(spec.env or {})
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return await asyncio.create_subprocess_exec(
+            *spec.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=spec.cwd,
+            start_new_session=True,
+            preexec_fn=child_preexec(),
+            limit=1 << 20,
+        )
+
+    def _attach(self, mp: ManagedProcess) -> None:
+        """Relay the current incarnation's output and watch it."""
+        index = self.processes.index(mp)
+        mp.pump = asyncio.create_task(self._pump(mp, index), name=f"pump-{mp.name}")
+        mp.watcher = asyncio.create_task(self._watch(mp), name=f"watch-{mp.name}")
 
     async def start_all(self, specs: Iterable[ServiceSpec]) -> list[ManagedProcess]:
         """Start in order, each one ready before the next starts."""
@@ -218,6 +239,7 @@ class Supervisor:
 
         if check is None:
             mp.ready_in = 0.0
+            mp.was_ready = True
             return
         deadline = mp.started_at + spec.ready_timeout
         while True:
@@ -229,6 +251,7 @@ class Supervisor:
                 )
             if await check():
                 mp.ready_in = time.monotonic() - mp.started_at
+                mp.was_ready = True
                 self.say(f"{mp.name} ready in {mp.ready_in:.2f}s")
                 return
             if time.monotonic() >= deadline:
@@ -246,15 +269,71 @@ class Supervisor:
                 await asyncio.wait_for(asyncio.shield(mp.pump), 2.0)
 
     async def _watch(self, mp: ManagedProcess) -> int:
-        code = await mp.proc.wait()
+        proc = mp.proc
+        code = await proc.wait()
         await self._drain(mp)
-        if not mp.stopping and not self._stopping:
-            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
-            message = f"{mp.name} (pid {mp.pid}) exited unexpectedly with {how}"
-            self.failures.append(message)
-            self.say(f"ERROR: {message}")
-            self._failed.set()
+        if mp.stopping or self._stopping:
+            return code
+        if mp.was_ready and mp.spec.restart:
+            self._restarts.add(asyncio.create_task(self._restart(mp, code), name=f"restart-{mp.name}"))
+            return code
+        message = f"{mp.name} (pid {proc.pid}) exited unexpectedly with {_how(code, named=True)}"
+        self.failures.append(message)
+        self.say(f"ERROR: {message}")
+        self._failed.set()
         return code
+
+    async def _restart(self, mp: ManagedProcess, code: int) -> None:
+        """Start a crashed child again after a backoff; runs until it is ready again or the run stops."""
+        task = asyncio.current_task()
+        try:
+            spec = mp.spec
+            if time.monotonic() - mp.started_at >= spec.restart_reset_after_s:
+                mp.backoff_step = 0
+            delay = min(spec.restart_backoff_max_s, 2.0**mp.backoff_step)
+            mp.backoff_step += 1
+            mp.restarts += 1
+            self.say(f"{mp.name} exited ({_how(code)}); restarting in {delay:g} s (restart #{mp.restarts})")
+            _killpg(mp.pid, signal.SIGKILL)  # leftovers of the dead incarnation's process group
+            if await self._stopped_within(delay):
+                return
+            try:
+                proc = await self._spawn(spec)
+            except OSError as exc:
+                self.say(f"ERROR: cannot restart {mp.name}: {exc}")
+                self._restarts.add(asyncio.create_task(self._restart(mp, 1), name=f"restart-{mp.name}"))
+                return
+            mp.proc, mp.started_at, mp.ready_in = proc, time.monotonic(), None
+            self._attach(mp)
+            self.say(f"restarted {mp.name} (pid {proc.pid})")
+            await self._wait_ready_again(mp)
+        finally:
+            if task is not None:
+                self._restarts.discard(task)
+
+    async def _wait_ready_again(self, mp: ManagedProcess) -> None:
+        spec = mp.spec
+        check: Callable[[], Awaitable[bool]] | None = spec.ready_check
+        if check is None and spec.health_url is not None:
+            url = spec.health_url
+
+            async def check() -> bool:
+                return await http_ready(url)
+
+        proc = mp.proc
+        while check is not None and proc.returncode is None and not self._stopping:
+            if await check():
+                mp.ready_in = time.monotonic() - mp.started_at
+                self.say(f"{mp.name} ready again in {mp.ready_in:.2f}s")
+                return
+            if await self._stopped_within(0.2):
+                return
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True as soon as the run is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping_event.wait(), seconds)
+        return self._stopping
 
     def request_stop(self) -> None:
         """Ask :meth:`wait` to return; a second request kills children without grace."""
@@ -315,6 +394,9 @@ class Supervisor:
     async def stop_all(self) -> None:
         """Stop every child, in reverse start order."""
         self._stopping = True
+        self._stopping_event.set()
+        # Restarts notice the stop within a moment; let them finish so no child is spawned after this.
+        await asyncio.gather(*self._restarts, return_exceptions=True)
         for mp in reversed(self.processes):
             if mp.returncode is None:
                 self.say(f"stopping {mp.name} (pid {mp.pid})")
@@ -356,6 +438,12 @@ class Supervisor:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop_all()
+
+
+def _how(code: int, named: bool = False) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}" if named else f"signal {-code}"
+    return f"code {code}"
 
 
 def _killpg(pid: int, sig: int) -> None:

@@ -2,7 +2,9 @@
 
 Starts (or takes from the environment) a Kafka-protocol broker, PostgreSQL and the Procore
 sandbox, then the four services as supervised child processes; seeds a demo account; prints
-`Dashboard: <url>` once everything answers its health check. Ctrl-C stops everything.
+`Dashboard: <url>` once everything answers its health check. A service that crashes later
+(`kill -9`) is restarted with backoff, and the console says so; one that never becomes ready stops
+the run. Ctrl-C stops everything.
 """
 
 from __future__ import annotations

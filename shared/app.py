@@ -1,10 +1,16 @@
-"""Common wiring for the event-driven services: an ASGI FastStream app with /health and AsyncAPI."""
+"""Common wiring for the event-driven services: an ASGI FastStream app with health routes and AsyncAPI.
+
+* `GET /health/live`: 200 while the process and its event loop answer (restart it otherwise).
+* `GET /health/ready`: 200 only when the database and the broker answer, no consumer is paused on a
+  transient failure, and every registered component is healthy; the body names what is not ready.
+* `GET /health`: the same as ready (the devstack supervisor and compose health checks use it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -15,6 +21,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared.events import SCHEMA_VERSION
+from shared.readiness import HasHealthy, Readiness, health_body, readiness_of
 
 HealthCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -29,7 +36,7 @@ def health_checks(broker: KafkaBroker, pool: Callable[[], asyncpg.Pool | None]) 
             try:
                 async with asyncio.timeout(3.0), current.acquire() as conn:
                     checks["database"] = await conn.fetchval("SELECT true") is True
-            except (OSError, asyncpg.PostgresError, TimeoutError):
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 checks["database"] = False
         return checks
 
@@ -43,12 +50,35 @@ def make_service_app(
     description: str,
     check: HealthCheck,
     lifespan: Callable[..., AbstractAsyncContextManager[Any]],
+    readiness: Readiness | None = None,
+    components: Mapping[str, HasHealthy | Callable[[], HasHealthy | None]] | None = None,
 ) -> AsgiFastStream:
-    @get(description="200 when the broker and the database answer, 503 otherwise")
+    """`readiness` defaults to the broker's (its consumers report into it); `components` are watched there
+    (a getter works for something the lifespan creates later, such as an outbox relay)."""
+    registry = readiness if readiness is not None else readiness_of(broker)
+    for name, component in (components or {}).items():
+        registry.watch(name, component)
+
+    def respond(code: int, body: dict[str, Any]) -> AsgiResponse:
+        return AsgiResponse(json.dumps(body).encode(), code, headers={"content-type": "application/json"})
+
+    async def ready_answer() -> AsgiResponse:
+        return respond(*health_body(await check(), registry.problems()))
+
+    @get(description="Readiness (the same as /health/ready): 200 when ready to work, 503 with what is not")
     async def health(scope: Any) -> AsgiResponse:
-        checks = await check()
-        body = json.dumps({"status": "ok" if all(checks.values()) else "unhealthy", **checks}).encode()
-        return AsgiResponse(body, 200 if all(checks.values()) else 503, headers={"content-type": "application/json"})
+        return await ready_answer()
+
+    @get(
+        description="200 only when the database and the broker answer, no consumer is paused on a transient "
+        "failure and every component is healthy; 503 otherwise, naming what is not ready"
+    )
+    async def ready(scope: Any) -> AsgiResponse:
+        return await ready_answer()
+
+    @get(description="Liveness: 200 while the process and its event loop answer")
+    async def live(scope: Any) -> AsgiResponse:
+        return respond(200, {"status": "alive"})
 
     spec = AsyncAPI(
         broker,
@@ -59,7 +89,7 @@ def make_service_app(
     )
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/health", health)],
+        asgi_routes=[("/health", health), ("/health/ready", ready), ("/health/live", live)],
         specification=spec,
         asyncapi_path="/asyncapi",
         lifespan=lifespan,

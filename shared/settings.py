@@ -15,7 +15,26 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.topics import Topics
 
 
-class ServiceSettings(BaseSettings):
+class ConsumerSettings(BaseSettings):
+    """How every consumer treats failures: wait out what is unavailable, dead-letter only what can never succeed."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    consumer_retry_base_s: float = Field(default=0.2, gt=0)
+    """First wait before a failed message or batch is tried again; it doubles with each failure."""
+    consumer_retry_cap_s: float = Field(default=30.0, gt=0)
+    """Longest wait between two tries (a database outage of an hour is tried again at least this often)."""
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    """Tries of one message whose handler fails deterministically (a bug, a DataError) before it is dead-lettered."""
+    consumer_pause_log_interval_s: float = Field(default=30.0, gt=0)
+    """While a consumer waits out an outage, how often it says so again."""
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    """A consumed message larger than this is invalid (no timelog or command is ever that big)."""
+    dead_letter_max_bytes: int = Field(default=900_000, ge=1024)
+    """A dead letter larger than this (Apache Kafka's default limit is 1 MiB) is replaced by a small reference."""
+
+
+class ServiceSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     kafka_bootstrap_servers: str = Field(min_length=1)

@@ -41,7 +41,7 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
     provider = tracer_provider or make_tracer_provider(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     topics = settings.topics
     tracer = provider.get_tracer(SERVICE)
-    broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
+    broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider, consumer=settings)
     state: dict[str, Any] = {}
 
     def pool() -> asyncpg.Pool:
@@ -101,17 +101,6 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
             state["relay"].notify()
         return sent
 
-    base_check = health_checks(broker, lambda: state.get("pool"))
-
-    async def check() -> dict[str, bool]:
-        # TODO(issue 8): register the relay's and the sweeper's `.healthy` through shared/app.py's readiness
-        # hook once it has one; until then they are added to the service's own check here.
-        checks = await base_check()
-        for name in ("relay", "sweeper"):
-            if (task := state.get(name)) is not None:
-                checks[name] = task.healthy
-        return checks
-
     # Declared so the AsyncAPI document shows what the outbox relay sends.
     broker.publisher(topics.publish_requests, description="Publish requests for the publisher (via the outbox).")
 
@@ -142,6 +131,7 @@ def build_app(settings: AggregatorSettings, tracer_provider: TracerProvider | No
         broker,
         title="MobiClocks Procore aggregator",
         description="Turns timelogs into manpower, timecard and production-quantity entries and owns their status.",
-        check=check,
+        check=health_checks(broker, lambda: state.get("pool")),
         lifespan=lifespan,
+        components={"outbox relay": lambda: state.get("relay"), "publish sweeper": lambda: state.get("sweeper")},
     )

@@ -10,12 +10,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import asyncpg
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from services.aggregator import domain
 from services.aggregator.adapters import repository as repo
 from services.aggregator.adapters.repository import AccountMappings, Group, StoredEntry
-from shared.broker import describe_validation_error, json_problem
 from shared.events import (
     MappingChange,
     MappingChanged,
@@ -35,8 +34,9 @@ from shared.events import (
     TimelogUpserted,
 )
 from shared.outbox import OutboxMessage, add_to_outbox, trace_headers
+from shared.records import apply_isolating_poison, parse_records
 from shared.topics import Topics
-from shared.transient import Transient, transient_cause
+from shared.transient import Transient
 
 log = logging.getLogger(__name__)
 
@@ -50,56 +50,35 @@ class DeadLetterSink(Protocol):
 
 def parse_timelog_records(records: Sequence[Any]) -> tuple[list[tuple[Any, TimelogChange]], list[tuple[Any, str]]]:
     """Split a batch of Kafka records into valid timelog events and (record, reason) rejects."""
-    valid: list[tuple[Any, TimelogChange]] = []
-    rejects: list[tuple[Any, str]] = []
-    for record in records:
-        try:
-            valid.append((record, _timelog_event.validate_json(record.value or b"")))
-        except ValidationError as error:
-            problem = json_problem(record.value or b"")
-            reason = (
-                f"message is not valid JSON: {problem}"
-                if problem
-                else f"invalid message: {describe_validation_error(error)}"
-            )
-            rejects.append((record, reason))
-    return valid, rejects
+    return parse_records(records, _timelog_event)
 
 
 async def apply_timelog_records(pool: asyncpg.Pool, records: Sequence[Any], dead_letters: DeadLetterSink) -> int:
-    """Apply a batch in one transaction; dead-letter what is malformed or can never be applied.
+    """Apply a batch in one transaction; dead-letter what is malformed or can never be applied. Returns how many
+    timelog changes were stored.
 
     Unavailable is not invalid: a transient failure (the database away, a deadlock, a serialization
     failure, a concurrent writer) propagates, so the consumer retries the whole batch for as long as it
     takes and no valid event is dead-lettered. A deterministic failure is narrowed down by halving the
-    batch: halves that apply are committed (events apply by revision, so a later retry of the whole
-    batch changes nothing twice), and only an event that fails alone, deterministically, is dead-lettered.
+    batch (`shared.records.apply_isolating_poison`): halves that apply are committed (events apply by
+    revision, so a later retry of the whole batch changes nothing twice), and only an event that fails
+    alone, deterministically, is dead-lettered.
     """
     valid, rejects = parse_timelog_records(records)
     for record, reason in rejects:
         await dead_letters.send(record, reason)
-    return await _apply_isolating(pool, valid, dead_letters)
+    applied = 0
 
-
-async def _apply_isolating(
-    pool: asyncpg.Pool, items: Sequence[tuple[Any, TimelogChange]], dead_letters: DeadLetterSink
-) -> int:
-    if not items:
-        return 0
-    try:
+    async def apply(items: Sequence[tuple[Any, TimelogChange]]) -> None:
+        nonlocal applied
         async with pool.acquire() as conn, conn.transaction():
-            return await apply_timelog_events(conn, [event for _, event in items])
-    except Exception as error:
-        if transient_cause(error) is not None:
-            raise
-        if len(items) == 1:
-            await dead_letters.send(items[0][0], f"could not be applied: {error!r}"[:2000])
-            return 0
-        log.warning("batch of %d failed (%r); narrowing down the event that fails", len(items), error)
-    middle = len(items) // 2
-    return await _apply_isolating(pool, items[:middle], dead_letters) + await _apply_isolating(
-        pool, items[middle:], dead_letters
-    )
+            applied += await apply_timelog_events(conn, [event for _, event in items])
+
+    async def reject(item: tuple[Any, TimelogChange], error: BaseException) -> None:
+        await dead_letters.send(item[0], f"could not be applied: {error!r}"[:2000])
+
+    await apply_isolating_poison(valid, apply, reject)
+    return applied
 
 
 def newest_per_timelog(events: Iterable[TimelogChange]) -> list[TimelogChange]:

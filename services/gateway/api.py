@@ -50,6 +50,7 @@ from services.gateway.views import (
     Token,
 )
 from shared.events import Id, Module, ProcoreEntity, ProcoreId, PublishAction, PublishScope
+from shared.readiness import Readiness, health_body
 
 # --- dependencies ----------------------------------------------------------------------
 
@@ -128,22 +129,40 @@ router = APIRouter()
 _CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Two-way account: mappings come from linked ids"}}
 
 
-@router.get("/health", tags=["ops"])
-async def health(request: Request) -> JSONResponse:
-    """200 when the database and the broker answer, 503 otherwise."""
+async def _readiness(request: Request) -> JSONResponse:
     checks = {"database": False, "broker": False}
     pool: asyncpg.Pool | None = getattr(request.app.state, "pool", None)
     if pool is not None:
         try:
             async with asyncio.timeout(3.0), pool.acquire() as conn:
                 checks["database"] = await conn.fetchval("SELECT true") is True
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             pass
     broker = getattr(request.app.state, "broker", None)
     if broker is not None:
         checks["broker"] = await broker.ping(timeout=3.0)
-    ok = all(checks.values())
-    return JSONResponse({"status": "ok" if ok else "unhealthy", **checks}, status_code=200 if ok else 503)
+    readiness: Readiness | None = getattr(request.app.state, "readiness", None)
+    code, body = health_body(checks, readiness.problems() if readiness is not None else {})
+    return JSONResponse(body, status_code=code)
+
+
+@router.get("/health", tags=["ops"])
+async def health(request: Request) -> JSONResponse:
+    """Readiness, as /health/ready (health checks of the supervisor and compose use this path)."""
+    return await _readiness(request)
+
+
+@router.get("/health/ready", tags=["ops"])
+async def health_ready(request: Request) -> JSONResponse:
+    """200 when the database and the broker answer and every registered component is healthy; 503 naming what
+    is not."""
+    return await _readiness(request)
+
+
+@router.get("/health/live", tags=["ops"])
+async def health_live() -> dict[str, str]:
+    """200 while the process and its event loop answer."""
+    return {"status": "alive"}
 
 
 @router.get("/api/me", tags=["auth"])

@@ -59,7 +59,7 @@ async def _no_token(company_id: int, force_refresh: bool) -> str:
 def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None = None) -> AsgiFastStream:
     provider = tracer_provider or make_tracer_provider(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     topics = settings.topics
-    broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
+    broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider, consumer=settings)
     state: dict[str, Any] = {}
     # Sent by the outbox relay (written with the change that causes it); declared for the AsyncAPI document.
     broker.publisher(
@@ -138,21 +138,14 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
             await pool.close()
             provider.force_flush()
 
-    database_and_broker = health_checks(broker, lambda: state.get("pool"))
-
-    async def check() -> dict[str, bool]:
-        checks = await database_and_broker()
-        relay: OutboxRelay | None = state.get("relay")
-        checks["outbox"] = relay is not None and relay.healthy  # False while changes cannot be sent
-        return checks
-
     app = make_service_app(
         broker,
         title="MobiClocks Procore mapping",
         description="Owns setup, the Procore connection (its OAuth tokens), Procore entity sync, auto-map and "
         "the mapping of MobiClocks entities to Procore.",
-        check=check,
+        check=health_checks(broker, lambda: state.get("pool")),
         lifespan=lifespan,
+        components={"outbox relay": lambda: state.get("relay")},  # not ready while changes cannot be sent
     )
     for path, endpoint in internal_api.routes(
         lambda: state.get("deps"), settings.internal_api_token.get_secret_value()

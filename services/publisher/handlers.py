@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from services.publisher import domain
 from services.publisher.adapters.attempts import Pending, Received, Started, Unemitted
 from services.publisher.adapters.procore import MaybeCreated, ProcoreRecords, describe
 from services.publisher.domain import Step
-from shared.broker import describe_validation_error, json_problem
 from shared.events import ProcoreOperation, ProcorePublishFinished, PublishOutcome, PublishRequest, PublishToProcore
 from shared.procore import ProcoreError
+from shared.records import parse_records
 
 log = logging.getLogger(__name__)
 _request: TypeAdapter[PublishToProcore] = TypeAdapter(PublishRequest)
@@ -53,16 +53,9 @@ def parse_requests(
     records: Sequence[Any],
 ) -> tuple[list[tuple[PublishToProcore, dict[str, str]]], list[tuple[Any, str]]]:
     """Kafka records → (request, its trace context) pairs, and (record, reason) for what cannot be read."""
+    parsed, rejects = parse_records(records, _request)
     valid: list[tuple[PublishToProcore, dict[str, str]]] = []
-    rejects: list[tuple[Any, str]] = []
-    for record in records:
-        try:
-            request = _request.validate_json(record.value or b"")
-        except ValidationError as error:
-            problem = json_problem(record.value or b"")
-            reason = f"message is not valid JSON: {problem}" if problem else None
-            rejects.append((record, reason or f"invalid message: {describe_validation_error(error)}"))
-            continue
+    for record, request in parsed:
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         valid.append((request, {k: v for k, v in headers.items() if k in ("traceparent", "tracestate")}))
     return valid, rejects

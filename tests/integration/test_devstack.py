@@ -23,7 +23,7 @@ from devstack._proc import pid_alive
 from devstack.broker import LocalBroker, ensure_topics
 from devstack.ports import free_port, wait_for_tcp
 from devstack.postgres import LocalPostgres, drop_schemas
-from devstack.processes import ServiceFailed, ServiceSpec, Supervisor
+from devstack.processes import ServiceFailed, ServiceSpec, Supervisor, http_ready
 
 pytestmark = pytest.mark.integration
 
@@ -248,14 +248,79 @@ async def test_supervisor_starts_waits_ready_and_stops(tmp_path: Path) -> None:
     assert not sup.failures
 
 
-async def test_supervisor_reports_crash_and_stops_everything(tmp_path: Path) -> None:
+async def test_supervisor_without_restart_reports_crash_and_stops_everything(tmp_path: Path) -> None:
     out = io.StringIO()
     sup = Supervisor(output=out)
-    good, bad = _spec(tmp_path, "good"), _spec(tmp_path, "crasher", crash_after=0.5)
+    good, bad = _spec(tmp_path, "good"), _spec(tmp_path, "crasher", crash_after=0.5, restart=False)
     code = await asyncio.wait_for(sup.run([good, bad], handle_signals=False), 20)
     assert code == 1
     assert any("crasher" in f and "code 3" in f for f in sup.failures), sup.failures
     assert "ERROR: crasher" in out.getvalue()
+    assert all(not pid_alive(p.pid) for p in sup.processes)
+
+
+async def _wait_for_text(out: io.StringIO, text: str, within_s: float = 15.0, times: int = 1) -> None:
+    deadline = time.monotonic() + within_s
+    while out.getvalue().count(text) < times:
+        assert time.monotonic() < deadline, f"{text!r} not printed; output:\n{out.getvalue()}"
+        await asyncio.sleep(0.05)
+
+
+async def test_supervisor_restarts_a_killed_child_with_backoff_and_stops_cleanly(tmp_path: Path) -> None:
+    out = io.StringIO()
+    sup = Supervisor(output=out)
+    task = asyncio.create_task(sup.run([_spec(tmp_path, "steady"), _spec(tmp_path, "victim")], handle_signals=False))
+    await asyncio.wait_for(sup.ready.wait(), 15)
+    steady, victim = sup.processes
+    first_pid = victim.pid
+
+    os.kill(first_pid, signal.SIGKILL)
+    await _wait_for_text(out, "devstack | victim exited (signal 9); restarting in 1 s (restart #1)")
+    await _wait_for_text(out, "victim ready again in")
+    second_pid = victim.pid
+    assert second_pid != first_pid and pid_alive(second_pid) and not pid_alive(first_pid)
+    assert victim.spec.health_url is not None
+    assert await http_ready(victim.spec.health_url)
+
+    os.kill(second_pid, signal.SIGKILL)  # again at once: the backoff doubles
+    await _wait_for_text(out, "devstack | victim exited (signal 9); restarting in 2 s (restart #2)")
+    await _wait_for_text(out, "victim ready again in", times=2)
+    assert victim.pid != second_pid and f"restarted victim (pid {victim.pid})" in out.getvalue()
+
+    assert not task.done() and not sup.failures  # nothing else was stopped
+    assert steady.restarts == 0 and pid_alive(steady.pid)
+    sup.request_stop()
+    assert await asyncio.wait_for(task, 15) == 0
+    assert all(not pid_alive(pid) for pid in (steady.pid, victim.pid, first_pid, second_pid))
+
+
+async def test_supervisor_stop_during_restart_backoff_leaves_no_child(tmp_path: Path) -> None:
+    out = io.StringIO()
+    sup = Supervisor(output=out)
+    task = asyncio.create_task(sup.run([_spec(tmp_path, "victim")], handle_signals=False))
+    await asyncio.wait_for(sup.ready.wait(), 15)
+    (victim,) = sup.processes
+    victim.backoff_step = 3  # the next restart waits 8 s
+    old_pid = victim.pid
+    os.kill(old_pid, signal.SIGKILL)
+    await _wait_for_text(out, "restarting in 8 s (restart #1)")
+    sup.request_stop()
+    assert await asyncio.wait_for(task, 5) == 0
+    assert victim.pid == old_pid and "restarted victim" not in out.getvalue()
+
+
+async def test_supervisor_run_fails_when_a_child_never_becomes_ready(tmp_path: Path) -> None:
+    out = io.StringIO()
+    sup = Supervisor(output=out)
+    broken = ServiceSpec(
+        name="broken",
+        argv=[sys.executable, "-c", "import sys; print('no database'); sys.exit(2)"],
+        health_url=f"http://127.0.0.1:{free_port()}/health",
+    )
+    code = await asyncio.wait_for(sup.run([_spec(tmp_path, "first"), broken], handle_signals=False), 20)
+    assert code == 1
+    assert "ERROR: broken exited with code 2 before it was ready" in out.getvalue()
+    assert "restarting" not in out.getvalue()
     assert all(not pid_alive(p.pid) for p in sup.processes)
 
 

@@ -131,6 +131,8 @@ def build_app(settings: PublisherSettings, tracer_provider: TracerProvider | Non
         http = httpx.AsyncClient(
             timeout=settings.procore_timeout_s,
             limits=httpx.Limits(max_connections=active + 8, max_keepalive_connections=active + 8),
+            # which instance made a call shows in Procore's (and the sandbox's) request logs
+            headers={"User-Agent": f"mobiclocks-procore-publisher ({settings.publisher_instance_id})"},
         )
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider)
         state["tokens_for"] = token_providers(settings, http)

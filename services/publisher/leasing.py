@@ -54,7 +54,7 @@ class LeaseKeeper:
         return self._store.owner
 
     def _budgets(self) -> dict[int, dict[str, object] | None]:
-        return {c: self._limiter.snapshot(budget_key(c)) for c in self.held}
+        return {c: self._limiter.snapshot(budget_key(c)) for c in list(self.held)}
 
     def _active(self) -> int:
         return sum(1 for lease in self.held.values() if not lease.handing_over)
@@ -62,11 +62,12 @@ class LeaseKeeper:
     async def tick(self) -> Changes:
         changes = Changes()
         started = self._clock()
-        renewed = await self._store.renew({c: lease.token for c, lease in self.held.items()}, self._budgets())
-        for company_id, lease in list(self.held.items()):
+        asked = dict(self.held)
+        renewed = await self._store.renew({c: lease.token for c, lease in asked.items()}, self._budgets())
+        for company_id, lease in asked.items():
             if company_id in renewed:
                 lease.renewed(started, self._ttl_s, self._margin_s)
-            else:
+            elif self.held.get(company_id) is lease:  # not released (or released and claimed again) meanwhile
                 log.warning("lost the lease of company %s (token %s) to another instance", company_id, lease.token)
                 self.forget(lease)
                 changes.lost.append(lease)

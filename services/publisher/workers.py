@@ -197,10 +197,12 @@ class CompanyWorkers:
                     failures += 1
                     delay = backoff_s(failures, self._retry_base_s, self._retry_max_s) * random.uniform(0.8, 1.0)
                     self.paused[company_id] = repr(error)[:300]
-                    if isinstance(error, ProcoreError | MaybeCreated) or transient_cause(error) is not None:
+                    if isinstance(error, ProcoreError | MaybeCreated):
                         log.warning(
                             "company %s paused: %s; trying again in %.1f s", company_id, message_for(error), delay
                         )
+                    elif transient_cause(error) is not None:
+                        log.warning("company %s paused (%r); trying again in %.1f s", company_id, error, delay)
                     else:
                         log.exception("company %s: a round failed; trying again in %.1f s", company_id, delay)
                     await asyncio.sleep(delay)

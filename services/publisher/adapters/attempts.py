@@ -6,18 +6,17 @@ or while Procore or the database was away — finds it so and reconciles before 
 `done` with the result. The result's `ProcorePublishFinished` is queued in the outbox in the
 transaction that stores it.
 
-Every write made while working a request is *fenced*: it runs in a transaction that first
-share-locks the company's lease row and checks the fencing token the worker got when it claimed
-the company. When another instance has taken the company over, the write is refused (`LeaseLost`)
-— and a takeover waits for a fenced write in progress to commit, so none slips in after it.
+Every write made while working a request is *fenced*: one statement that share-locks the
+company's lease row holding the fencing token the worker got when it claimed the company, and
+changes nothing otherwise. When another instance has taken the company over, the write is refused
+(`LeaseLost`) — and a takeover waits for a fenced write in progress to commit, so none slips in
+after it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,10 @@ from shared.outbox import OutboxMessage, add_to_outbox
 
 WORKABLE = "state <> 'done' AND request IS NOT NULL AND company_id IS NOT NULL"
 """A request a worker still has to carry out (one definition for every query that asks)."""
+
+_FENCE = "fence AS (SELECT 1 FROM company_leases WHERE company_id = $2 AND fencing_token = $3 FOR SHARE)"
+"""The fencing CTE of every write made while working a request ($2 company, $3 token): it share-locks the lease
+row for the rest of the statement's transaction, so a takeover waits for the write, or the write sees it."""
 
 
 @dataclass(frozen=True)
@@ -132,61 +135,75 @@ class AttemptLog:
             for r in rows
         ]
 
-    @contextlib.asynccontextmanager
-    async def _fenced(self, lease: Lease) -> AsyncIterator[asyncpg.Connection]:
-        """A transaction that holds the company's lease row (shared) as long as the lease is still ours."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            held = await conn.fetchval(
-                "SELECT true FROM company_leases WHERE company_id = $1 AND fencing_token = $2 FOR SHARE",
-                lease.company_id,
-                lease.token,
-            )
-            if not held:
-                lease.lost = True
-                raise LeaseLost(f"company {lease.company_id}: lease {lease.token} was taken over")
-            yield conn
+    async def _refused(self, lease: Lease) -> LeaseLost:
+        """Why a fenced write changed nothing: the lease moved on (anything else is a bug)."""
+        held = await self._pool.fetchval(
+            "SELECT true FROM company_leases WHERE company_id = $1 AND fencing_token = $2",
+            lease.company_id,
+            lease.token,
+        )
+        if held:
+            raise AssertionError(f"a fenced write found no request to change (company {lease.company_id})")
+        lease.lost = True
+        return LeaseLost(f"company {lease.company_id}: lease {lease.token} was taken over")
 
     async def start(self, request_id: uuid.UUID, lease: Lease) -> Started:
         """Mark a request started; recovering when it was started before, or its entry has an uncertain create."""
-        async with self._fenced(lease) as conn:
-            row = await conn.fetchrow(
-                """
-                WITH before AS (SELECT state, entry_id FROM attempts WHERE request_id = $1 FOR UPDATE)
-                UPDATE attempts a SET state = 'started', tries = a.tries + 1, fencing_token = $2
-                FROM before
-                WHERE a.request_id = $1
-                RETURNING a.tries, before.state AS state_before,
-                    EXISTS (SELECT 1 FROM attempts u WHERE u.entry_id = before.entry_id AND u.uncertain
-                            AND u.request_id <> $1) AS uncertain_entry,
-                    EXISTS (SELECT 1 FROM attempts d WHERE d.entry_id = before.entry_id
-                            AND d.deleted_procore_id = (a.request->>'procore_id')::bigint) AS deleted_by_us
-                """,
-                request_id,
-                lease.token,
+        row = await self._pool.fetchrow(
+            f"""
+            WITH {_FENCE}, before AS (
+                SELECT state, entry_id FROM attempts WHERE request_id = $1 AND EXISTS (SELECT 1 FROM fence) FOR UPDATE
             )
-        assert row is not None
+            UPDATE attempts a SET state = 'started', tries = a.tries + 1, fencing_token = $3
+            FROM before
+            WHERE a.request_id = $1
+            RETURNING a.tries, before.state AS state_before,
+                EXISTS (SELECT 1 FROM attempts u WHERE u.entry_id = before.entry_id AND u.uncertain
+                        AND u.request_id <> $1) AS uncertain_entry,
+                EXISTS (SELECT 1 FROM attempts d WHERE d.entry_id = before.entry_id
+                        AND d.deleted_procore_id = (a.request->>'procore_id')::bigint) AS deleted_by_us
+            """,
+            request_id,
+            lease.company_id,
+            lease.token,
+        )
+        if row is None:
+            raise await self._refused(lease)
         return Started(row["tries"], row["state_before"] == "started" or row["uncertain_entry"], row["deleted_by_us"])
 
     async def note_deleted(self, request_id: uuid.UUID, procore_id: int, lease: Lease) -> None:
         """The old record of a replace is deleted (by us); the new one is not created yet."""
-        async with self._fenced(lease) as conn:
-            await conn.execute(
-                "UPDATE attempts SET deleted_procore_id = $2, fencing_token = $3 WHERE request_id = $1",
-                request_id,
-                procore_id,
-                lease.token,
-            )
+        done = await self._pool.fetchval(
+            f"""
+            WITH {_FENCE}
+            UPDATE attempts SET deleted_procore_id = $4, fencing_token = $3
+            WHERE request_id = $1 AND EXISTS (SELECT 1 FROM fence)
+            RETURNING true
+            """,
+            request_id,
+            lease.company_id,
+            lease.token,
+            procore_id,
+        )
+        if not done:
+            raise await self._refused(lease)
 
     async def note_error(self, request_id: uuid.UUID, message: str, lease: Lease) -> int:
         """Count a round that ended in a Procore 500 (or an unexpected error); returns the count so far."""
-        async with self._fenced(lease) as conn:
-            errors: int = await conn.fetchval(
-                "UPDATE attempts SET errors = errors + 1, last_error = $2, fencing_token = $3 WHERE request_id = $1"
-                " RETURNING errors",
-                request_id,
-                message,
-                lease.token,
-            )
+        errors: int | None = await self._pool.fetchval(
+            f"""
+            WITH {_FENCE}
+            UPDATE attempts SET errors = errors + 1, last_error = $4, fencing_token = $3
+            WHERE request_id = $1 AND EXISTS (SELECT 1 FROM fence)
+            RETURNING errors
+            """,
+            request_id,
+            lease.company_id,
+            lease.token,
+            message,
+        )
+        if errors is None:
+            raise await self._refused(lease)
         return errors
 
     async def finish(
@@ -198,34 +215,44 @@ class AttemptLog:
         uncertain: bool = False,
         reconciled: bool = False,
     ) -> bool:
-        """Store the result and queue its event, in one transaction. False when the request was already done.
+        """Store the result and queue its event, in one statement. False when the request was already done.
 
         `uncertain`: a create may have landed unseen; `reconciled`: we looked for such records."""
-        async with self._fenced(lease) as conn:
-            entry_id = await conn.fetchval(
-                """
-                UPDATE attempts SET state = 'done', procore_id = $2, result = $3::text::jsonb, finished_at = now(),
-                                    uncertain = $4, emitted_at = now(), fencing_token = $5
-                WHERE request_id = $1 AND state <> 'done'
+        message = result_message(self._results_topic, result, trace)
+        row = await self._pool.fetchrow(
+            f"""
+            WITH {_FENCE}, done AS (
+                UPDATE attempts SET state = 'done', procore_id = $4, result = $5::text::jsonb, finished_at = now(),
+                                    uncertain = $6, emitted_at = now(), fencing_token = $3
+                WHERE request_id = $1 AND state <> 'done' AND EXISTS (SELECT 1 FROM fence)
                 RETURNING entry_id
-                """,
-                result.request_id,
-                result.procore_id,
-                result.model_dump_json(),
-                uncertain,
-                lease.token,
+            ), found AS (
+                -- whatever an earlier create of this entry left behind has been found (or was never made)
+                UPDATE attempts SET uncertain = false
+                WHERE $7 AND NOT $6 AND uncertain AND request_id <> $1 AND entry_id = (SELECT entry_id FROM done)
+            ), queued AS (
+                -- the shared outbox (shared/outbox.py): sent by OutboxRelay once this commits
+                INSERT INTO outbox (topic, key, payload, headers)
+                SELECT $8, $9, $5::text::jsonb, $10::text::jsonb FROM done
             )
-            if entry_id is None:
-                return False
-            if reconciled and not uncertain:
-                # whatever an earlier create of this entry left behind has been found (or was never made)
-                await conn.execute(
-                    "UPDATE attempts SET uncertain = false WHERE uncertain AND entry_id = $1 AND request_id <> $2",
-                    entry_id,
-                    result.request_id,
-                )
-            await add_to_outbox(conn, [result_message(self._results_topic, result, trace)])
-        return True
+            SELECT EXISTS (SELECT 1 FROM fence) AS held, EXISTS (SELECT 1 FROM done) AS finished
+            """,
+            result.request_id,
+            lease.company_id,
+            lease.token,
+            result.procore_id,
+            message.payload,
+            uncertain,
+            reconciled,
+            message.topic,
+            message.key,
+            json.dumps(message.headers),
+        )
+        assert row is not None
+        if not row["held"]:
+            lease.lost = True
+            raise LeaseLost(f"company {lease.company_id}: lease {lease.token} was taken over")
+        return bool(row["finished"])
 
     async def queue_unemitted(self) -> int:
         """Queue in the outbox the results an earlier version stored but never sent (it emitted after commit)."""

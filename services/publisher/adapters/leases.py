@@ -85,7 +85,7 @@ class LeaseStore:
                     WHERE (c.owner IS NULL OR c.expires_at <= now())
                       AND ($1::bigint[] IS NULL OR c.company_id = ANY($1))
                       AND NOT c.company_id = ANY($5::bigint[])
-                      AND EXISTS (SELECT 1 FROM attempts a WHERE a.company_id = c.company_id AND {WORKABLE})
+                      AND c.company_id IN (SELECT company_id FROM attempts WHERE {WORKABLE})
                     ORDER BY c.expires_at
                     LIMIT $6
                     FOR UPDATE SKIP LOCKED

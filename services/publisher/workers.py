@@ -118,6 +118,12 @@ class CompanyWorkers:
                 task.cancel()
         for lease, quiet_s in changes.gained:
             self._run(lease, quiet_s)
+        # A held lease always has its worker; should one ever have ended without giving its lease up, the company
+        # would be renewed forever and never worked.
+        for lease in list(self._keeper.held.values()):
+            if lease.company_id not in self._tasks and not lease.lost:
+                log.warning("company %s had no worker; starting one", lease.company_id)
+                self._run(lease, 0.0)
 
     def _run(self, lease: Lease, quiet_s: float) -> None:
         old = self._tasks.get(lease.company_id)

@@ -39,3 +39,6 @@ ALTER TABLE attempts ADD COLUMN fencing_token bigint;
 -- endpoint or the database away) is not counted: such a request waits for as long as it takes.
 ALTER TABLE attempts ADD COLUMN errors integer NOT NULL DEFAULT 0;
 ALTER TABLE attempts ADD COLUMN last_error text;
+-- From here on `emitted_at` is when the result was queued in the outbox (in the statement that stored it);
+-- rows an earlier version stored but never sent are queued once at start-up (AttemptLog.queue_unemitted).
+COMMENT ON COLUMN attempts.emitted_at IS 'when the result was queued in the outbox';

@@ -1,8 +1,7 @@
-"""The one place that wires the publisher: settings → broker, pool, Procore client, workers, subscriber."""
+"""The one place that wires the publisher: settings → broker, pool, Procore client, leases, workers, outbox relay."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -18,20 +17,22 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.publisher import handlers
-from services.publisher.adapters.attempts import AttemptLog, Pending, Unemitted
+from services.publisher.adapters.attempts import AttemptLog, Pending
+from services.publisher.adapters.leases import LeaseStore
 from services.publisher.adapters.procore import ProcoreRecords
 from services.publisher.config import PublisherSettings
-from services.publisher.domain import RESOURCES
-from services.publisher.workers import CompanyWorkers, single_active
+from services.publisher.domain import RESOURCES, Lease
+from services.publisher.leasing import LeaseKeeper
+from services.publisher.workers import CompanyWorkers
 from shared import db
 from shared.app import health_checks, make_service_app
 from shared.broker import DeadLetters, consumer_options, ensure_topics, make_broker, raw_bodies
-from shared.events import ProcorePublishFinished, PublishToProcore
-from shared.procore import ConnectionTokens, ProcoreClient, RateLimiter, TokenProvider, TokenSource
+from shared.events import PublishToProcore
+from shared.outbox import OutboxRelay
+from shared.procore import ConnectionTokens, ProcoreClient, RateLimiter, TokenProvider, TokenSource, budget_key
 from shared.telemetry import instrument_asyncpg, make_tracer_provider, span_per_record
 
 SERVICE = "publisher"
-LEFTOVER_SWEEP_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +58,18 @@ def build_app(settings: PublisherSettings, tracer_provider: TracerProvider | Non
     provider = tracer_provider or make_tracer_provider(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     tracer = provider.get_tracer("services.publisher")
     topics = settings.topics
-    broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider)
+    broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider, consumer=settings)
     state: dict[str, Any] = {}
-    to_results = broker.publisher(
+    # Declared so the AsyncAPI document shows what the outbox relay sends.
+    broker.publisher(
         topics.publish_results,
-        description="One result per publish request: published, deleted, conflict, failed.",
+        description="One result per publish request (published, deleted, conflict, failed), via the outbox.",
     )
 
-    async def emit(result: ProcorePublishFinished) -> None:
-        await to_results.publish(result, key=f"{result.account_id}:{result.entry_id}".encode())
+    async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:
+        await broker.publish(body, topic=topic, key=key.encode(), headers=headers)
 
     dead_letters = DeadLetters(broker, SERVICE, topics)
-
-    async def answer_again(result: ProcorePublishFinished, trace: dict[str, str]) -> None:
-        with tracer.start_as_current_span("answer publish request again", context=propagate.extract(trace)):
-            await emit(result)
 
     @broker.subscriber(
         topics.publish_requests,
@@ -82,17 +80,19 @@ def build_app(settings: PublisherSettings, tracer_provider: TracerProvider | Non
         decoder=raw_bodies,
         description=(
             "Publish requests from the aggregator (PublishToProcore, JSON), in batches: each stored once in the"
-            " attempt log, then sent to Procore by the worker of its company."
+            " attempt log, then sent to Procore by the instance holding its company's lease."
         ),
     )
     async def on_publish_requests(bodies: list[bytes], message: KafkaMessage) -> None:
         # Named like FastStream's own consumer span: one per request, in the request's trace.
         with span_per_record(tracer, f"{topics.publish_requests} process", message.raw_message):
-            await handlers.accept_records(
-                message.raw_message, state["attempts"], state["workers"].wake, answer_again, dead_letters
+            again = await handlers.accept_records(
+                message.raw_message, state["attempts"], state["workers"].wake, dead_letters
             )
+        if again:
+            state["relay"].notify()
 
-    def records_for(request: PublishToProcore) -> ProcoreRecords:
+    def records_for(request: PublishToProcore, lease: Lease) -> ProcoreRecords:
         client: ProcoreClient = state["procore"].with_tokens(state["tokens_for"](request.account_id))
         return ProcoreRecords(
             client,
@@ -101,46 +101,23 @@ def build_app(settings: PublisherSettings, tracer_provider: TracerProvider | Non
             request.procore_project_id,
             max_attempts=settings.procore_max_attempts,
             patience_s=settings.procore_rate_limit_patience_s,
+            guard=lease.check,
         )
 
-    async def process(pending: Pending) -> None:
+    async def process(pending: Pending, lease: Lease) -> None:
         request = pending.request
         attributes: dict[str, str | int] = {
             "procore.company_id": request.procore_company_id,
             "publish.request_id": str(request.request_id),
+            "publisher.lease_token": lease.token,
         }
         with tracer.start_as_current_span(
             "publish to Procore", context=propagate.extract(pending.trace), attributes=attributes
         ):
             await handlers.process_request(
-                pending, state["attempts"], records_for, emit, max_tries=settings.publisher_max_tries
+                pending, lease, state["attempts"], records_for, max_tries=settings.publisher_max_tries
             )
-
-    async def emit_stored(item: Unemitted) -> None:
-        with tracer.start_as_current_span("emit stored result", context=propagate.extract(item.trace)):
-            await emit(ProcorePublishFinished.model_validate(item.result))
-
-    async def lead() -> None:
-        """Wait to be the one active publisher, then work, and re-emit results a stop left behind."""
-        lock = f"publisher:{settings.db_schema}"
-        while True:
-            try:
-                async with single_active(settings.database_url.get_secret_value(), lock) as conn:
-                    await state["workers"].start()
-                    try:
-                        older_than = 0.0
-                        while True:
-                            await conn.fetchval("SELECT 1")  # still holding the lock?
-                            await handlers.emit_leftovers(state["attempts"], emit_stored, older_than)
-                            older_than = LEFTOVER_SWEEP_S
-                            await asyncio.sleep(LEFTOVER_SWEEP_S)
-                    finally:
-                        await state["workers"].stop()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("publisher lost its database session; starting over")
-                await asyncio.sleep(2.0)
+        state["relay"].notify()
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -154,6 +131,8 @@ def build_app(settings: PublisherSettings, tracer_provider: TracerProvider | Non
         http = httpx.AsyncClient(
             timeout=settings.procore_timeout_s,
             limits=httpx.Limits(max_connections=active + 8, max_keepalive_connections=active + 8),
+            # which instance made a call shows in Procore's (and the sandbox's) request logs
+            headers={"User-Agent": f"mobiclocks-procore-publisher ({settings.publisher_instance_id})"},
         )
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider)
         state["tokens_for"] = token_providers(settings, http)
@@ -162,37 +141,72 @@ def build_app(settings: PublisherSettings, tracer_provider: TracerProvider | Non
         state["procore"] = ProcoreClient(
             http, settings.procore_base_url, state["tokens_for"]("*"), limiter, max_attempts=1
         )
-        attempts = AttemptLog(pool)
+        attempts = AttemptLog(pool, topics.publish_results)
         state["attempts"] = attempts
-        state["workers"] = CompanyWorkers(
-            attempts.next_pending, attempts.pending_companies, process, limiter.ready, max_active=active
+        relay = OutboxRelay(
+            pool, publish_raw, settings.db_schema, settings.outbox_batch_size, settings.outbox_poll_interval_s
         )
+        state["relay"] = relay
+        ttl = settings.publisher_lease_ttl_s
+        store = LeaseStore(pool, settings.publisher_instance_id, ttl, settings.publisher_takeover_grace_s)
+        keeper = LeaseKeeper(store, limiter, ttl, settings.publisher_lease_margin_s)
+
+        async def ready(company_id: int) -> None:
+            await limiter.ready(budget_key(company_id))
+
+        state["workers"] = CompanyWorkers(
+            keeper,
+            attempts.next_pending,
+            process,
+            ready,
+            renew_interval_s=ttl / 3,
+            takeover_grace_s=settings.publisher_takeover_grace_s,
+            max_active=active,
+            retry_base_s=settings.publisher_retry_base_s,
+            retry_max_s=settings.publisher_retry_max_s,
+        )
+        state["store"] = store
+        relay.start()
         try:
             yield
         finally:
+            await relay.stop()
             await http.aclose()
             await pool.close()
             provider.force_flush()
+
+    base_checks = health_checks(broker, lambda: state.get("pool"))
+
+    async def check() -> dict[str, bool]:
+        """Not ready while results cannot be sent, leases cannot be renewed or some company waits for a dependency."""
+        checks = await base_checks()
+        workers: CompanyWorkers | None = state.get("workers")
+        relay: OutboxRelay | None = state.get("relay")
+        checks["outbox"] = relay is not None and relay.healthy
+        checks["leases"] = workers is not None and workers.leases_healthy
+        checks["publishing"] = workers is not None and not workers.paused
+        return checks
 
     app = make_service_app(
         broker,
         title="MobiClocks Procore publisher",
         description="Sends entries to Procore: one record per entry, within Procore's rate limits.",
-        check=health_checks(broker, lambda: state.get("pool")),
+        check=check,
         lifespan=lifespan,
     )
 
     @app.after_startup
     async def start_working() -> None:
-        state["leader"] = asyncio.create_task(lead(), name="publisher-lead")
+        queued = await state["attempts"].queue_unemitted()
+        if queued:
+            log.info("queued %d results an earlier version stored but never sent", queued)
+            state["relay"].notify()
+        await state["workers"].start()
 
     @app.on_shutdown
     async def stop_working() -> None:
-        leader: asyncio.Task[None] | None = state.pop("leader", None)
-        if leader is not None:
-            leader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leader
         await state["workers"].stop()
+        with contextlib.suppress(Exception):  # the database may be away: the heartbeat expires by itself
+            await state["store"].leave()
 
     return app

@@ -1,6 +1,15 @@
-from pydantic import Field
+import os
+import secrets
+import socket
+from typing import Self
+
+from pydantic import Field, model_validator
 
 from shared.settings import ProcoreSettings
+
+
+def _instance_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class PublisherSettings(ProcoreSettings):
@@ -11,11 +20,33 @@ class PublisherSettings(ProcoreSettings):
     """The mapping service's base URL: tokens of each account's own Procore connection come from it.
     Empty: every account uses the app's client-credentials token (a service account)."""
     procore_rate_limit_patience_s: float = Field(default=7200.0, gt=0)
-    """How long one call may wait out Procore's rate limits before its entry fails."""
+    """How long one call may wait out Procore's rate limits before its round counts as unavailable."""
     publisher_max_active_companies: int = Field(default=64, ge=1)
     """Companies whose requests are sent at the same time (each company: one call at a time)."""
     batch_max_records: int = Field(default=500, ge=1)
     """Publish requests read from Kafka (and stored) per batch."""
     batch_timeout_ms: int = Field(default=100, ge=1)
-    publisher_max_tries: int = Field(default=5, ge=1)
-    """Restarts of one request (crashes, database errors) before it is failed."""
+    publisher_max_tries: int = Field(default=8, ge=1)
+    """Rounds of one request ending in a Procore 500 (or an unexpected error) before its entry fails.
+    Unavailability (connection errors, timeouts, 502/503/504, token endpoint or database away) never counts."""
+    publisher_retry_base_s: float = Field(default=0.5, gt=0)
+    publisher_retry_max_s: float = Field(default=30.0, gt=0)
+    """A company's worker backs off after a failed round: base * 2^(n-1), at most this."""
+    publisher_instance_id: str = Field(default_factory=_instance_id, min_length=1)
+    """Names this instance as a lease owner (unique per process)."""
+    publisher_lease_ttl_s: float = Field(default=5.0, gt=0)
+    """A company's lease lasts this long unless renewed (every third of it): how soon another instance
+    continues the companies of one that died."""
+    publisher_lease_margin_s: float = Field(default=1.0, ge=0)
+    """No Procore write in the last this-many seconds of a lease as this instance last renewed it."""
+    publisher_takeover_grace_s: float = Field(default=3.0, ge=0)
+    """After taking over a company whose owner vanished mid-request, wait this long past the old lease's
+    expiry before looking for what it may have written (a write sent just before may still be landing)."""
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1)
+
+    @model_validator(mode="after")
+    def _margin_fits(self) -> Self:
+        if self.publisher_lease_margin_s >= self.publisher_lease_ttl_s * 2 / 3:
+            raise ValueError("PUBLISHER_LEASE_MARGIN_S must be under two thirds of PUBLISHER_LEASE_TTL_S")
+        return self

@@ -1,8 +1,11 @@
 """Pure publishing decisions: where each module lives in Procore, what Procore can take,
-whether a record may be overwritten, and which listed record is the one we created."""
+whether a record may be overwritten, which listed record is the one we created, and when
+this instance may still write for a company (its lease)."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -11,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.events import Module, ProcoreOperation
+from shared.transient import Transient
 
 CHANGED_IN_PROCORE = "changed in Procore since it was published"
 DELETED_IN_PROCORE = "deleted in Procore since it was published"
@@ -277,3 +281,58 @@ def decide(
     if changed_since_publish(resource, current, published_updated_at, published_payload):
         return Step.CONFLICT, CHANGED_IN_PROCORE
     return Step.WRITE, None
+
+
+# --- leases: one instance works a company at a time ------------------------------------
+
+
+class LeaseLost(Exception):
+    """Another instance took this company over (its fencing token moved on): stop working it, write nothing."""
+
+
+class LeaseExpired(Transient):
+    """This instance could not renew the company's lease in time: no Procore write until it has renewed it."""
+
+
+@dataclass
+class Lease:
+    """A company this instance works, as this instance knows it.
+
+    PostgreSQL decides who holds the lease (owner, expiry, fencing token). Locally the lease is
+    good until `valid_until`: the start of the last successful renewal plus the TTL, minus a
+    safety margin, on the monotonic clock. A process that was paused or cut off from the database
+    finds that time passed when it wakes up, so it never writes to Procore on a lease that may
+    already be someone else's.
+    """
+
+    company_id: int
+    token: int
+    valid_until: float
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    lost: bool = False
+    handing_over: bool = False
+    """Asked to go to another instance (fair share): finish the current request, then release."""
+
+    def renewed(self, started_at: float, ttl_s: float, margin_s: float) -> None:
+        self.valid_until = max(self.valid_until, started_at + ttl_s - margin_s)
+
+    def check(self) -> None:
+        """Raise unless this instance may write for the company right now."""
+        if self.lost:
+            raise LeaseLost(f"company {self.company_id}: lease {self.token} was taken over")
+        if self.clock() >= self.valid_until:
+            raise LeaseExpired(f"company {self.company_id}: lease {self.token} not renewed in time")
+
+
+def fair_share(companies_with_work: int, live_instances: int) -> int:
+    """How many companies one instance should hold so that the live instances split them evenly."""
+    if companies_with_work <= 0:
+        return 0
+    return math.ceil(companies_with_work / max(live_instances, 1))
+
+
+def backoff_s(failures: int, base_s: float, max_s: float) -> float:
+    """Capped exponential wait before a company's worker tries again after `failures` failed rounds in a row."""
+    if failures <= 0:
+        return 0.0
+    return min(base_s * 2 ** min(failures - 1, 30), max_s)

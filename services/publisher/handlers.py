@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
 from pydantic import TypeAdapter
 
 from services.publisher import domain
-from services.publisher.adapters.attempts import Pending, Received, Started, Unemitted
-from services.publisher.adapters.procore import MaybeCreated, ProcoreRecords, describe
-from services.publisher.domain import Step
+from services.publisher.adapters.attempts import Pending, Received, Started
+from services.publisher.adapters.procore import MaybeCreated, ProcoreRecords
+from services.publisher.domain import Lease, LeaseLost, Step
+from services.publisher.failures import Failure, classify, message_for
 from shared.events import ProcoreOperation, ProcorePublishFinished, PublishOutcome, PublishRequest, PublishToProcore
+from shared.outbox import trace_headers
 from shared.procore import ProcoreError
 from shared.records import parse_records
 
 log = logging.getLogger(__name__)
 _request: TypeAdapter[PublishToProcore] = TypeAdapter(PublishRequest)
 
-Emit = Callable[[ProcorePublishFinished], Awaitable[None]]
-RecordsFor = Callable[[PublishToProcore], ProcoreRecords]
+RecordsFor = Callable[[PublishToProcore, Lease], ProcoreRecords]
 
 
 class DeadLetterSink(Protocol):
@@ -31,22 +31,21 @@ class DeadLetterSink(Protocol):
 
 
 class Attempts(Protocol):
-    """The attempt log port (adapters.attempts.AttemptLog)."""
+    """The attempt log port (adapters.attempts.AttemptLog). Writes made while working a request carry its lease."""
 
     async def receive(self, incoming: list[tuple[PublishToProcore, dict[str, str]]]) -> list[Received]: ...
-    async def start(self, request_id: Any) -> Started: ...
-    async def note_deleted(self, request_id: Any, procore_id: int) -> None: ...
+    async def start(self, request_id: Any, lease: Lease) -> Started: ...
+    async def note_deleted(self, request_id: Any, procore_id: int, lease: Lease) -> None: ...
+    async def note_error(self, request_id: Any, message: str, lease: Lease) -> int: ...
     async def finish(
         self,
-        request_id: Any,
-        procore_id: int | None,
-        result: dict[str, Any],
+        result: ProcorePublishFinished,
+        lease: Lease,
+        trace: dict[str, str],
         *,
         uncertain: bool = False,
         reconciled: bool = False,
-    ) -> None: ...
-    async def mark_emitted(self, request_id: Any) -> None: ...
-    async def unemitted(self, older_than_s: float, limit: int = 500) -> list[Unemitted]: ...
+    ) -> bool: ...
 
 
 def parse_requests(
@@ -65,53 +64,56 @@ async def accept_records(
     records: Sequence[Any],
     attempts: Attempts,
     wake: Callable[[int], None],
-    answer_again: Callable[[ProcorePublishFinished, dict[str, str]], Awaitable[None]],
     dead_letters: DeadLetterSink,
-) -> None:
-    """Store a batch of publish requests, each once; a request answered before gets its stored result again."""
+) -> int:
+    """Store a batch of publish requests, each once; one answered before has its stored result queued again.
+
+    Returns how many results were queued again (the caller wakes the outbox relay)."""
     valid, rejects = parse_requests(records)
     for record, reason in rejects:
         await dead_letters.send(record, reason)
     if not valid:
-        return
-    for (request, trace), received in zip(valid, await attempts.receive(valid), strict=True):
-        if received.state == "done" and received.result is not None:
-            await answer_again(ProcorePublishFinished.model_validate(received.result), trace)
+        return 0
+    again = 0
+    for (request, _), received in zip(valid, await attempts.receive(valid), strict=True):
+        if received.state == "done":
+            again += received.result is not None
         else:
             wake(request.procore_company_id)
+    return again
 
 
 async def process_request(
-    pending: Pending, attempts: Attempts, records_for: RecordsFor, emit: Emit, max_tries: int = 5
+    pending: Pending, lease: Lease, attempts: Attempts, records_for: RecordsFor, max_tries: int = 8
 ) -> ProcorePublishFinished:
-    """Send one stored request to Procore, keep its result, then emit it (one result per request)."""
+    """Send one stored request to Procore, then store its result and queue its event together.
+
+    Raises (the request stays pending, its worker backs off and tries again) while something it needs is
+    unavailable, and `LeaseLost` when another instance took the company over."""
     request = pending.request
-    started = await attempts.start(request.request_id)
-    if started.tries > max_tries:
-        outcome = Outcome(_failed(request, f"the publisher gave up after {max_tries} tries"), uncertain=True)
-    else:
-        outcome = await execute(request, records_for(request), started, attempts)
-    result = outcome.result
+    started = await attempts.start(request.request_id, lease)
+    run = _Publication(request, records_for(request, lease), started, attempts, lease)
+    try:
+        outcome = Outcome(await run.perform(), reconciled=run.reconciled)
+    except LeaseLost:
+        raise
+    except Exception as error:
+        failure = classify(error)
+        if failure is Failure.UNAVAILABLE:
+            raise
+        message = message_for(error)
+        if failure is Failure.SERVER_ERROR:
+            errors = await attempts.note_error(request.request_id, message, lease)
+            if errors < max_tries:
+                raise
+            log.warning("request %s failed %d rounds (%s): failing its entry", request.request_id, errors, message)
+        # a create may have landed unseen: the entry's next create looks for it first
+        uncertain = isinstance(error, MaybeCreated) or failure is Failure.SERVER_ERROR
+        outcome = Outcome(_failed(request, message), uncertain=uncertain, reconciled=run.reconciled)
     await attempts.finish(
-        request.request_id,
-        result.procore_id,
-        result.model_dump(mode="json"),
-        uncertain=outcome.uncertain,
-        reconciled=outcome.reconciled,
+        outcome.result, lease, trace_headers(), uncertain=outcome.uncertain, reconciled=outcome.reconciled
     )
-    await emit(result)
-    await attempts.mark_emitted(request.request_id)
-    return result
-
-
-async def emit_leftovers(attempts: Attempts, emit: Callable[[Unemitted], Awaitable[None]], older_than_s: float) -> int:
-    """Emit results that were stored but never went out (the publisher stopped in between)."""
-    count = 0
-    for item in await attempts.unemitted(older_than_s):
-        await emit(item)
-        await attempts.mark_emitted(ProcorePublishFinished.model_validate(item.result).request_id)
-        count += 1
-    return count
+    return outcome.result
 
 
 @dataclass
@@ -121,19 +123,6 @@ class Outcome:
     """A create failed without telling whether Procore made the record."""
     reconciled: bool = False
     """We listed the day's records looking for one of ours."""
-
-
-async def execute(request: PublishToProcore, records: ProcoreRecords, started: Started, attempts: Attempts) -> Outcome:
-    """Make Procore hold the entry's content (or nothing), never a second record, never over someone's edit."""
-    run = _Publication(request, records, started, attempts)
-    try:
-        return Outcome(await run.perform(), reconciled=run.reconciled)
-    except MaybeCreated as error:
-        return Outcome(_failed(request, str(error)), uncertain=True, reconciled=run.reconciled)
-    except ProcoreError as error:
-        return Outcome(_failed(request, error.message), reconciled=run.reconciled)
-    except httpx.TransportError as error:
-        return Outcome(_failed(request, describe(error)), reconciled=run.reconciled)
 
 
 def _finished(
@@ -166,13 +155,16 @@ def _origin_taken(error: ProcoreError) -> bool:
 
 
 class _Publication:
+    """Make Procore hold the entry's content (or nothing), never a second record, never over someone's edit."""
+
     def __init__(
-        self, request: PublishToProcore, records: ProcoreRecords, started: Started, attempts: Attempts
+        self, request: PublishToProcore, records: ProcoreRecords, started: Started, attempts: Attempts, lease: Lease
     ) -> None:
         self.request = request
         self.records = records
         self.started = started
         self.attempts = attempts
+        self.lease = lease
         self.reconciled = False
 
     async def perform(self) -> ProcorePublishFinished:
@@ -235,7 +227,7 @@ class _Publication:
     async def _delete(self, procore_id: int) -> None:
         await self.records.delete(procore_id)
         if self.request.operation is ProcoreOperation.REPLACE:
-            await self.attempts.note_deleted(self.request.request_id, procore_id)
+            await self.attempts.note_deleted(self.request.request_id, procore_id, self.lease)
 
     async def _find_own(self, body: dict[str, Any]) -> dict[str, Any] | None:
         self.reconciled = True

@@ -1,10 +1,10 @@
 """The Procore REST client shared by the mapping service and the publisher."""
 
 from shared.procore.client import ProcoreClient, TokenProvider, TokenSource
-from shared.procore.connection_tokens import ConnectionToken, ConnectionTokens, NotConnected
+from shared.procore.connection_tokens import ConnectionToken, ConnectionTokens, NotConnected, TokensUnavailable
 from shared.procore.errors import ProcoreError
 from shared.procore.oauth import OAuthApp, OAuthError, OAuthTokens
-from shared.procore.ratelimit import RateLimiter
+from shared.procore.ratelimit import RateLimiter, budget_key
 
 __all__ = [
     "ConnectionToken",
@@ -18,4 +18,6 @@ __all__ = [
     "RateLimiter",
     "TokenProvider",
     "TokenSource",
+    "TokensUnavailable",
+    "budget_key",
 ]

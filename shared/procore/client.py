@@ -26,7 +26,7 @@ from tenacity import (
 
 from shared.procore.errors import ProcoreError, error_message
 from shared.procore.oauth import OAuthApp
-from shared.procore.ratelimit import RateLimiter
+from shared.procore.ratelimit import RateLimiter, budget_key
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,13 @@ class ProcoreClient:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        before_send: Callable[[], None] | None = None,
     ) -> httpx.Response:
         """One logical call, retried on transient failures; raises ProcoreError on a permanent one.
 
         `company_id` None: the few calls Procore answers without `Procore-Company-Id` (`/companies`, `/me`).
+        `before_send` runs immediately before each try goes on the wire (after any rate-limit wait) and may
+        raise to stop it: the publisher checks there that it still holds the company's lease.
         """
         refreshed = False
         retrying = AsyncRetrying(
@@ -116,7 +119,9 @@ class ProcoreClient:
         async for attempt in retrying:
             with attempt:
                 while True:
-                    response = await self._send(method, path, company_id, params, json, force_refresh=refreshed)
+                    response = await self._send(
+                        method, path, company_id, params, json, force_refresh=refreshed, before_send=before_send
+                    )
                     if response.status_code == 401 and not refreshed:
                         # The token expired or was revoked early: refresh once, then it is Procore's answer.
                         refreshed = True
@@ -136,14 +141,17 @@ class ProcoreClient:
         json: Any,
         *,
         force_refresh: bool,
+        before_send: Callable[[], None] | None = None,
     ) -> httpx.Response:
-        budget = company_id or 0  # calls without a company share one budget, as Procore counts them
+        budget = budget_key(company_id)
         await self.limiter.acquire(budget)
         try:
-            token = await self._tokens(budget, force_refresh)
+            token = await self._tokens(company_id or 0, force_refresh)
             headers = {"Authorization": f"Bearer {token}"}
             if company_id is not None:
                 headers["Procore-Company-Id"] = str(company_id)
+            if before_send is not None:
+                before_send()
             response = await self._http.request(
                 method, f"{self._base}{path}", params=params, json=json, headers=headers
             )

@@ -22,12 +22,19 @@ import httpx
 
 from shared.procore.client import TokenProvider
 from shared.procore.errors import ProcoreError, error_message
+from shared.transient import Transient
 
 TOKEN_PATH = "/internal/procore-token"
 
 
 class NotConnected(ProcoreError):
     """The account has no usable Procore connection (never connected, disconnected, or needs reauthorization)."""
+
+
+class TokensUnavailable(Transient):
+    """The mapping service's token endpoint could not give a token right now (unreachable, 5xx, 429): try later.
+
+    Not a `ProcoreError`: Procore said nothing, so nothing about the entry is known to be wrong."""
 
 
 @dataclass(frozen=True)
@@ -82,9 +89,14 @@ class ConnectionTokens:
         body: dict[str, object] = {"account_id": account_id, "force_refresh": force_refresh}
         if rejected is not None:
             body["rejected_token"] = rejected
-        response = await self._http.post(
-            self._url, json=body, headers={"Authorization": f"Bearer {self._internal_token}"}
-        )
+        try:
+            response = await self._http.post(
+                self._url, json=body, headers={"Authorization": f"Bearer {self._internal_token}"}
+            )
+        except httpx.TransportError as error:
+            raise TokensUnavailable(f"the token endpoint could not be reached ({type(error).__name__})") from error
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise TokensUnavailable(f"the token endpoint answered {response.status_code}: {error_message(response)}")
         if response.status_code in (404, 409):
             self._cache.pop(account_id, None)
             raise NotConnected(response.status_code, error_message(response))

@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -35,7 +36,18 @@ class Budget:
     """Pacing: the earliest time of the next call."""
     holding: int = 0
     """Slots taken by calls that have not been observed or released yet."""
+    observed_at: float = 0.0
+    """When the numbers above were last learnt (an answer, or a restored snapshot)."""
     slots: asyncio.Semaphore | None = field(default=None, repr=False)
+
+
+def budget_key(company_id: int | None) -> int:
+    """Which rate budget a call spends. Procore counts calls per (app, company) today, and calls made without
+    a company header under one shared budget. The one place to change if budgets become per OAuth token."""
+    return company_id or 0
+
+
+_SAVED = ("limit", "remaining", "reset_at", "blocked_until", "next_at", "observed_at")
 
 
 def parse_reset(value: str | None, now: float) -> float | None:
@@ -107,6 +119,25 @@ class RateLimiter:
         while (wait := self.delay_for(company_id)) > 0:
             await self._sleep(wait)
 
+    def snapshot(self, company_id: int) -> dict[str, Any] | None:
+        """The last known budget, to hand over to the next instance working this company (None: nothing known)."""
+        b = self._budgets.get(company_id)
+        if b is None or b.observed_at == 0.0:
+            return None
+        return {name: getattr(b, name) for name in _SAVED}
+
+    def restore(self, company_id: int, saved: Mapping[str, Any] | None) -> None:
+        """Continue from a budget another instance saved, unless what we know ourselves is newer."""
+        if not saved:
+            return
+        b = self.budget(company_id)
+        if float(saved.get("observed_at") or 0.0) < b.observed_at:
+            return
+        b.limit = saved.get("limit")
+        b.remaining = saved.get("remaining")
+        for name in ("reset_at", "blocked_until", "next_at", "observed_at"):
+            setattr(b, name, float(saved.get(name) or 0.0))
+
     def reserve(self, company_id: int) -> None:
         """Count a call about to be made, so concurrent callers don't overspend the last known budget."""
         b = self.budget(company_id)
@@ -139,6 +170,7 @@ class RateLimiter:
         now = self._clock()
         b = self.budget(company_id)
         lowered = {k.lower(): v for k, v in headers.items()}
+        b.observed_at = now
         if "x-rate-limit-remaining" in lowered:
             try:
                 b.remaining = int(float(lowered["x-rate-limit-remaining"]))

@@ -14,6 +14,7 @@ log tells:
 
     .venv/bin/python -m tests.bench.publisher_bench            # ~2.5 min on 2 cores
     .venv/bin/python -m tests.bench.publisher_bench --windows 1 --time-scale 0.01   # quick look
+    .venv/bin/python -m tests.bench.publisher_bench --instances 2   # the companies shared by two instances
 
 Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else local processes (devstack.testinfra).
 """
@@ -178,13 +179,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             env = {
                 **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "DATABASE_URL": dsn, "TOPIC_PREFIX": prefix,
                 "DB_SCHEMA": schema, "PROCORE_BASE_URL": url, "PROCORE_CLIENT_ID": "sandbox-client",
-                "PROCORE_CLIENT_SECRET": "sandbox-secret", "HTTP_PORT": str(free_port()), "LOG_LEVEL": "WARNING",
-                "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "PROCORE_CLIENT_SECRET": "sandbox-secret", "LOG_LEVEL": "WARNING", "KAFKA_SESSION_TIMEOUT_MS": "6000",
             }  # fmt: skip
             started = time.monotonic()
-            publisher = subprocess.Popen([sys.executable, "-m", "services.publisher"], cwd=ROOT, env=env)  # noqa: ASYNC220
+            publishers = [
+                subprocess.Popen(  # noqa: ASYNC220 - started once, before anything runs concurrently
+                    [sys.executable, "-m", "services.publisher"],
+                    cwd=ROOT,
+                    env=env | {"HTTP_PORT": str(free_port()), "PUBLISHER_INSTANCE_ID": f"bench-{n}"},
+                )
+                for n in range(args.instances)
+            ]
             try:
-                print(f"queued {queued} creates for {len(companies)} companies; running {run_s:.0f} s", flush=True)
+                print(
+                    f"queued {queued} creates for {len(companies)} companies; {args.instances} publisher"
+                    f" instance(s); running {run_s:.0f} s",
+                    flush=True,
+                )
                 log: list[dict[str, Any]] = []
                 while time.monotonic() - started < run_s:
                     await asyncio.sleep(10)
@@ -192,12 +203,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     log += (await http.get("/_sandbox/requests", params={"since": since})).json()
                     print(f"  {time.monotonic() - started:5.0f} s: {len(log)} calls", flush=True)
             finally:
-                publisher.terminate()
-                publisher.wait(timeout=30)
+                for publisher in publishers:
+                    publisher.terminate()
+                for publisher in publishers:
+                    publisher.wait(timeout=30)
             log += (await http.get("/_sandbox/requests", params={"since": log[-1]["seq"] if log else 0})).json()
         await db.drop_schemas(dsn, [schema])
     result = measure(log, companies, hour_s)
     result |= {"queued": queued, "time_scale": args.time_scale, "hour_s": hour_s, "run_s": round(run_s)}
+    result["instances"] = args.instances
     return result
 
 
@@ -206,6 +220,7 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=0.015, help="scales both windows (0.015: 54 s hours)")
     parser.add_argument("--windows", type=int, default=2, help="full hourly windows to measure")
     parser.add_argument("--companies", type=int, default=5)
+    parser.add_argument("--instances", type=int, default=1, help="publisher processes sharing the work (leases)")
     parser.add_argument("--tail-s", type=float, default=15.0, help="run on into the next window by this much")
     args = parser.parse_args()
     result = asyncio.run(run(args))

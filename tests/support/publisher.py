@@ -1,21 +1,48 @@
 """Helpers for publisher tests: a Procore sandbox handle, publish requests per module, results by request id,
-and the check that every request sent to the sandbox matches Procore's OpenAPI subset."""
+the check that every request sent to the sandbox matches Procore's OpenAPI subset, and publisher instances
+(in this process, or as processes) with short leases."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream.asgi import AsgiFastStream
+from opentelemetry.sdk.trace import TracerProvider
 
+from devstack.ports import free_port
 from sandbox.procore.spec import validate_request
+from services.publisher.bootstrap import build_app
+from services.publisher.config import PublisherSettings
+from shared.broker import ensure_topics
 from shared.events import Module, ProcoreOperation, ProcorePublishFinished, PublishToProcore
+from tests.support.stack import StackConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FAST = {
+    "publisher_lease_ttl_s": 2.0,
+    "publisher_lease_margin_s": 0.5,
+    "publisher_takeover_grace_s": 0.5,
+    "publisher_retry_base_s": 0.2,
+    "publisher_retry_max_s": 2.0,
+    "outbox_poll_interval_s": 0.2,
+}
+"""Short leases and backoff, so takeovers and recoveries happen within a test's patience."""
 
 DAY = date(2026, 11, 20)
 KIND = {
@@ -108,6 +135,30 @@ class Sandbox:
     async def last_seq(self) -> int:
         entries = await self.requests()
         return max((e["seq"] for e in entries), default=0)
+
+    async def client(self, client_id: str, companies: list[Company]) -> None:
+        """Another OAuth app installed in these companies: an instance using it shows in the request log."""
+        body = {
+            "client_id": client_id,
+            "client_secret": f"{client_id}-secret",
+            "company_ids": [c.id for c in companies],
+        }
+        (await self.http.post("/_sandbox/clients", json=body)).raise_for_status()
+
+
+@asynccontextmanager
+async def checked_sandbox(url: str) -> AsyncIterator[Sandbox]:
+    """A handle on a test's own sandbox; afterwards every request it got is checked against the OpenAPI subset,
+    and its faults, settings and data are reset."""
+    handle = Sandbox(url)
+    handle.start_seq = await handle.last_seq()
+    try:
+        yield handle
+        assert_match_spec(await handle.requests(since=handle.start_seq))
+    finally:
+        await handle.clear_faults()
+        await handle.http.post("/_sandbox/reset")
+        await handle.aclose()
 
 
 def assert_match_spec(entries: list[dict[str, Any]]) -> int:
@@ -247,14 +298,25 @@ class Requests:
     async def __aexit__(self, *exc: object) -> None:
         await self._producer.stop()
 
-    async def send(self, *requests: PublishToProcore, headers: dict[str, str] | None = None) -> None:
+    async def send(
+        self, *requests: PublishToProcore, headers: dict[str, str] | None = None, partition: int | None = None
+    ) -> None:
         for request in requests:
             await self._producer.send_and_wait(
                 self._topic,
                 request.model_dump_json().encode(),
                 key=f"{request.account_id}:{request.procore_project_id}".encode(),
                 headers=[(k, v.encode()) for k, v in (headers or {}).items()],
+                partition=partition,
             )
+
+    async def send_everywhere(self, request: PublishToProcore) -> int:
+        """The same request onto every partition (as a relay that sent it twice, keyed differently, would):
+        every instance of the consumer group gets it. Returns how many copies were sent."""
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        for partition in partitions:
+            await self.send(request, partition=partition)
+        return len(partitions)
 
 
 async def wait_until(check: Any, timeout_s: float = 20.0, interval_s: float = 0.02) -> Any:
@@ -266,3 +328,132 @@ async def wait_until(check: Any, timeout_s: float = 20.0, interval_s: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval_s)
+
+
+# --------------------------------------------------------------------- publisher instances
+
+
+def publisher_settings(cfg: StackConfig, **overrides: Any) -> PublisherSettings:
+    return PublisherSettings(**(cfg.common("publisher") | cfg.procore() | FAST | overrides))
+
+
+@asynccontextmanager
+async def running_publisher(
+    cfg: StackConfig, provider: TracerProvider | None = None, **overrides: Any
+) -> AsyncIterator[AsgiFastStream]:
+    """One publisher instance in this process (several may run side by side: one consumer group)."""
+    await ensure_topics(cfg.kafka, cfg.topics.all())
+    app = build_app(publisher_settings(cfg, **overrides), provider)
+    async with app.start_lifespan_context():
+        yield app
+
+
+class Instance:
+    """A publisher instance in this process whose lifespan runs in a task of its own, so instances can be stopped
+    in any order (a lifespan's cancel scopes must be left by the task that entered them)."""
+
+    def __init__(self, cfg: StackConfig, **overrides: Any) -> None:
+        self._cfg = cfg
+        self._overrides = overrides
+        self._stop = asyncio.Event()
+        self._started = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.app: AsgiFastStream | None = None
+
+    async def _run(self) -> None:
+        async with running_publisher(self._cfg, **self._overrides) as app:
+            self.app = app
+            self._started.set()
+            await self._stop.wait()
+
+    async def start(self) -> Instance:
+        self._task = asyncio.create_task(self._run())
+        started = asyncio.create_task(self._started.wait())
+        await asyncio.wait({self._task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task.done():
+            started.cancel()
+            await self._task  # raises what stopped it
+        return self
+
+    async def stop(self) -> None:
+        """A graceful stop (as on SIGTERM): workers stop, leases are released."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def __aenter__(self) -> Instance:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def health(app: AsgiFastStream) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://publisher") as http:
+        response = await http.get("/health")
+    body: dict[str, Any] = response.json()
+    return response.status_code, body
+
+
+def publisher_env(cfg: StackConfig, instance_id: str, **extra: Any) -> dict[str, str]:
+    """The environment of a publisher process (`python -m services.publisher`)."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": cfg.kafka,
+        "DATABASE_URL": cfg.dsn,
+        "TOPIC_PREFIX": cfg.prefix,
+        "DB_SCHEMA": cfg.schemas["publisher"],
+        "PROCORE_BASE_URL": cfg.procore_url,
+        "PROCORE_CLIENT_ID": "sandbox-client",
+        "PROCORE_CLIENT_SECRET": "sandbox-secret",
+        "PROCORE_MAX_ATTEMPTS": str(cfg.procore()["procore_max_attempts"]),
+        "HTTP_PORT": str(free_port()),
+        "KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "LOG_LEVEL": "INFO",
+        "PUBLISHER_INSTANCE_ID": instance_id,
+    }
+    env |= {name.upper(): str(value) for name, value in FAST.items()}
+    env |= {name.upper(): str(value) for name, value in extra.items()}
+    return env
+
+
+def start_publisher_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.publisher"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+async def rows(dsn: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [dict(r.items()) for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
+async def live_instances(cfg: StackConfig) -> int:
+    schema = cfg.schemas["publisher"]
+    try:
+        found = await rows(cfg.dsn, f'SELECT count(*) AS n FROM "{schema}".instances WHERE seen_until > now()')
+    except asyncpg.UndefinedTableError:
+        return 0
+    return int(found[0]["n"])
+
+
+def caller(entry: dict[str, Any]) -> str | None:
+    """The publisher instance that made a logged call (its User-Agent names it)."""
+    agent = entry["headers"].get("user-agent") or ""
+    start = agent.find("(")
+    return agent[start + 1 : agent.rindex(")")] if start >= 0 and agent.endswith(")") else None

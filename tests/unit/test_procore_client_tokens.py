@@ -20,7 +20,9 @@ from shared.procore import (
     ProcoreError,
     RateLimiter,
     TokenSource,
+    TokensUnavailable,
 )
+from shared.transient import is_transient
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -330,3 +332,17 @@ async def test_connection_tokens_cache_force_refresh_and_not_connected() -> None
             )
             assert await client.get_json("/rest/v1.0/projects", 8, {"company_id": 8}) == []
         assert mapping.current == "t-3"
+
+
+async def test_an_unreachable_or_failing_token_endpoint_is_transient_not_procores_answer() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"message": "mapping is restarting"})
+
+    for handler, problem in ((down, "could not be reached"), (failing, "answered 503: mapping is restarting")):
+        async with http_with(handler) as http:
+            with pytest.raises(TokensUnavailable, match=problem) as caught:
+                await ConnectionTokens(http, "http://mapping.test", "internal").get("acc")
+        assert is_transient(caught.value) and not isinstance(caught.value, ProcoreError)

@@ -91,3 +91,39 @@ async def test_a_backlog_uses_the_whole_window_and_never_more() -> None:
         limiter.observe(1, 200, headers(25, 25 - used, window_start + 10))
     assert refused == 0
     assert sent >= 0.95 * 25 * 6
+
+
+def test_a_new_owner_continues_from_the_saved_budget_instead_of_bursting() -> None:
+    clock = Clock()
+    old = RateLimiter(clock=clock, jitter_s=0)
+    assert old.snapshot(1) is None  # nothing learnt yet: nothing to hand over
+    old.observe(1, 200, headers(25, 2, clock.now + 10))
+    saved = old.snapshot(1)
+    assert saved is not None
+
+    new = RateLimiter(clock=clock, jitter_s=0)
+    assert new.delay_for(1) == 0  # without the snapshot it would call at once, and keep going
+    new.restore(1, saved)
+    assert new.delay_for(1) == pytest.approx(5.0)  # 2 calls left over 10 s: paced as the old owner would
+    clock.now += 5.0
+    new.reserve(1)
+    new.observe(1, 429, {"Retry-After": "4"})
+    blocked = new.snapshot(1)
+    assert blocked is not None
+    third = RateLimiter(clock=clock, jitter_s=0)
+    third.restore(1, blocked)
+    assert third.delay_for(1) == pytest.approx(5.05)  # a 429's block travels too (until the reset)
+
+
+def test_an_older_snapshot_does_not_overwrite_what_this_instance_knows() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock=clock, jitter_s=0)
+    limiter.observe(1, 200, headers(25, 20, clock.now + 10))
+    stale = limiter.snapshot(1)
+    assert stale is not None
+    clock.now += 1
+    limiter.observe(1, 200, headers(25, 0, clock.now + 9))
+    limiter.restore(1, stale)
+    assert limiter.delay_for(1) == pytest.approx(9.05)
+    limiter.restore(1, None)
+    assert limiter.delay_for(1) == pytest.approx(9.05)

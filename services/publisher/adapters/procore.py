@@ -6,6 +6,10 @@ opened); any other failure of a POST (timeout, dropped connection, 5xx) may have
 record, so it raises `MaybeCreated` and the caller looks for the record before trying again.
 Rate limits (429) do not count against the bound: the client's limiter waits for the reset,
 up to `patience_s` in all.
+
+`guard` runs immediately before every write (POST, PATCH, DELETE) goes on the wire and raises
+when this instance may no longer write for the company (its lease ran out): a paused or
+partitioned old owner never writes after a new one took over.
 """
 
 from __future__ import annotations
@@ -90,8 +94,10 @@ class ProcoreRecords:
         project_id: int,
         max_attempts: int = 5,
         patience_s: float = 7200.0,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
+        self._guard = guard
         self.resource = resource
         self._company = company_id
         self._project = project_id
@@ -141,7 +147,9 @@ class ProcoreRecords:
         path = self.resource.collection(self._project)
 
         async def call() -> dict[str, Any]:
-            response = await self._client.request("POST", path, self._company, json=self.resource.body(payload))
+            response = await self._client.request(
+                "POST", path, self._company, json=self.resource.body(payload), before_send=self._guard
+            )
             record: dict[str, Any] = response.json()
             return record
 
@@ -162,7 +170,9 @@ class ProcoreRecords:
 
         async def call() -> dict[str, Any] | None:
             try:
-                response = await self._client.request("PATCH", path, self._company, json=self.resource.body(payload))
+                response = await self._client.request(
+                    "PATCH", path, self._company, json=self.resource.body(payload), before_send=self._guard
+                )
             except ProcoreError as error:
                 if error.status == 404:
                     return None
@@ -178,7 +188,7 @@ class ProcoreRecords:
 
         async def call() -> bool:
             try:
-                await self._client.request("DELETE", path, self._company)
+                await self._client.request("DELETE", path, self._company, before_send=self._guard)
             except ProcoreError as error:
                 if error.status == 404:
                     return False

@@ -11,6 +11,7 @@ import pytest
 from shared.broker import REASON_HEADER
 from shared.events import ConfigureSetup, Module, ProcoreOperation, PublishToProcore
 from tests.support.kafka import consume, produce
+from tests.support.principals import TEST_BACKEND
 from tests.support.stack import StackConfig, running
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ async def test_mapping_dead_letters_and_continues(
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas)
     topics = cfg.topics
     setup = ConfigureSetup(
-        account_id="acc", procore_company_id=None, enabled_modules=[Module.TIMECARD], requested_by="admin"
+        account_id="acc", procore_company_id=None, enabled_modules=[Module.TIMECARD], **TEST_BACKEND.requester()
     )
     async with running(cfg, which=("mapping",)):
         await produce(

@@ -91,8 +91,7 @@ def _content_length(scope: Scope) -> int | None:
 async def _refuse(send: Send, error: HTTPException) -> None:
     body = json.dumps({"detail": error.detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    # The client may still be sending: closing the connection is how it learns to stop.
-    headers.append((b"connection", b"close"))
+    # The body is never read: the server (uvicorn) closes the connection after this answer.
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -21,7 +21,6 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from fastapi.openapi.docs import get_swagger_ui_html
 from jwt import PyJWK
 from pydantic import ValidationError
@@ -40,51 +39,15 @@ from services.gateway.domain import (
 )
 from services.gateway.http_guard import CONTENT_SECURITY_POLICY, page_policy
 from services.gateway.rate_limits import CommandGroup, CommandRateLimits, RateLimited
+from tests.support.tokens import AUDIENCE, ISSUER, CoreKey
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
-ISSUER = "https://core.mobiclocks.test"
-AUDIENCE = "procore-publishing"
 CORE = TokenRules(ISSUER, AUDIENCE, domain.CORE_ALGORITHMS)
 WHO = Principal("u1", "acc-1", frozenset({"procore.publish", "procore.setup"}))
 STATIC = Path(__file__).resolve().parents[2] / "services" / "gateway" / "static"
 
 
 # --- keys and tokens ----------------------------------------------------------------------------------------------
-
-
-class CoreKey:
-    """A signing key of MobiClocks core: its private half signs, its public JWK is what the gateway gets."""
-
-    def __init__(self, kind: str, kid: str) -> None:
-        self.kid = kid
-        if kind == "RS256":
-            self.private: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            self.algorithm = "RS256"
-            public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key()))
-        else:
-            self.private = ed25519.Ed25519PrivateKey.generate()
-            self.algorithm = "EdDSA"
-            public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self.private.public_key()))
-        self.jwk = {**public, "kid": kid, "use": "sig", "alg": self.algorithm}
-
-    @property
-    def public(self) -> PyJWK:
-        return PyJWK(self.jwk)
-
-    def sign(self, **overrides: Any) -> str:
-        now = datetime.now(UTC)
-        claims = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "u1",
-            "account_id": "acc-1",
-            "permissions": ["procore.publish"],
-            "iat": int(now.timestamp()),
-            "exp": int((now + timedelta(minutes=5)).timestamp()),
-            **overrides,
-        }
-        claims = {k: v for k, v in claims.items() if v is not None}
-        return jwt.encode(claims, self.private, algorithm=self.algorithm, headers={"kid": self.kid})
 
 
 @pytest.fixture(scope="module")

@@ -23,15 +23,20 @@ from pydantic import BaseModel
 from shared.events import (
     ConfigureSetup,
     Module,
+    Permission,
     ProcoreEntity,
     ReferenceKind,
     ReferenceUpserted,
     SetMapping,
+    SystemPrincipal,
     TimelogUpserted,
 )
 from shared.topics import Topics
 
 ACCOUNT = "demo"
+DEMO_LOADER = SystemPrincipal("system:devstack-demo", (Permission.SETUP, Permission.MAPPING))
+"""The back-end caller that sends the demo account's setup and mappings straight to Kafka: named, with exactly
+the permissions those commands need (the mapping service refuses commands without a permissions list)."""
 PROCORE_USER = ("pat@demo-builders.example", "Pat Demo")
 """The demo company's Procore user: the one who consents when the demo account connects."""
 SITES = [
@@ -110,14 +115,14 @@ def demo_events(seeded: dict[str, Any], today: date) -> tuple[list[BaseModel], l
     commands: list[BaseModel] = [
         ConfigureSetup(
             account_id=account, procore_company_id=seeded["company_id"], enabled_modules=list(Module),
-            requested_by="demo-admin",
+            **DEMO_LOADER.requester(),
         )
     ]  # fmt: skip
 
     def mapping(entity: ProcoreEntity, mc_id: str, procore_id: int, project: int | None = None) -> None:
         commands.append(
             SetMapping(account_id=account, entity=entity, mobiclocks_id=mc_id, procore_id=procore_id,
-                       procore_project_id=project, requested_by="demo-mapper")
+                       procore_project_id=project, **DEMO_LOADER.requester())
         )  # fmt: skip
 
     for (site_id, _, _), project in zip(SITES[:2], seeded["projects"], strict=True):

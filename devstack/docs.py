@@ -15,7 +15,10 @@ _PLACEHOLDER_ENV: dict[str, Any] = {
     "procore_client_id": "client",
     "procore_client_secret": "secret",
     "token_encryption_key": "key",
-    "jwt_secret": "x" * 32,
+    # The gateway as in production: MobiClocks core's tokens only (no dev login, no HS256).
+    "jwks_url": "https://mobiclocks.example/.well-known/jwks.json",
+    "jwt_issuer": "https://mobiclocks.example",
+    "jwt_audience": "procore-publishing",
 }
 
 

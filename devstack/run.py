@@ -126,8 +126,13 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
             env={
                 **common,
                 "HTTP_PORT": str(gateway_port),
+                # Development: HS256 development tokens and the one-click dev login, on loopback only (the gateway
+                # refuses DEV_LOGIN otherwise). JWKS_URL, JWT_ISSUER and JWT_AUDIENCE from the environment add
+                # MobiClocks core's tokens.
+                "ENVIRONMENT": "development",
                 "JWT_SECRET": os.environ.get("JWT_SECRET") or persistent_secret("jwt", "token"),
                 "DEV_LOGIN": os.environ.get("DEV_LOGIN", "true"),
+                **{name: os.environ[name] for name in ("JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE") if name in os.environ},
                 "AGGREGATOR_SCHEMA": f"{schema_prefix}aggregator",
                 "MAPPING_SCHEMA": f"{schema_prefix}mapping",
                 # OAuth codes and service-account secrets go to the mapping service over HTTP, never Kafka.

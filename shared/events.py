@@ -9,6 +9,9 @@ validate any message on it and dead-letter what does not fit.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -44,6 +47,79 @@ class Module(StrEnum):
     PRODUCTION_QUANTITY = "production_quantity"
 
 
+# --- who asked: the requester of a command ------------------------------------------------
+
+
+class Permission(StrEnum):
+    """The role permissions a command needs; the service that owns the data checks them."""
+
+    PUBLISH = "procore.publish"
+    """Publish, republish and force publish entries (checked by the aggregator)."""
+    MAPPING = "procore.mapping"
+    """The role permission "Procore Connect data mapping" (checked by the mapping service)."""
+    SETUP = "procore.setup"
+    """Administration > Integrations > Procore > Setup (checked by the mapping service)."""
+
+
+PERMISSION_LABEL: dict[Permission, str] = {
+    Permission.PUBLISH: "Procore publishing",
+    Permission.MAPPING: "Procore Connect data mapping",
+    Permission.SETUP: "Procore setup (administrator)",
+}
+
+
+class RequesterKind(StrEnum):
+    USER = "user"
+    """A dashboard user: the gateway copies the user id and permissions from the verified token."""
+    SYSTEM = "system"
+    """A back-end caller acting on its own behalf (MobiClocks core, the dev demo, an operator tool), named by
+    `requested_by` ("system:<name>") with the permissions it was given."""
+
+
+Permissions = list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None
+"""The requester's permissions. Fail closed: a command without a list (None) is refused by the service that owns
+the data, recorded as rejected with the reason; there is no implicit "trusted backend". A back-end caller sends as a
+named system principal (`SystemPrincipal`) with the permissions it needs. The gateway always sends the user's list,
+copied from the verified token."""
+
+SYSTEM_NAME = r"^system:[a-z0-9][a-z0-9._-]{0,55}$"
+
+
+@dataclass(frozen=True)
+class SystemPrincipal:
+    """A named back-end caller and the permissions it is given (nothing is implied by being a back end)."""
+
+    name: str
+    permissions: tuple[Permission, ...]
+
+    def __post_init__(self) -> None:
+        if re.fullmatch(SYSTEM_NAME, self.name) is None:
+            raise ValueError(f"a system principal is named system:<name>, not {self.name!r}")
+
+    def requester(self) -> dict[str, Any]:
+        """The requester fields of a command sent by this principal: `Command(..., **principal.requester())`."""
+        return {
+            "requested_by": self.name,
+            "requester_kind": RequesterKind.SYSTEM,
+            "permissions": sorted(p.value for p in self.permissions),
+        }
+
+
+NO_PERMISSIONS = (
+    "the command names no permissions of its requester, so it is refused (fail closed): a back-end caller sends "
+    "as a named system principal with the permissions it needs"
+)
+
+
+def permission_refusal(needed: Permission, permissions: Sequence[str] | None) -> str | None:
+    """Why the requester of a command may not do this (None: it may). Used by each service that owns the data."""
+    if permissions is None:
+        return NO_PERMISSIONS
+    if needed.value not in permissions:
+        return f"this needs the permission {needed.value!r} ({PERMISSION_LABEL[needed]})"
+    return None
+
+
 class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,6 +129,21 @@ class Envelope(Contract):
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
     account_id: Id
     schema_version: Literal[1] = 1
+
+
+class Command(Envelope):
+    """A command names who asked for it and with which permissions; the service owning the data checks them."""
+
+    requested_by: Id
+    """The user's id (from the verified token), or a system principal's name ("system:<name>")."""
+    requester_kind: RequesterKind = RequesterKind.USER
+    permissions: Permissions = None
+
+    @model_validator(mode="after")
+    def _system_is_named(self) -> Self:
+        if self.requester_kind is RequesterKind.SYSTEM and re.fullmatch(SYSTEM_NAME, self.requested_by) is None:
+            raise ValueError("requested_by of a system requester is system:<name>")
+        return self
 
 
 # --- mobiclocks.timelogs ---------------------------------------------------------------
@@ -179,14 +270,13 @@ class DateRangeScope(Contract):
 PublishScope = Annotated[CellScope | EntriesScope | DateRangeScope, Field(discriminator="kind")]
 
 
-class PublishEntries(Envelope):
+class PublishEntries(Command):
     """Office staff asked to publish, republish or force publish some entries of one module."""
 
     type: Literal["publish.entries"] = "publish.entries"
     module: Module
     action: PublishAction
     scope: PublishScope
-    requested_by: Id
 
 
 PublishCommand = Annotated[PublishEntries, Field(discriminator="type")]
@@ -282,26 +372,14 @@ MOBICLOCKS_KIND_OF: dict[ProcoreEntity, ReferenceKind] = {
 }
 
 
-Permissions = list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None
-"""The requester's role permissions, copied by the gateway from the verified user token.
-
-The mapping service checks them itself: "procore.mapping" ("Procore Connect data mapping")
-for sync and mapping, "procore.setup" (administrator) for setup and the Procore connection.
-None marks a command a trusted backend issued on its own behalf (MobiClocks core, the dev
-demo), never one made for a dashboard user: the gateway always sends a list.
-"""
-
-
-class ConfigureSetup(Envelope):
+class ConfigureSetup(Command):
     type: Literal["setup.configure"] = "setup.configure"
     procore_company_id: ProcoreId | None = None
     enabled_modules: list[Module]
     two_way: bool = False
-    requested_by: Id
-    permissions: Permissions = None
 
 
-class SetMapping(Envelope):
+class SetMapping(Command):
     type: Literal["mapping.set"] = "mapping.set"
     entity: ProcoreEntity
     mobiclocks_id: Id
@@ -309,11 +387,9 @@ class SetMapping(Envelope):
     """None clears the mapping."""
     procore_project_id: ProcoreId | None = None
     """Cost codes and classifications are mapped per Procore project."""
-    requested_by: Id
-    permissions: Permissions = None
 
 
-class CompleteProcoreConnection(Envelope):
+class CompleteProcoreConnection(Command):
     """Finish a new Procore connection: prove which companies it can act for and bind them to the account.
 
     Sent by the mapping service to itself (through its outbox) once it holds the new tokens. The secrets
@@ -323,45 +399,35 @@ class CompleteProcoreConnection(Envelope):
     """
 
     type: Literal["procore.complete_connection"] = "procore.complete_connection"
-    requested_by: Id
-    permissions: Permissions = None
 
 
-class DisconnectProcore(Envelope):
+class DisconnectProcore(Command):
     """Forget (and revoke) the account's Procore tokens. The account keeps its bound companies."""
 
     type: Literal["procore.disconnect"] = "procore.disconnect"
-    requested_by: Id
-    permissions: Permissions = None
 
 
-class UnbindProcoreCompany(Envelope):
+class UnbindProcoreCompany(Command):
     """Release a Procore company bound to the account (another account may then prove it and bind it)."""
 
     type: Literal["procore.unbind_company"] = "procore.unbind_company"
     procore_company_id: ProcoreId
-    requested_by: Id
-    permissions: Permissions = None
 
 
-class SyncProcoreEntities(Envelope):
+class SyncProcoreEntities(Command):
     """Pull the whole Procore list of one mapping tab (cost codes: of every mapped project)."""
 
     type: Literal["mapping.sync"] = "mapping.sync"
     entity: ProcoreEntity
-    requested_by: Id
-    permissions: Permissions = None
 
 
-class AutoMap(Envelope):
+class AutoMap(Command):
     """Map the rows of one tab whose Number equals a Procore entity's number."""
 
     type: Literal["mapping.auto_map"] = "mapping.auto_map"
     entity: ProcoreEntity
     overwrite_manual: bool = False
     """Also replace mappings someone made by hand (never done unless asked)."""
-    requested_by: Id
-    permissions: Permissions = None
 
 
 MappingCommand = Annotated[

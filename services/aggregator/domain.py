@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -21,11 +21,13 @@ from typing import Any, Protocol
 
 from shared.events import (
     Module,
+    Permission,
     ProcoreEntity,
     ProcoreOperation,
     PublishAction,
     PublishOutcome,
     ReferenceKind,
+    permission_refusal,
 )
 
 ENTRY_NAMESPACE = uuid.UUID("7f1c1f3e-5a55-4d0c-9a3e-2b8e6c1d0a11")
@@ -310,6 +312,16 @@ def publish_refused(e: EntryState, reason: str) -> EntryState:
     if e.status is Status.PUBLISHING:
         return e
     return replace(e, status=Status.FAILED, last_error=reason)
+
+
+REJECTED = "rejected"
+"""The history outcome of a publish command refused for its requester (nothing else about the entry changes)."""
+
+
+def requester_refusal(permissions: Sequence[str] | None) -> str | None:
+    """Why the requester of a publish command may not publish (None: they may). Checked here, where the entries
+    live, whoever sent the command: fail closed without a permissions list, refused without procore.publish."""
+    return permission_refusal(Permission.PUBLISH, permissions)
 
 
 def publish_blocker(m: MappingView, job_site_id: str) -> str | None:

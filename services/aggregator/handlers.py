@@ -421,8 +421,28 @@ async def publish_entries(
 
     Each request is also kept with its entry, so it can be re-driven if no result comes back. An
     eligible entry the command cannot be carried out for (no Procore company chosen, its job site's
-    project not mapped, content Procore cannot take) becomes Failed with the reason, in its history too."""
+    project not mapped, content Procore cannot take) becomes Failed with the reason, in its history too.
+
+    The requester's permission is checked here, where the entries live, whoever sent the command: a command
+    without a permissions list or without procore.publish changes nothing and is recorded as rejected, with the
+    reason, in the history of the entries it named."""
     entries = await repo.lock_entries_in_scope(conn, cmd)
+    refusal = domain.requester_refusal(cmd.permissions)
+    if refusal is not None:
+        log.warning(
+            "refused %s %s of %s by %s %s: %s",
+            cmd.type,
+            cmd.event_id,
+            cmd.account_id,
+            cmd.requester_kind.value,
+            cmd.requested_by,
+            refusal,
+        )
+        await repo.add_history(
+            conn,
+            [(e.entry_id, None, cmd.action.value, cmd.requested_by, domain.REJECTED, refusal) for e in entries],
+        )
+        return 0
     eligible = [e for e in entries if e.state.status in domain.PUBLISHABLE[cmd.action]]
     if not eligible:
         return 0

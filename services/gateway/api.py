@@ -7,7 +7,6 @@ lifespan in `bootstrap` fills.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from html import escape
@@ -24,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from services.gateway import domain, handlers, mapping_handlers
 from services.gateway.adapters.mapping_internal import MappingInternal, MappingRefused, MappingUnavailable
+from services.gateway.adapters.signing_keys import KeysUnavailable
+from services.gateway.auth import TokenVerifier
 from services.gateway.config import CALLBACK_PATH, GatewaySettings
 from services.gateway.domain import (
     InvalidInput,
@@ -34,6 +35,7 @@ from services.gateway.domain import (
     Principal,
 )
 from services.gateway.mapping_rules import OAUTH_COOKIE, Conflict
+from services.gateway.rate_limits import CommandGroup, CommandRateLimits, RateLimited
 from services.gateway.views import (
     Accepted,
     AuthorizeUrl,
@@ -54,7 +56,13 @@ from shared.readiness import Readiness, health_body
 
 # --- dependencies ----------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="A JWT (HS256) with sub, account_id and permissions")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description=(
+        "A JWT from MobiClocks core (RS256 or EdDSA, its key named by kid in core's key set) with iss, aud, exp, sub, "
+        "account_id and permissions. Development only: HS256 development tokens (dev login)."
+    ),
+)
 
 
 def settings_of(request: Request) -> GatewaySettings:
@@ -62,14 +70,15 @@ def settings_of(request: Request) -> GatewaySettings:
     return settings
 
 
-def principal(
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The signed-in user from the bearer token; 401 without a valid one."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("sign in: send Authorization: Bearer <token>")
-    return domain.read_token(credentials.credentials, settings_of(request).jwt_secret.get_secret_value())
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verifier.principal(credentials.credentials)
 
 
 async def read_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
@@ -88,6 +97,21 @@ Who = Annotated[Principal, Depends(principal)]
 Settings = Annotated[GatewaySettings, Depends(settings_of)]
 Conn = Annotated[asyncpg.Connection, Depends(read_connection)]
 Bus = Annotated[handlers.CommandBus, Depends(command_bus)]
+
+
+def limited(group: CommandGroup) -> Any:
+    """A route dependency: the caller's account may send only so many commands of `group` (429 past that)."""
+
+    async def count(request: Request, who: Who) -> None:
+        limits: CommandRateLimits = request.app.state.rate_limits
+        await limits.hit(who.account_id, group)
+
+    return Depends(count)
+
+
+_RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many commands of this kind from the account (Retry-After says when to try again)"}
+}
 
 
 # --- request bodies --------------------------------------------------------------------
@@ -202,19 +226,37 @@ async def get_entry(entry_id: UUID, who: Who, conn: Conn) -> EntryDetail:
     return await handlers.entry_detail(conn, who, entry_id)
 
 
-@router.post("/api/modules/{module}/publish", status_code=202, tags=["commands"])
+@router.post(
+    "/api/modules/{module}/publish",
+    status_code=202,
+    tags=["commands"],
+    dependencies=[limited(CommandGroup.PUBLISH)],
+    responses=_RATE_LIMITED,
+)
 async def publish(module: Module, body: PublishBody, who: Who, conn: Conn, bus: Bus) -> Accepted:
     """Publish, republish or force publish a cell, a list of entries or a date range (procore.publish)."""
     return await handlers.request_publish(conn, bus, who, module, body.action, body.scope)
 
 
-@router.put("/api/setup", status_code=202, tags=["commands"])
+@router.put(
+    "/api/setup",
+    status_code=202,
+    tags=["commands"],
+    dependencies=[limited(CommandGroup.SETUP)],
+    responses=_RATE_LIMITED,
+)
 async def put_setup(body: SetupBody, who: Who, bus: Bus) -> Accepted:
     """Configure the Procore company, enabled modules and two-way option (procore.setup)."""
     return await handlers.configure_setup(bus, who, body.procore_company_id, body.enabled_modules, body.two_way)
 
 
-@router.put("/api/mappings/{entity}/{mobiclocks_id}", status_code=202, tags=["commands"], responses=_CONFLICT)
+@router.put(
+    "/api/mappings/{entity}/{mobiclocks_id}",
+    status_code=202,
+    tags=["commands"],
+    dependencies=[limited(CommandGroup.MAPPING)],
+    responses={**_CONFLICT, **_RATE_LIMITED},
+)
 async def put_mapping(
     entity: ProcoreEntity,
     mobiclocks_id: Annotated[str, Path(min_length=1, max_length=64)],
@@ -248,7 +290,9 @@ async def get_connection(who: Who, conn: Conn, settings: Settings) -> Connection
     return await mapping_handlers.connection(conn, settings.mapping_schema, who)
 
 
-@router.get("/api/procore/authorize", tags=["setup"])
+@router.get(
+    "/api/procore/authorize", tags=["setup"], dependencies=[limited(CommandGroup.CONNECT)], responses=_RATE_LIMITED
+)
 async def get_authorize_url(who: Who, internal: Internal, settings: Settings, response: Response) -> AuthorizeUrl:
     """Procore's OAuth authorize URL: open it in this browser (procore.setup). It comes back to
     /oauth/procore/callback, which completes it only in this browser (an HttpOnly cookie), once, in time."""
@@ -310,7 +354,13 @@ class ConnectBody(BaseModel):
     client_secret: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
 
 
-@router.post("/api/procore/connection", status_code=202, tags=["commands"])
+@router.post(
+    "/api/procore/connection",
+    status_code=202,
+    tags=["commands"],
+    dependencies=[limited(CommandGroup.CONNECT)],
+    responses=_RATE_LIMITED,
+)
 async def post_connection(body: ConnectBody, who: Who, internal: Internal) -> Accepted:
     """Connect with your company's own service account (procore.setup): its credentials reach only your companies,
     which proves them. For a Procore user's consent use /api/procore/authorize."""
@@ -318,13 +368,25 @@ async def post_connection(body: ConnectBody, who: Who, internal: Internal) -> Ac
     return await mapping_handlers.connect_service_account(internal, who, body.client_id, secret)
 
 
-@router.delete("/api/procore/connection", status_code=202, tags=["commands"])
+@router.delete(
+    "/api/procore/connection",
+    status_code=202,
+    tags=["commands"],
+    dependencies=[limited(CommandGroup.SETUP)],
+    responses=_RATE_LIMITED,
+)
 async def delete_connection(who: Who, bus: Bus) -> Accepted:
     """Disconnect (procore.setup): the tokens are revoked and forgotten; the companies stay bound to the account."""
     return await mapping_handlers.disconnect(bus, who)
 
 
-@router.delete("/api/procore/companies/{procore_company_id}", status_code=202, tags=["commands"])
+@router.delete(
+    "/api/procore/companies/{procore_company_id}",
+    status_code=202,
+    tags=["commands"],
+    dependencies=[limited(CommandGroup.SETUP)],
+    responses=_RATE_LIMITED,
+)
 async def delete_company(procore_company_id: ProcoreId, who: Who, bus: Bus) -> Accepted:
     """Unbind a Procore company from the account (procore.setup); another account may then prove and bind it."""
     return await mapping_handlers.unbind(bus, who, procore_company_id)
@@ -353,7 +415,13 @@ async def get_mapping_tab(
     return await mapping_handlers.mapping_tab(conn, settings.mapping_schema, who, entity, procore_project_id)
 
 
-@router.post("/api/mapping/{entity}/sync", status_code=202, tags=["commands"])
+@router.post(
+    "/api/mapping/{entity}/sync",
+    status_code=202,
+    tags=["commands"],
+    dependencies=[limited(CommandGroup.SYNC)],
+    responses=_RATE_LIMITED,
+)
 async def post_sync(entity: ProcoreEntity, who: Who, bus: Bus) -> Accepted:
     """Pull the whole Procore list of this tab (procore.mapping); follow it with GET /api/commands/{id}."""
     return await mapping_handlers.sync(bus, who, entity)
@@ -365,7 +433,13 @@ class AutoMapBody(BaseModel):
     overwrite_manual: bool = Field(default=False, description="Also replace mappings made by hand")
 
 
-@router.post("/api/mapping/{entity}/auto-map", status_code=202, tags=["commands"], responses=_CONFLICT)
+@router.post(
+    "/api/mapping/{entity}/auto-map",
+    status_code=202,
+    tags=["commands"],
+    dependencies=[limited(CommandGroup.SYNC)],
+    responses={**_CONFLICT, **_RATE_LIMITED},
+)
 async def post_auto_map(
     entity: ProcoreEntity, who: Who, conn: Conn, bus: Bus, settings: Settings, body: AutoMapBody | None = None
 ) -> Accepted:
@@ -388,8 +462,11 @@ dev_router = APIRouter(tags=["dev"])
 
 def _dev_token(request: Request, body: DevLoginBody) -> Token:
     settings = settings_of(request)
+    # Registered only in development (the settings refuse DEV_LOGIN otherwise); checked again where tokens are made.
+    if not (settings.development and settings.dev_login and settings.jwt_secret is not None):
+        raise NotFound("dev login is off")
     who = Principal(body.user_id, body.account_id, frozenset(p.value for p in body.permissions))
-    token = domain.issue_token(who, settings.jwt_secret.get_secret_value(), settings.jwt_ttl_s)
+    token = domain.issue_dev_token(who, settings.jwt_secret.get_secret_value(), settings.jwt_ttl_s)
     return Token(access_token=token, expires_in=settings.jwt_ttl_s)
 
 
@@ -400,14 +477,16 @@ async def dev_login(request: Request, body: DevLoginBody) -> Token:
 
 
 _DEV_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Signing in…</title></head>
-<body style="font-family: system-ui, sans-serif; padding: 2rem">
-<p>Signing in to account <b>{account}</b> as <b>{user}</b>…</p>
-<script>
-localStorage.setItem("gateway.token", {token});
-location.replace("/{hash}");
-</script></body></html>
+<html lang="en"><head><meta charset="utf-8"><title>Signing in…</title>
+<link rel="stylesheet" href="/static/app.css"></head>
+<body>
+<p>Development sign-in: account <b>{account}</b> as <b>{user}</b>…</p>
+<div id="dev-login" data-token="{token}" data-next="{next}" hidden></div>
+<script src="/static/dev-login.js"></script>
+</body></html>
 """
+"""No inline script (the Content-Security-Policy allows none): the token rides in a data attribute for
+static/dev-login.js."""
 
 
 @dev_router.get("/dev/login", response_class=HTMLResponse)
@@ -423,9 +502,11 @@ async def dev_login_page(
         request,
         DevLoginBody(account_id=account_id, user_id=user_id, permissions=permission or list(Permission)),
     )
-    script_token = json.dumps(token.access_token).replace("<", "\\u003c")
     page = _DEV_PAGE.format(
-        account=escape(account_id), user=escape(user_id), token=script_token, hash=f"#{screen}" if screen else ""
+        account=escape(account_id),
+        user=escape(user_id),
+        token=escape(token.access_token, quote=True),
+        next=escape(f"/#{screen}" if screen else "/", quote=True),
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
@@ -442,6 +523,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotAuthenticated)
     async def on_not_authenticated(request: Request, error: NotAuthenticated) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(KeysUnavailable)
+    async def on_keys_unavailable(request: Request, error: KeysUnavailable) -> JSONResponse:
+        # Unavailable is not invalid: the token may be fine, it just cannot be checked right now.
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(RateLimited)
+    async def on_rate_limited(request: Request, error: RateLimited) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(error), "retry_after_s": error.retry_after_s},
+            status_code=429,
+            headers={"Retry-After": str(error.retry_after_s)},
+        )
 
     @app.exception_handler(MissingPermission)
     async def on_missing_permission(request: Request, error: MissingPermission) -> JSONResponse:

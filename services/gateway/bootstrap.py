@@ -1,7 +1,9 @@
-"""The one place that wires the gateway: settings → pool, broker, command bus, routes, telemetry."""
+"""The one place that wires the gateway: settings → auth, pool, broker, command bus, routes, HTTP guards, telemetry."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,7 +11,8 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -19,8 +22,12 @@ from starlette.responses import Response
 from services.gateway import api
 from services.gateway.adapters.commands import KafkaCommandBus
 from services.gateway.adapters.mapping_internal import MappingInternal
+from services.gateway.auth import TokenVerifier
 from services.gateway.config import GatewaySettings
+from services.gateway.domain import DEV_AUDIENCE
+from services.gateway.http_guard import BodyLimit, SecurityHeaders, page_policy
 from services.gateway.oauth_privacy import install_access_log_scrubber, scrub_server_span
+from services.gateway.rate_limits import CommandRateLimits
 from shared import db
 from shared.broker import make_broker
 from shared.events import SCHEMA_VERSION
@@ -28,6 +35,15 @@ from shared.telemetry import instrument_asyncpg, make_tracer_provider
 
 SERVICE = "gateway"
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
+
+DEV_LOGIN_WARNING = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! DEV LOGIN IS ON (DEV_LOGIN=true, ENVIRONMENT=development): anyone who reaches http://{host}:{port} can sign in
+!! as any account with every permission. Development tokens (HS256, audience {audience}) are accepted here;
+!! production refuses them. Never expose this gateway beyond this machine.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
 
 
 class RevalidatedStaticFiles(StaticFiles):
@@ -67,6 +83,9 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
             provider.force_flush()
 
     app = FastAPI(
+        # /docs loads Swagger UI from a CDN onto the origin that holds the user's token: development only, below.
+        docs_url=None,
+        redoc_url=None,
         title="MobiClocks Procore gateway",
         version=f"{SCHEMA_VERSION}.0.0",
         description=(
@@ -76,9 +95,17 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.verifier = TokenVerifier.from_settings(settings)
+    app.state.rate_limits = CommandRateLimits(settings.rate_limits, settings.rate_limit_storage)
     api.install_error_handlers(app)
     app.include_router(api.router)
+    if settings.development:
+        _add_docs(app)
     if settings.dev_login:
+        # The settings allow it only in development on loopback; say so loudly all the same.
+        warning = DEV_LOGIN_WARNING.format(host=settings.http_host, port=settings.http_port, audience=DEV_AUDIENCE)
+        print(warning, file=sys.stderr, flush=True)
+        log.warning("dev login is on: anyone reaching this gateway can sign in as any account (development only)")
         app.include_router(api.dev_router)
 
     @app.get("/", include_in_schema=False)
@@ -87,8 +114,22 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", RevalidatedStaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: every answer carries the headers, the 413s and 500s included.
+    hsts = {"Strict-Transport-Security": "max-age=31536000"} if settings.https else {}
+    app.add_middleware(SecurityHeaders, extra=hsts)
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=provider, excluded_urls="/health,/static/.*", server_request_hook=scrub_server_span
     )
     install_access_log_scrubber()
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, development only, under a policy allowing exactly its own scripts (by hash and origin)."""
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
+    policy = page_policy(bytes(page.body).decode())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(bytes(page.body).decode(), headers={"Content-Security-Policy": policy})

@@ -1,21 +1,95 @@
+import ipaddress
+from enum import StrEnum
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
+from services.gateway.domain import DEV_AUDIENCE
+from services.gateway.rate_limits import CommandGroup
 from shared.settings import ServiceSettings
 
 CALLBACK_PATH = "/oauth/procore/callback"
 """Where Procore sends the browser back; the redirect URI is PUBLIC_BASE_URL + this path, never the request's URL."""
 
 
+class Environment(StrEnum):
+    PRODUCTION = "production"
+    """Only MobiClocks core's tokens (RS256/EdDSA, keys from JWKS_URL); no dev login, no HS256, no /docs."""
+    DEVELOPMENT = "development"
+    """Also HS256 tokens signed with JWT_SECRET for the development audience (dev login, tests)."""
+
+
+def is_loopback(host: str) -> bool:
+    """HTTP_HOST names only this machine (a wildcard such as 0.0.0.0 listens on every interface: not loopback)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _production(info: ValidationInfo) -> bool:
+    # An invalid ENVIRONMENT is reported on its own line; the checks that depend on it then assume production.
+    return info.data.get("environment", Environment.PRODUCTION) is Environment.PRODUCTION
+
+
+def _rates(value: str) -> str:
+    try:
+        parse_many(value)
+    except ValueError as error:
+        raise ValueError(f"must look like 30/minute or 10/second;500/hour ({error})") from error
+    return value
+
+
 class GatewaySettings(ServiceSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
     otel_service_name: str = "gateway"
-    jwt_secret: SecretStr
-    """HS256 signing key shared with whatever issues user tokens; at least 32 characters."""
+    environment: Environment = Environment.PRODUCTION
+    """production unless told otherwise: a forgotten setting never turns development conveniences on."""
+
+    # --- tokens of MobiClocks core (production mode) ---------------------------------------------------------
+    jwks_url: str = Field(default="", validate_default=True)
+    """MobiClocks core's JSON Web Key Set: the public keys (RS256, EdDSA) its tokens are signed with."""
+    jwt_issuer: str = Field(default="", validate_default=True)
+    """The `iss` MobiClocks core puts in its tokens; any other issuer is refused."""
+    jwt_audience: str = Field(default="", validate_default=True)
+    """The `aud` MobiClocks core puts in tokens meant for this gateway; never the development audience."""
+    jwks_cache_ttl_s: float = Field(default=300.0, gt=0)
+    """The key set is fetched again after this long (keys published or withdrawn by rotation show up)."""
+    jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
+    """A token with an unknown `kid` fetches the key set again at most this often (forged kids cannot hammer it)."""
+    jwks_timeout_s: float = Field(default=5.0, gt=0)
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
+    """Clock skew allowed on exp/nbf/iat."""
+
+    # --- development ---------------------------------------------------------------------------------------
+    jwt_secret: SecretStr | None = Field(default=None, validate_default=True)
+    """Development only: the HS256 key of development tokens (dev login, tests); at least 32 characters."""
     jwt_ttl_s: int = Field(default=8 * 3600, ge=60)
-    dev_login: bool = False
-    """Enables /api/dev/login and /dev/login, which mint tokens for anyone: never in production."""
+    """Lifetime of development tokens."""
+    dev_login: bool = Field(default=False, validate_default=True)
+    """Enables /api/dev/login and /dev/login, which mint tokens for anyone: only with ENVIRONMENT=development and
+    HTTP_HOST on loopback."""
+
+    # --- HTTP hardening ------------------------------------------------------------------------------------
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest request body accepted (Content-Length or streamed); larger ones get 413."""
+    rate_limit_publish: str = "30/minute"
+    """Per account: publish, republish, force publish."""
+    rate_limit_setup: str = "20/minute"
+    """Per account: save setup, disconnect, unbind a company."""
+    rate_limit_connect: str = "10/minute"
+    """Per account: start an OAuth authorization, connect a service account (both reach Procore's token endpoint)."""
+    rate_limit_mapping: str = "300/minute"
+    """Per account: manual mappings (a row at a time, so bursts are normal)."""
+    rate_limit_sync: str = "10/minute"
+    """Per account: sync and auto-map (each pulls whole Procore lists)."""
+    rate_limit_storage: str = "memory://"
+    """Where the counters live (the `limits` library's storage URI: memory://, redis://host:6379, …). memory:// counts
+    per gateway instance; several instances share limits through redis:// or memcached://."""
+
     aggregator_schema: str = Field(default="aggregator", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     """The schema holding the aggregator's read model (entries, names, mappings); only read here."""
     mapping_schema: str = Field(default="mapping", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
@@ -29,6 +103,73 @@ class GatewaySettings(ServiceSettings):
     internal_api_token: SecretStr = SecretStr("")
     """Bearer token of the mapping service's internal API."""
 
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_url(cls, url: str, info: ValidationInfo) -> str:
+        if not url:
+            if _production(info):
+                raise ValueError("is required in production: the URL of MobiClocks core's JSON Web Key Set")
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError("must be https (plain http only to a loopback address)")
+        return url
+
+    @field_validator("jwt_issuer", "jwt_audience")
+    @classmethod
+    def _core_claims(cls, value: str, info: ValidationInfo) -> str:
+        if not value and (_production(info) or info.data.get("jwks_url")):
+            raise ValueError("is required with JWKS_URL (and in production): tokens are checked against it")
+        if info.field_name == "jwt_audience" and value == DEV_AUDIENCE:
+            raise ValueError(f"{DEV_AUDIENCE!r} is the audience of development tokens: production never accepts it")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _dev_secret(cls, secret: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if _production(info):
+            if secret is not None:
+                raise ValueError(
+                    "is for development only (HS256): production verifies MobiClocks core's tokens with JWKS_URL; "
+                    "unset it, or set ENVIRONMENT=development"
+                )
+            return None
+        if secret is None or len(secret.get_secret_value()) < 32:
+            raise ValueError("is required in development, at least 32 characters")
+        return secret
+
+    @field_validator("dev_login")
+    @classmethod
+    def _dev_login_stays_home(cls, enabled: bool, info: ValidationInfo) -> bool:
+        if not enabled:
+            return enabled
+        if _production(info):
+            raise ValueError(
+                "DEV_LOGIN=true mints tokens for anyone: it needs ENVIRONMENT=development (ENVIRONMENT is production)"
+            )
+        host = str(info.data.get("http_host", ""))
+        if not is_loopback(host):
+            raise ValueError(
+                f"DEV_LOGIN=true mints tokens for anyone: it needs HTTP_HOST on loopback (127.0.0.1, ::1), not {host!r}"
+            )
+        return enabled
+
+    @field_validator(
+        "rate_limit_publish", "rate_limit_setup", "rate_limit_connect", "rate_limit_mapping", "rate_limit_sync"
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        return _rates(value)
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage(cls, uri: str) -> str:
+        if "://" not in uri or uri.startswith("async+"):
+            raise ValueError("must be a storage URI such as memory:// or redis://host:6379 (without async+)")
+        return uri
+
     @field_validator("public_base_url")
     @classmethod
     def _base_url(cls, url: str) -> str:
@@ -36,6 +177,21 @@ class GatewaySettings(ServiceSettings):
         if url and (parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment):
             raise ValueError("must be an absolute http(s) URL such as https://procore.example.com")
         return url.rstrip("/")
+
+    @property
+    def development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def rate_limits(self) -> dict[CommandGroup, str]:
+        """Per-account limits of each group of commands."""
+        return {
+            CommandGroup.PUBLISH: self.rate_limit_publish,
+            CommandGroup.SETUP: self.rate_limit_setup,
+            CommandGroup.CONNECT: self.rate_limit_connect,
+            CommandGroup.MAPPING: self.rate_limit_mapping,
+            CommandGroup.SYNC: self.rate_limit_sync,
+        }
 
     @property
     def oauth_redirect_uri(self) -> str:
@@ -48,9 +204,6 @@ class GatewaySettings(ServiceSettings):
         """The nonce cookie is Secure when the callback is served over https."""
         return self.oauth_redirect_uri.startswith("https://")
 
-    @field_validator("jwt_secret")
-    @classmethod
-    def _long_enough(cls, secret: SecretStr) -> SecretStr:
-        if len(secret.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters")
-        return secret
+    @property
+    def https(self) -> bool:
+        return self.public_base_url.startswith("https://")

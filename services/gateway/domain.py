@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -35,27 +34,20 @@ from services.gateway.views import (
     ProductionQuantityRow,
     TimecardRow,
 )
-from shared.events import Id, Module, ProcoreEntity, PublishAction, ReferenceKind
+from shared.events import PERMISSION_LABEL, Id, Module, Permission, ProcoreEntity, PublishAction, ReferenceKind
 
 # --- auth ------------------------------------------------------------------------------
 
-JWT_ALGORITHM = "HS256"
+CORE_ALGORITHMS: tuple[str, ...] = ("RS256", "EdDSA")
+"""Production: MobiClocks core signs with a private key; the gateway holds only the public keys (JWKS)."""
+DEV_ALGORITHM = "HS256"
+"""Development only: a shared secret (JWT_SECRET) signs the tokens of dev login and tests."""
+DEV_ISSUER = "procore-gateway-dev-login"
+DEV_AUDIENCE = "procore-gateway-development"
+"""The audience of every development token. Production checks its own audience (JWT_AUDIENCE, which may never be
+this one) and never takes HS256, so a development token is refused there twice over."""
 
-
-class Permission(StrEnum):
-    PUBLISH = "procore.publish"
-    """Publish, republish and force publish entries."""
-    MAPPING = "procore.mapping"
-    """The role permission "Procore Connect data mapping"."""
-    SETUP = "procore.setup"
-    """Administration > Integrations > Procore > Setup."""
-
-
-PERMISSION_LABELS: dict[Permission, str] = {
-    Permission.PUBLISH: "Procore publishing",
-    Permission.MAPPING: "Procore Connect data mapping",
-    Permission.SETUP: "Procore setup (administrator)",
-}
+PERMISSION_LABELS = PERMISSION_LABEL
 
 
 @dataclass(frozen=True)
@@ -70,8 +62,21 @@ class Principal:
         return permission.value in self.permissions
 
 
+@dataclass(frozen=True)
+class TokenRules:
+    """What a token must say to be taken: signed with one of `algorithms`, by `issuer`, for `audience`."""
+
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...]
+    leeway_s: int = 30
+
+
+DEV_RULES = TokenRules(DEV_ISSUER, DEV_AUDIENCE, (DEV_ALGORITHM,))
+
+
 class NotAuthenticated(Exception):
-    """No token, or one that is not valid (bad signature, expired, missing claims): HTTP 401."""
+    """No token, or one that is not valid (bad signature, expired, wrong issuer or audience, missing claims): 401."""
 
 
 class MissingPermission(Exception):
@@ -91,40 +96,73 @@ def require(principal: Principal, permission: Permission) -> None:
         raise MissingPermission(permission)
 
 
-def issue_token(principal: Principal, secret: str, ttl_s: int, now: datetime | None = None) -> str:
+def issue_dev_token(principal: Principal, secret: str, ttl_s: int, now: datetime | None = None) -> str:
+    """A development token (HS256, the development issuer and audience): dev login and tests, never production."""
     issued = now or datetime.now(UTC)
     claims = {
+        "iss": DEV_ISSUER,
+        "aud": DEV_AUDIENCE,
         "sub": principal.user_id,
         "account_id": principal.account_id,
         "permissions": sorted(principal.permissions),
         "iat": int(issued.timestamp()),
         "exp": int((issued + timedelta(seconds=ttl_s)).timestamp()),
     }
-    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+    return jwt.encode(claims, secret, algorithm=DEV_ALGORITHM)
+
+
+@dataclass(frozen=True)
+class TokenHeader:
+    algorithm: str
+    key_id: str | None
+
+
+def token_header(token: str) -> TokenHeader:
+    """The unverified header: which algorithm and key the token claims, to pick the verification (never trusted
+    beyond that: the key and the algorithm allow-list decide)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as error:
+        raise NotAuthenticated(f"invalid token: {error}") from error
+    algorithm, key_id = header.get("alg"), header.get("kid")
+    if not isinstance(algorithm, str) or (key_id is not None and not isinstance(key_id, str)):
+        raise NotAuthenticated("invalid token: malformed header")
+    return TokenHeader(algorithm, key_id)
 
 
 _ID = TypeAdapter(Id)
 _PERMISSIONS = TypeAdapter(list[str])
+_REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub", "account_id", "permissions"]
 
 
-def read_token(token: str, secret: str) -> Principal:
-    """The principal of a valid HS256 token; `NotAuthenticated` naming the problem otherwise."""
+def read_token(token: str, key: Any, rules: TokenRules) -> Principal:
+    """The principal of a token that `key` verifies and that meets `rules`; `NotAuthenticated` naming the problem.
+
+    Fail closed: a token without a permissions list is refused, not read as "no permissions"."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            secret,
-            algorithms=[JWT_ALGORITHM],
-            options={"require": ["exp", "sub", "account_id"]},
-            leeway=5,
+            key,
+            algorithms=list(rules.algorithms),
+            audience=rules.audience,
+            issuer=rules.issuer,
+            leeway=rules.leeway_s,
+            options={"require": _REQUIRED_CLAIMS, "enforce_minimum_key_length": True},
         )
     except jwt.ExpiredSignatureError as error:
         raise NotAuthenticated("token expired") from error
+    except jwt.InvalidAudienceError as error:
+        raise NotAuthenticated(f"token not meant for this service (aud): {error}") from error
+    except jwt.InvalidIssuerError as error:
+        raise NotAuthenticated(f"token from an issuer this service does not trust (iss): {error}") from error
+    except jwt.InvalidAlgorithmError as error:
+        raise NotAuthenticated(f"token algorithm not accepted here: {error}") from error
     except jwt.InvalidTokenError as error:
         raise NotAuthenticated(f"invalid token: {error}") from error
     try:
         user_id = _ID.validate_python(claims["sub"])
         account_id = _ID.validate_python(claims["account_id"])
-        permissions = _PERMISSIONS.validate_python(claims.get("permissions", []))
+        permissions = _PERMISSIONS.validate_python(claims["permissions"], strict=True)
     except ValidationError as error:
         raise NotAuthenticated("invalid token: sub, account_id or permissions malformed") from error
     return Principal(user_id=user_id, account_id=account_id, permissions=frozenset(permissions))

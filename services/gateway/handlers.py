@@ -122,7 +122,12 @@ async def request_publish(
         raise NotFound(f"no {module.value} entries for job site {scope.job_site_id!r} on {scope.work_date.isoformat()}")
     eligible = sum(n for s, n in counts.items() if s in domain.ELIGIBLE_STATUSES[action])
     command = PublishEntries(
-        account_id=who.account_id, module=module, action=action, scope=scope, requested_by=who.user_id
+        account_id=who.account_id,
+        module=module,
+        action=action,
+        scope=scope,
+        requested_by=who.user_id,
+        permissions=sorted(who.permissions),  # the aggregator checks procore.publish again
     )
     await bus.send_publish(command, domain.publish_key(who.account_id, job_site_id))
     return Accepted(command_id=command.event_id, eligible_entries=eligible)

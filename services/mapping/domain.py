@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from shared.events import ProcoreEntity
+from shared import events
+from shared.events import ProcoreEntity, permission_refusal
 from shared.mapping_rules import (  # noqa: F401 - re-exported for the mapping service
     ENTITY_OF_KIND,
     MANY_TO_ONE,
@@ -27,17 +28,11 @@ from shared.mapping_rules import (  # noqa: F401 - re-exported for the mapping s
     two_way_entity,
 )
 
-PERMISSION_LABEL: dict[Permission, str] = {
-    Permission.MAPPING: "Procore Connect data mapping",
-    Permission.SETUP: "Procore setup (administrator)",
-}
-
 
 def refusal_for_permission(needed: Permission, permissions: Sequence[str] | None) -> str | None:
-    """Why the requester may not do this, or None. None permissions: a trusted backend, not a user."""
-    if permissions is None or needed.value in permissions:
-        return None
-    return f"this needs the permission {needed.value!r} ({PERMISSION_LABEL[needed]})"
+    """Why the requester may not do this, or None. Fail closed: no permissions list (None) is refused too; a
+    back-end caller sends as a named system principal with its permissions (`shared.events.SystemPrincipal`)."""
+    return permission_refusal(events.Permission(needed.value), permissions)
 
 
 _SPACES = re.compile(r"\s+")

@@ -1,6 +1,7 @@
 """Mapping use cases: commands from the dashboard (through the gateway) and MobiClocks reference events.
 
-Every command is checked here, where the data lives: the requester's permission, two-way
+Every command is checked here, where the data lives: the requester's permission (fail closed: a command without
+a permissions list is refused; back-end callers send as a named system principal), two-way
 accounts, enabled tabs, one-to-one tabs. A refused command is recorded (`command_outcomes`,
 which the gateway shows) with its reason; a command that Procore refused is recorded with
 Procore's message. Unavailable is not invalid: a database, network or Procore outage (5xx, 429,
@@ -107,7 +108,15 @@ async def handle_command(deps: ConnectionDeps, cmd: Command) -> list[Change]:
     except AlreadyHandled:
         log.info("%s %s was handled meanwhile (a redelivery)", cmd.type, cmd.event_id)
     except Rejected as error:
-        log.warning("refused %s %s of %s: %s", cmd.type, cmd.event_id, cmd.account_id, error)
+        log.warning(
+            "refused %s %s of %s by %s %s: %s",
+            cmd.type,
+            cmd.event_id,
+            cmd.account_id,
+            cmd.requester_kind.value,
+            cmd.requested_by,
+            error,
+        )
         await _record(deps.pool, cmd, "rejected", str(error))
     except ProcoreError as error:
         if error.transient:

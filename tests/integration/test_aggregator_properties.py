@@ -36,6 +36,7 @@ from shared.events import (
     TimelogUpserted,
 )
 from shared.topics import Topics
+from tests.support.principals import TEST_BACKEND
 
 pytestmark = pytest.mark.integration
 ACCOUNT = "prop"
@@ -133,7 +134,7 @@ async def publish_everything(pool: asyncpg.Pool) -> dict[uuid.UUID, tuple[str, f
     async with pool.acquire() as conn, conn.transaction():
         cmd = PublishEntries(
             account_id=ACCOUNT, module=Module.TIMECARD, action=PublishAction.PUBLISH,
-            scope=DateRangeScope(date_from=DAY, date_to=DAY + timedelta(days=1)), requested_by="prop",
+            scope=DateRangeScope(date_from=DAY, date_to=DAY + timedelta(days=1)), **TEST_BACKEND.requester(),
         )  # fmt: skip
         for module in Module:
             await handlers.publish_entries(conn, cmd.model_copy(update={"module": module}), Topics())

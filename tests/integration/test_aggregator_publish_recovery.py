@@ -36,6 +36,7 @@ from shared.events import (
 )
 from shared.topics import Topics
 from tests.support.kafka import eventually
+from tests.support.principals import TEST_BACKEND
 
 pytestmark = pytest.mark.integration
 ACCOUNT = "acc-sweep"
@@ -83,7 +84,7 @@ def command(action: PublishAction = PublishAction.PUBLISH) -> PublishEntries:
         module=Module.MANPOWER,
         action=action,
         scope=CellScope(job_site_id="s1", work_date=DAY),
-        requested_by="office",
+        **TEST_BACKEND.requester(),
     )
 
 

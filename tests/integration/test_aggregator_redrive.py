@@ -34,6 +34,7 @@ from shared.events import (
 )
 from tests.support.entries import records_of, send_keyed
 from tests.support.kafka import eventually
+from tests.support.principals import TEST_BACKEND
 from tests.support.publisher import Sandbox
 from tests.support.stack import StackConfig
 
@@ -119,7 +120,7 @@ async def test_a_request_nobody_answers_is_re_driven_until_a_publisher_does(
                 module=Module.MANPOWER,
                 action=PublishAction.PUBLISH,
                 scope=CellScope(job_site_id="site-1", work_date=DAY),
-                requested_by="office",
+                **TEST_BACKEND.requester(),
             )
             await send_keyed(kafka_bootstrap, topics.publish_commands, [publish])
             # no publisher: the request is never answered, so it is sent again (twice here), unchanged

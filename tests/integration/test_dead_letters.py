@@ -21,6 +21,7 @@ from shared.events import ConfigureSetup, Module, ProcoreOperation, PublishToPro
 from shared.topics import Topics
 from tests.integration.worker_app import Probe, Work, running_worker, send
 from tests.support.kafka import consume, eventually, produce
+from tests.support.principals import TEST_BACKEND
 from tests.support.stack import StackConfig, running
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,7 @@ async def test_mapping_dead_letters_and_continues(
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas)
     topics = cfg.topics
     setup = ConfigureSetup(
-        account_id="acc", procore_company_id=None, enabled_modules=[Module.TIMECARD], requested_by="admin"
+        account_id="acc", procore_company_id=None, enabled_modules=[Module.TIMECARD], **TEST_BACKEND.requester()
     )
     async with running(cfg, which=("mapping",)):
         await produce(

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from devstack.broker import LocalBroker, ensure_topics
 from services.gateway.bootstrap import build_app
 from services.gateway.config import GatewaySettings
-from services.gateway.domain import Principal, issue_token
+from services.gateway.domain import Principal, issue_dev_token
 from shared import db
 from shared.events import ConfigureSetup, PublishEntries, SetMapping
 from shared.telemetry import make_tracer_provider
@@ -49,7 +49,7 @@ CC_MISSING = "Cost code 03-300 Concrete is not mapped for project Tower A"
 
 def token(account: str, permissions: list[str] | None = None, user: str = "u1") -> str:
     who = Principal(user, account, frozenset(ALL if permissions is None else permissions))
-    return issue_token(who, SECRET, 3600)
+    return issue_dev_token(who, SECRET, 3600)
 
 
 def auth(account: str = A, permissions: list[str] | None = None) -> dict[str, str]:
@@ -192,6 +192,7 @@ def settings_for(bootstrap: str, schema: str, topics: Topics, dev_login: bool) -
         kafka_bootstrap_servers=bootstrap,
         database_url=DSN,
         topic_prefix=topics.prefix,
+        environment="development",
         jwt_secret=SECRET,
         dev_login=dev_login,
         aggregator_schema=schema,
@@ -368,10 +369,10 @@ async def test_no_token_is_401(client: httpx.AsyncClient, path: str) -> None:
 async def test_bad_and_expired_tokens_are_401(client: httpx.AsyncClient) -> None:
     bad = await client.get("/api/me", headers={"Authorization": "Bearer not.a.jwt"})
     assert bad.status_code == 401
-    old = issue_token(Principal("u1", A), SECRET, 60, now=datetime.now(UTC) - timedelta(hours=2))
+    old = issue_dev_token(Principal("u1", A), SECRET, 60, now=datetime.now(UTC) - timedelta(hours=2))
     expired = await client.get("/api/me", headers={"Authorization": f"Bearer {old}"})
     assert expired.status_code == 401 and "expired" in expired.json()["detail"]
-    forged = issue_token(Principal("u1", A), "x" * 40, 60)
+    forged = issue_dev_token(Principal("u1", A), "x" * 40, 60)
     assert (await client.get("/api/me", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
 
 
@@ -566,7 +567,8 @@ async def test_dev_login_issues_a_working_token(client: httpx.AsyncClient) -> No
     me = await client.get("/api/me", headers={"Authorization": f"Bearer {minted}"})
     assert me.json() == {"user_id": "dev", "account_id": A, "permissions": sorted(ALL)}
     page = await client.get("/dev/login", params={"account_id": A, "permission": "procore.publish"})
-    assert page.status_code == 200 and "localStorage.setItem" in page.text
+    assert page.status_code == 200 and '<script src="/static/dev-login.js">' in page.text
+    assert "<script>" not in page.text and "style=" not in page.text  # nothing inline: the CSP allows none
 
 
 async def test_dev_login_disabled_is_404(gw_kafka: str, gw_schema: str, gw_topics: Topics) -> None:

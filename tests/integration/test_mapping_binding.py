@@ -50,6 +50,7 @@ from tests.support.mapping import (
     serve_asgi,
     service_account,
 )
+from tests.support.principals import TEST_BACKEND
 from tests.support.stack import StackConfig, running
 
 pytestmark = pytest.mark.integration
@@ -205,7 +206,10 @@ async def test_an_intruder_is_never_offered_another_accounts_company_and_cannot_
             shown = (await intruder.get(f"/api/commands/{refused.json()['command_id']}", headers=them)).json()
             assert (shown["status"], shown["message"]) == ("rejected", ALREADY_BOUND)
             backend = ConfigureSetup(
-                account_id="intruder", procore_company_id=demo_company, enabled_modules=list(Module), requested_by="x"
+                account_id="intruder",
+                procore_company_id=demo_company,
+                enabled_modules=list(Module),
+                **TEST_BACKEND.requester(),
             )
             await produce(kafka_bootstrap, world.cfg.topics.mapping_commands, [backend], key=b"intruder")
             assert (await world.done(str(backend.event_id)))["message"] == ALREADY_BOUND
@@ -362,7 +366,7 @@ async def test_the_mapping_service_refuses_procore_calls_for_a_company_not_bound
     finally:
         await conn.close()
     since = await world.last_request()
-    sync = SyncProcoreEntities(account_id="acc-other", entity=ProcoreEntity.VENDOR, requested_by="m", permissions=None)
+    sync = SyncProcoreEntities(account_id="acc-other", entity=ProcoreEntity.VENDOR, **TEST_BACKEND.requester())
     await produce(kafka_bootstrap, world.cfg.topics.mapping_commands, [sync], key=b"acc-other")
     refused = await world.done(str(sync.event_id))
     assert refused["status"] == "rejected" and f"Procore company {demo_company} is not bound" in refused["message"]

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from services.gateway.bootstrap import build_app as build_gateway
 from services.gateway.config import GatewaySettings
-from services.gateway.domain import Principal, issue_token
+from services.gateway.domain import Principal, issue_dev_token
 from shared.broker import make_broker
 from shared.events import (
     ConfigureSetup,
@@ -32,6 +32,7 @@ from shared.events import (
 )
 from tests.support.kafka import eventually
 from tests.support.mapping import bind_company
+from tests.support.principals import TEST_BACKEND
 from tests.support.stack import StackConfig, running
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ async def entry_status(dsn: str, schema: str) -> str | None:
 async def gateway(cfg: StackConfig, provider: TracerProvider) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings(
         kafka_bootstrap_servers=cfg.kafka, database_url=cfg.dsn, topic_prefix=cfg.prefix, jwt_secret=SECRET,
-        aggregator_schema=cfg.schemas["aggregator"],
+        environment="development", aggregator_schema=cfg.schemas["aggregator"],
     )  # fmt: skip
     app = build_gateway(settings, tracer_provider=provider)
     async with (
@@ -84,7 +85,7 @@ def traced() -> dict[str, str]:
     headers: dict[str, str] = {}
     propagate.inject(headers)
     who = Principal("office-user", ACCOUNT, frozenset({"procore.publish"}))
-    headers["Authorization"] = f"Bearer {issue_token(who, SECRET, 600)}"
+    headers["Authorization"] = f"Bearer {issue_dev_token(who, SECRET, 600)}"
     return headers
 
 
@@ -117,7 +118,7 @@ async def test_one_trace_from_timelog_to_published(
         with tracer.start_as_current_span("walking-skeleton") as root:
             setup = ConfigureSetup(
                 account_id=account, procore_company_id=ids["company"], enabled_modules=[Module.MANPOWER],
-                requested_by="admin",
+                **TEST_BACKEND.requester(),
             )  # fmt: skip
             await core.publish(setup, topic=topics.mapping_commands, key=account.encode())  # type: ignore[attr-defined]
             for entity, mc_id, procore_id in (
@@ -126,7 +127,7 @@ async def test_one_trace_from_timelog_to_published(
             ):
                 cmd = SetMapping(
                     account_id=account, entity=entity, mobiclocks_id=mc_id, procore_id=procore_id,
-                    requested_by="mapper",
+                    **TEST_BACKEND.requester(),
                 )  # fmt: skip
                 await core.publish(cmd, topic=topics.mapping_commands, key=account.encode())  # type: ignore[attr-defined]
             timelog = TimelogUpserted(

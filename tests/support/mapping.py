@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import BaseModel
 
 from services.gateway.config import GatewaySettings
-from services.gateway.domain import Principal, issue_token
+from services.gateway.domain import Principal, issue_dev_token
 from services.mapping.bootstrap import build_app as build_mapping
 from services.mapping.config import MappingSettings
 from tests.support.kafka import eventually
@@ -77,6 +77,7 @@ def gateway_settings(cfg: StackConfig, mapping_url: str = "", **overrides: Any) 
         "kafka_bootstrap_servers": cfg.kafka,
         "database_url": cfg.dsn,
         "topic_prefix": cfg.prefix,
+        "environment": "development",  # development tokens (HS256) below
         "jwt_secret": JWT_SECRET,
         "aggregator_schema": cfg.schemas["aggregator"],
         "mapping_schema": cfg.schemas["mapping"],
@@ -90,7 +91,7 @@ def gateway_settings(cfg: StackConfig, mapping_url: str = "", **overrides: Any) 
 
 def auth(account: str, permissions: list[str] | None = None, user: str = "u1") -> dict[str, str]:
     who = Principal(user, account, frozenset(ALL_PERMISSIONS if permissions is None else permissions))
-    return {"Authorization": f"Bearer {issue_token(who, JWT_SECRET, 3600)}"}
+    return {"Authorization": f"Bearer {issue_dev_token(who, JWT_SECRET, 3600)}"}
 
 
 async def outcome(dsn: str, schema: str, command_id: UUID | str, timeout_s: float = 30.0) -> dict[str, Any]:

@@ -33,8 +33,10 @@ OTEL_CONFIG = ROOT / "deploy" / "otel-collector.yaml"
 
 REQUIRED_VARS = {
     "TOKEN_ENCRYPTION_KEY": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
-    "JWT_SECRET": "a-long-random-test-secret-of-enough-length",
     "INTERNAL_API_TOKEN": "internal-test-token",
+    "JWKS_URL": "https://mobiclocks.example/.well-known/jwks.json",
+    "JWT_ISSUER": "https://mobiclocks.example",
+    "JWT_AUDIENCE": "procore-publishing",
 }
 
 APP_SERVICES = {"aggregator": 8081, "publisher": 8082, "mapping": 8083, "gateway": 8000}
@@ -53,7 +55,7 @@ EXTRA_ENV: dict[str, set[str]] = {
     "aggregator": set(),
     "publisher": PROCORE_ENV | {"PROCORE_TOKENS_URL", "INTERNAL_API_TOKEN"},
     "mapping": PROCORE_ENV | {"TOKEN_ENCRYPTION_KEY", "INTERNAL_API_TOKEN"},
-    "gateway": {"JWT_SECRET", "DEV_LOGIN"},
+    "gateway": {"ENVIRONMENT", "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "DEV_LOGIN"},
 }
 EXTRA_DEPENDENCIES: dict[str, set[str]] = {
     "aggregator": set(),
@@ -365,8 +367,9 @@ def test_compose_interpolates_fully_with_required_vars(compose: dict[str, Any]) 
     mapping = _environment(compose["services"]["mapping"])
     gateway = _environment(compose["services"]["gateway"])
     assert mapping["TOKEN_ENCRYPTION_KEY"] == REQUIRED_VARS["TOKEN_ENCRYPTION_KEY"]
-    assert gateway["JWT_SECRET"] == REQUIRED_VARS["JWT_SECRET"]
-    assert gateway["DEV_LOGIN"] == "false"
+    assert gateway["JWKS_URL"] == REQUIRED_VARS["JWKS_URL"]
+    assert (gateway["ENVIRONMENT"], gateway["DEV_LOGIN"]) == ("production", "false")
+    assert "JWT_SECRET" not in gateway  # HS256 is for development only
     assert _environment(compose["services"]["aggregator"])["DATABASE_URL"] == (
         "postgresql://postgres:postgres@postgres:5432/procore"
     )

@@ -174,4 +174,5 @@ def test_permission_refusals_name_the_permission() -> None:
     assert refusal is not None and "Procore Connect data mapping" in refusal
     assert domain.refusal_for_permission(Permission.SETUP, ["procore.mapping"]) is not None
     assert domain.refusal_for_permission(Permission.SETUP, ["procore.setup"]) is None
-    assert domain.refusal_for_permission(Permission.MAPPING, None) is None  # a trusted backend, not a user
+    # fail closed: no permissions list is no implicit "trusted backend"
+    assert "fail closed" in (domain.refusal_for_permission(Permission.MAPPING, None) or "")

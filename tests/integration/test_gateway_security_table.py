@@ -249,7 +249,9 @@ def _send(url: Callable[[World], str], body: Callable[[World], Any]) -> Request:
 
 
 PUBLIC: dict[tuple[str, str], str] = {
-    ("GET", "/health"): "liveness and readiness: no account data",
+    ("GET", "/health"): "readiness: no account data",
+    ("GET", "/health/ready"): "readiness: no account data",
+    ("GET", "/health/live"): "liveness: no account data",
     ("GET", "/openapi.json"): "the API's contract: no account data",
     ("GET", "/"): "the dashboard page: static, it calls the API with the user's token",
     ("*", "/static"): "the dashboard's scripts and styles",

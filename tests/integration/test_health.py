@@ -53,6 +53,7 @@ async def test_gateway_is_alive_but_not_ready_while_its_database_is_away(
         kafka_bootstrap_servers=kafka_bootstrap,
         database_url=proxied,
         topic_prefix=f"{unique}.",
+        environment="development",  # HS256 tokens: no key server to reach
         jwt_secret="s" * 32,
         aggregator_schema=f"t_{unique}_aggregator",
     )
@@ -79,6 +80,7 @@ async def test_gateway_readiness_includes_registered_components(
         kafka_bootstrap_servers=kafka_bootstrap,
         database_url=postgres_dsn,
         topic_prefix=f"{unique}.",
+        environment="development",  # HS256 tokens: no key server to reach
         jwt_secret="s" * 32,
         aggregator_schema=f"t_{unique}_aggregator",
     )

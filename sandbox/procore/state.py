@@ -547,6 +547,21 @@ class SandboxState:
             if token.refresh_token:
                 self.refresh_tokens.pop(token.refresh_token, None)
 
+    def revoke_all(self, client_id: str | None = None, *, refresh_tokens: bool = False) -> int:
+        """Revoke every live access token (of one client): Procore withdrawing an app's access at once.
+
+        Refresh tokens stay usable unless `refresh_tokens`, so a connection can recover by refreshing.
+        """
+        revoked = 0
+        for token in self.tokens.values():
+            if token.revoked or (client_id is not None and token.client_id != client_id):
+                continue
+            token.revoked = True
+            revoked += 1
+            if refresh_tokens and token.refresh_token:
+                self.refresh_tokens.pop(token.refresh_token, None)
+        return revoked
+
     def check_token(self, authorization: str | None) -> Token:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise ProcoreError(401, "Access token is missing", reason="unauthorized")

@@ -552,15 +552,18 @@ class SandboxState:
 
         Refresh tokens stay usable unless `refresh_tokens`, so a connection can recover by refreshing.
         """
-        revoked = 0
-        for token in self.tokens.values():
-            if token.revoked or (client_id is not None and token.client_id != client_id):
-                continue
-            token.revoked = True
-            revoked += 1
-            if refresh_tokens and token.refresh_token:
-                self.refresh_tokens.pop(token.refresh_token, None)
-        return revoked
+        doomed = [
+            value
+            for value, token in self.tokens.items()
+            if not token.revoked and (client_id is None or token.client_id == client_id)
+        ]
+        for value in doomed:
+            token = self.tokens.pop(value)  # unknown from now on: 401 like a revoked one
+            if refresh_tokens:
+                token.revoked = True
+                if token.refresh_token:
+                    self.refresh_tokens.pop(token.refresh_token, None)
+        return len(doomed)
 
     def check_token(self, authorization: str | None) -> Token:
         if not authorization or not authorization.lower().startswith("bearer "):

@@ -54,7 +54,8 @@ async def _scenario(
     events: Events,
 ) -> ScenarioRun:
     """A fresh system per scenario: a verdict is about its own fault, never an earlier one's leftovers."""
-    system = ChaosSystem(run_dir / name, profile.instances, {**DEFAULT_SERVICE_ENV, **service_env}, events, storage)
+    env = {**DEFAULT_SERVICE_ENV, **profile.service_env, **service_env}
+    system = ChaosSystem(run_dir / name, profile.instances, env, events, storage)
     sender: Sender | None = None
     gateway: Gateway | None = None
     sandbox: Sandbox | None = None

@@ -31,6 +31,8 @@ class Profile:
     stall_s: float
     """Stop waiting sooner when nothing changed for this long and nothing is Publishing."""
     instances: dict[str, int] = field(default_factory=dict)
+    service_env: dict[str, str] = field(default_factory=dict)
+    """Settings for every service process on top of devstack.run's (unknown ones are ignored)."""
 
 
 SHORT = Profile(
@@ -47,10 +49,12 @@ SHORT = Profile(
     kill_down_s=(0.5, 2.0),
     storm_s=2,
     command_every_s=0.4,
-    settle_s=30,
-    publish_settle_s=30,
-    stall_s=15,
+    settle_s=25,
+    publish_settle_s=25,
+    stall_s=12,
     instances={"aggregator": 3, "publisher": 3, "mapping": 1, "gateway": 1},
+    # A publish request without a result is re-driven after 120 s by default: too late for 25 s of settling.
+    service_env={"PUBLISH_REDRIVE_AFTER_S": "12", "PUBLISH_SWEEP_INTERVAL_S": "2"},
 )
 
 LONG = Profile(

@@ -165,13 +165,18 @@ async def drive_commands(ctx: Context, run: ScenarioRun) -> None:
 
 
 async def converge(
-    ctx: Context, run: ScenarioRun, since: float, timeout_s: float, done: Callable[[int, dict[str, int]], bool]
+    ctx: Context,
+    run: ScenarioRun,
+    since: float,
+    timeout_s: float,
+    done: Callable[[int, dict[str, int]], bool],
+    wait_for_publishing: bool = True,
 ) -> float | None:
     """Poll the dashboards until `done(differing cells, status counts)`; seconds since `since`, or None.
 
     Gives up early when nothing has changed for the profile's stall time and nothing is Publishing (lost
     data does not come back); while entries are Publishing it waits the whole settle time, since a
-    sweeper may re-drive them late.
+    re-drive may finish them late — unless `wait_for_publishing` is off (they were given that time once).
     """
     deadline = time.monotonic() + timeout_s
     last: tuple[object, ...] | None = None
@@ -188,7 +193,8 @@ async def converge(
         state = (differing, *sorted(counts.items()))
         if state != last:
             last, changed_at = state, time.monotonic()
-        stalled = time.monotonic() - changed_at > ctx.profile.stall_s and not counts.get("publishing")
+        quiet = time.monotonic() - changed_at > ctx.profile.stall_s
+        stalled = quiet and not (wait_for_publishing and counts.get("publishing"))
         if stalled or time.monotonic() > deadline:
             waited = f"stalled for {ctx.profile.stall_s:.0f}s" if stalled else f"not settled after {timeout_s:.0f}s"
             run.tally.notes.append(f"{waited}: {differing} cells differ from the recompute; statuses {counts}")
@@ -256,7 +262,12 @@ async def run_scenario(ctx: Context, run: ScenarioRun, fault: Fault) -> Scenario
     await final_publish(ctx, run)
     busy = ("publishing", "todo", "updated", "deleted")
     run.publish_settle_s = await converge(
-        ctx, run, t_publish, p.publish_settle_s, lambda _d, counts: not any(counts.get(s) for s in busy)
+        ctx,
+        run,
+        t_publish,
+        p.publish_settle_s,
+        lambda _d, counts: not any(counts.get(s) for s in busy),
+        wait_for_publishing=run.recover_s is not None,
     )
     ctx.events.say(f"scenario {run.name}: final publish settled in {run.publish_settle_s}s; checking")
     await judge(ctx, run)

@@ -234,9 +234,24 @@ async def judge(ctx: Context, run: ScenarioRun) -> None:
     ctx.events.say(f"read {len(letters)} dead letters in {time.monotonic() - t0:.1f}s")
     run.dead_letters = len(letters)
     sent_at = {pos: SentMessage(s.out.label, s.out.valid, s.event_id) for pos, s in ctx.sender.positions.items()}
+    await audit_broker(ctx, run)
     run.poison_dead_lettered = check_dead_letters(
         tally, [dead_letter_of(r) for r in letters], sent_at, run.poison, run.valid_event_ids, run.tolerated
     )
+
+
+async def audit_broker(ctx: Context, run: ScenarioRun) -> None:
+    """Are the timelog messages the broker acknowledged still in the topic? (A note, not a verdict: losing
+    acknowledged messages is the broker's failure, and it shows up as lost or wrong entries anyway.)"""
+    records = await read_from(ctx.system.kafka, {}, [m.TIMELOGS])
+    present = {(r.topic, r.partition, r.offset): r.value for r in records}
+    acknowledged = {pos: s for pos, s in ctx.sender.positions.items() if pos[0] == m.TIMELOGS and s.event_id}
+    missing = [pos for pos, s in acknowledged.items() if str(s.event_id).encode() not in present.get(pos, b"")]
+    if missing:
+        run.tally.notes.append(
+            f"broker: {len(missing)} of {len(acknowledged)} acknowledged timelog messages are no longer in the "
+            f"topic, e.g. {missing[:3]}"
+        )
 
 
 # --- one scenario ----------------------------------------------------------------------------------

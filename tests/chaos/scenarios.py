@@ -69,7 +69,7 @@ async def kill_storm(ctx: Context, run: ScenarioRun) -> None:
 
 async def procore_faults(ctx: Context, run: ScenarioRun) -> None:
     """5xx, answers lost after the write, timeouts, a 429 storm, token revocation, Procore users' edits."""
-    rng, sandbox, p = ctx.rng, ctx.sandbox, ctx.profile
+    sandbox, p = ctx.sandbox, ctx.profile
     await asyncio.sleep(0.5)
     run.fault_start = time.monotonic()
     forever: dict[str, Any] = {"path": "/rest/*", "times": None}
@@ -98,31 +98,39 @@ async def procore_faults(ctx: Context, run: ScenarioRun) -> None:
             ctx.events.say(f"procore: {answer['revoked']} access tokens revoked")
 
     async def users() -> None:
-        while time.monotonic() < run.end:
-            await asyncio.sleep(p.load_s / 10)
-            await touch_a_record(ctx, run, rng.choice(run.plans))
+        # a few edits and deletes in any case: past the load window while publishing has produced none yet
+        deadline = run.end + p.load_s
+        while time.monotonic() < run.end or (len(run.touches) < MIN_TOUCHES and time.monotonic() < deadline):
+            await asyncio.sleep(p.load_s / 12)
+            await touch_a_record(ctx, run)
 
     await asyncio.gather(storm(), revocations(), users())
+    hits = [f"{f['kind']} {f['method']} {f.get('status')}: {f['hits']}" for f in await sandbox.call("GET", "/faults")]
+    run.tally.notes.append("Procore faults hit: " + "; ".join(hits))
     await sandbox.call("DELETE", "/faults")
     await sandbox.call("PUT", "/settings", BASE_SANDBOX_SETTINGS)
     run.fault_end = time.monotonic()
     ctx.events.say(f"procore: faults cleared; {len(run.touches)} records edited or deleted by Procore users")
 
 
-async def touch_a_record(ctx: Context, run: ScenarioRun, plan: AccountPlan) -> None:
+MIN_TOUCHES = 4
+
+
+async def touch_a_record(ctx: Context, run: ScenarioRun) -> None:
     """A Procore user edits (70 %) or deletes one of the records we published."""
-    assert plan.procore is not None
-    kind = ctx.rng.choice(list(RECORD_KINDS.values()))
-    live = [
-        r
-        for r in await ctx.sandbox.records(kind, plan.procore.company_id)
-        if not r.get("deleted")
-        and r.get("created_by_client_id") == "sandbox-client"
-        and r["id"] not in {t.record_id for t in run.touches}
-    ]
-    if not live:
+    touched = {t.record_id for t in run.touches}
+    candidates: list[tuple[str, dict[str, Any]]] = []
+    for plan in run.plans:
+        assert plan.procore is not None
+        for kind in RECORD_KINDS.values():
+            candidates += [
+                (kind, r)
+                for r in await ctx.sandbox.records(kind, plan.procore.company_id)
+                if not r.get("deleted") and r.get("created_by_client_id") == "sandbox-client" and r["id"] not in touched
+            ]
+    if not candidates:
         return
-    record = ctx.rng.choice(live)
+    kind, record = ctx.rng.choice(candidates)
     fields: dict[str, Any] | None
     if ctx.rng.random() < 0.3:
         fields = None

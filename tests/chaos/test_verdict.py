@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -134,6 +135,10 @@ def test_procore_users_edits_must_survive_unless_forced() -> None:
     tally = Tally()
     check_procore(tally, plan(), seen, {"timecard_entries": [record(7, "1.00")]}, [edit], [force])
     assert tally.violations == 0
+    long_before = dataclasses.replace(force, at=-5.0)
+    tally = Tally()
+    check_procore(tally, plan(), seen, {"timecard_entries": [record(7, "1.00")]}, [edit], [long_before])
+    assert tally.counts["edits_overwritten"] == 1
 
 
 def test_a_record_deleted_in_procore_must_not_come_back_without_force() -> None:
@@ -152,8 +157,7 @@ def test_dead_letters_poison_valid_internal_and_loops() -> None:
         ("t", 0, 3): SentMessage("unknown account", True, "ev-3"),
     }
     letters = [
-        DeadLetter("aggregator.dead-letter", ("t", 0, 1), "not JSON", None),
-        DeadLetter("aggregator.dead-letter", ("t", 0, 1), "not JSON", None),
+        *[DeadLetter("aggregator.dead-letter", ("t", 0, 1), "not JSON", None)] * 3,
         DeadLetter("aggregator.dead-letter", ("t", 0, 2), "handler failed 5 times", "ev-2"),
         DeadLetter("aggregator.dead-letter", ("t", 0, 3), "unknown account", "ev-3"),
         DeadLetter("aggregator.dead-letter", ("procore.publish-results", 1, 5), "handler failed", "x"),
@@ -165,4 +169,4 @@ def test_dead_letters_poison_valid_internal_and_loops() -> None:
     assert tally.counts["poison_not_dead_lettered"] == 1
     assert tally.counts["valid_dead_lettered"] == 1
     assert tally.counts["internal_dead_lettered"] == 1
-    assert tally.counts["dead_letter_copies"] == 1
+    assert tally.counts["dead_letter_copies"] == 2

@@ -117,42 +117,34 @@ class Sender:
         return done
 
 
-async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10000)
-    await consumer.start()
-    try:
-        await consumer.topics()  # fetches the cluster metadata
-        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
-        return dict(await consumer.end_offsets(parts)) if parts else {}
-    finally:
-        await consumer.stop()
+async def read_all(bootstrap: str, topics: list[str], quiet_s: float = 1.0, cap_s: float = 120.0) -> list[Any]:
+    """Every record of `topics`, read until nothing new came for `quiet_s`.
 
-
-async def read_from(bootstrap: str, start: dict[TopicPartition, int], topics: list[str]) -> list[Any]:
-    """Every record of `topics` from the `start` offsets (0 where unknown) up to the current end."""
-    end = await end_offsets(bootstrap, topics)
-    wanted = {tp: (start.get(tp, 0), stop) for tp, stop in end.items() if stop > start.get(tp, 0)}
-    if not wanted:
-        return []
+    Not bounded by the end offsets: Tansu 0.6's ListOffsets(latest) answers the last batch's base
+    offset + 1, not the high watermark, so reading "up to the end" would miss each partition's last batch.
+    """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
     records: list[Any] = []
     try:
-        consumer.assign(list(wanted))
-        for tp, (first, _) in wanted.items():
-            consumer.seek(tp, first)
-        remaining = set(wanted)
-        deadline = time.monotonic() + 120
-        while remaining and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, recs in batch.items():
-                for r in recs:
-                    if r.offset < wanted[tp][1]:
-                        records.append(r)
-                if await consumer.position(tp) >= wanted[tp][1]:
-                    remaining.discard(tp)
+        await consumer.topics()  # fetches the cluster metadata
+        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        start = quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < quiet_s and time.monotonic() - start < cap_s:
+            batch = await consumer.getmany(timeout_ms=250, max_records=5000)
+            for recs in batch.values():
+                records.extend(recs)
+            if any(batch.values()):
+                quiet_since = time.monotonic()
     finally:
         await consumer.stop()
     return records

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncpg
 
 from tests.chaos import messages as m
-from tests.chaos.clients import end_offsets
+from tests.chaos.clients import read_all
 
 PROBES = {
     "aggregator entries by status": "SELECT status, count(*) FROM aggregator.entries GROUP BY 1 ORDER BY 1",
@@ -41,8 +41,8 @@ async def diagnose(dsn: str, kafka: str) -> list[str]:
         await conn.close()
     try:
         topics = [m.PUBLISH_COMMANDS, m.PUBLISH_REQUESTS, m.PUBLISH_RESULTS]
-        ends = await end_offsets(kafka, topics)
-        counts = {t: sum(v for tp, v in ends.items() if tp.topic == t) for t in topics}
+        records = await read_all(kafka, topics)
+        counts = {t: sum(1 for r in records if r.topic == t) for t in topics}
         lines.append("diagnosis: messages on " + ", ".join(f"{t} {n}" for t, n in counts.items()))
     except Exception as error:  # best effort: the broker may be the thing that failed
         lines.append(f"diagnosis: topic sizes n/a ({error!r})")

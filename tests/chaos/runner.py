@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from aiokafka import TopicPartition
-
 from tests.chaos import messages as m
 from tests.chaos import readback
 from tests.chaos.accounts import set_up
-from tests.chaos.clients import Gateway, Sandbox, Sender, end_offsets, read_from
+from tests.chaos.clients import Gateway, Sandbox, Sender, read_all
 from tests.chaos.diagnosis import diagnose
 from tests.chaos.generator import Generator, Outgoing
 from tests.chaos.oracle import Oracle
@@ -78,7 +76,6 @@ class ScenarioRun:
     poison: list[tuple[str, list[tuple[str, int, int]]]] = field(default_factory=list)
     tolerated: set[str] = field(default_factory=set)
     valid_event_ids: set[str] = field(default_factory=set)
-    dead_letter_start: dict[TopicPartition, int] = field(default_factory=dict)
     recover_s: float | None = None
     publish_settle_s: float | None = None
     entries_checked: int = 0
@@ -230,7 +227,7 @@ async def judge(ctx: Context, run: ScenarioRun) -> None:
         for e in await readback.entries(ctx.gateway, ghost):
             tally.add("unexpected", f"{ghost.account_id} (never set up) shows {e.key} [{e.status}]")
     t0 = time.monotonic()
-    letters = await read_from(ctx.system.kafka, run.dead_letter_start, DEAD_LETTER_TOPICS)
+    letters = await read_all(ctx.system.kafka, DEAD_LETTER_TOPICS)  # a fresh system: all are this scenario's
     ctx.events.say(f"read {len(letters)} dead letters in {time.monotonic() - t0:.1f}s")
     run.dead_letters = len(letters)
     sent_at = {pos: SentMessage(s.out.label, s.out.valid, s.event_id) for pos, s in ctx.sender.positions.items()}
@@ -243,7 +240,7 @@ async def judge(ctx: Context, run: ScenarioRun) -> None:
 async def audit_broker(ctx: Context, run: ScenarioRun) -> None:
     """Are the timelog messages the broker acknowledged still in the topic? (A note, not a verdict: losing
     acknowledged messages is the broker's failure, and it shows up as lost or wrong entries anyway.)"""
-    records = await read_from(ctx.system.kafka, {}, [m.TIMELOGS])
+    records = await read_all(ctx.system.kafka, [m.TIMELOGS])
     present = {(r.topic, r.partition, r.offset): r.value for r in records}
     acknowledged = {pos: s for pos, s in ctx.sender.positions.items() if pos[0] == m.TIMELOGS and s.event_id}
     missing = [pos for pos, s in acknowledged.items() if str(s.event_id).encode() not in present.get(pos, b"")]
@@ -261,7 +258,6 @@ async def run_scenario(ctx: Context, run: ScenarioRun, fault: Fault) -> Scenario
     p = ctx.profile
     ctx.events.say(f"scenario {run.name}: {len(run.plans)} accounts, {p.rate} timelog messages/s for {p.load_s:.0f}s")
     t0 = time.monotonic()
-    run.dead_letter_start = await end_offsets(ctx.system.kafka, DEAD_LETTER_TOPICS)
     generator = Generator(run.plans, seed=ctx.rng.randrange(2**32))
     run.start = time.monotonic()
     run.end = run.start + p.load_s

@@ -125,9 +125,9 @@ def check_entries(
     for key, found in by_key.items():
         extra = found[1:] if key in expected else found
         for e in extra:
-            # No timelog left, but published once: Deleted until its Procore record is deleted, or
-            # Failed when that delete was refused (a Procore user changed the record meanwhile).
-            pending_delete = e.status == "failed" or (e.status == "deleted" and not after_final_publish)
+            # No timelog left, but published once: Deleted until its Procore record is deleted (Publishing
+            # while that runs), or Failed when the delete was refused (a Procore user changed the record).
+            pending_delete = e.status in ("failed", "publishing") or (e.status == "deleted" and not after_final_publish)
             if key not in expected and emptied(e) and pending_delete:
                 _check_status(tally, e, after_final_publish, np_expected=False)
                 continue

@@ -46,7 +46,7 @@ class Outgoing:
     label: str = ""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: list.remove must not compare whole histories
 class _Timelog:
     plan: AccountPlan
     timelog_id: str

@@ -61,7 +61,7 @@ LONG = Profile(
     name="long",
     accounts_per_scenario=6,
     shape=Shape(sites=5, employees=20, cost_codes=4, days=7),
-    rate=1000,
+    rate=1100,
     load_s=75,
     fault_at=0.3,
     after_fault_s=10,

@@ -52,16 +52,17 @@ def _others(run: ScenarioRun) -> str:
 
 def table(runs: list[ScenarioRun]) -> str:
     head = (
-        "| scenario | events | entries checked | wrong | lost | duplicates in Procore | dead-lettered "
+        "| scenario | events | timelogs/s | entries checked | wrong | lost | duplicates in Procore | dead-lettered "
         "(poison / all) | time to recover | final publish settled | other violations | verdict |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
     )
     rows = []
     for r in runs:
         c = r.tally.counts
         poison = f"{r.poison_dead_lettered}/{len(r.poison)}" if r.poison else "-"
         rows.append(
-            f"| {r.name} | {r.events:,} | {r.entries_checked:,} | {c['wrong']} | {c['lost']} | "
+            f"| {r.name} | {r.events:,} | {r.timelog_messages / max(r.load_seconds, 1e-9):,.0f} | "
+            f"{r.entries_checked:,} | {c['wrong']} | {c['lost']} | "
             f"{c['procore_duplicates']} | {poison} / {r.dead_letters:,} | {_secs(r.recover_s)} | "
             f"{_secs(r.publish_settle_s)} | {_others(r)} | {'PASS' if r.tally.violations == 0 else 'FAIL'} |"
         )
@@ -81,12 +82,21 @@ def details(runs: list[ScenarioRun]) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def storage(runs: list[ScenarioRun]) -> str:
+    on_s3 = [r.name for r in runs if r.storage == "s3"]
+    if not on_s3:
+        return "memory:// storage"
+    if len(on_s3) == len(runs):
+        return "s3:// storage on moto"
+    return f"s3:// storage on moto for {', '.join(on_s3)}, memory:// for the others"
+
+
 def section(form: str, command: str, machine: Machine, runs: list[ScenarioRun], extra: list[str]) -> str:
     return (
         f"### {form} form — {extra[0]}\n\n"
         f"Command: `{command}`  \n"
         f"Machine: {machine.cpus} CPUs, {machine.ram_gib} GiB RAM, {machine.system}; "
-        f"{machine.postgres} (embedded); {machine.tansu} (s3:// on moto)  \n"
+        f"{machine.postgres} (embedded); {machine.tansu} ({storage(runs)})  \n"
         + "  \n".join(extra[1:])
         + "\n\n"
         + table(runs)

@@ -71,6 +71,7 @@ class ScenarioRun:
     fault_start: float | None = None
     fault_end: float | None = None
     timelog_messages: int = 0
+    load_seconds: float = 0.0
     commands: list[IssuedCommand] = field(default_factory=list)
     touches: list[HumanTouch] = field(default_factory=list)
     poison: list[tuple[str, list[tuple[str, int, int]]]] = field(default_factory=list)
@@ -121,6 +122,7 @@ async def drive_load(ctx: Context, run: ScenarioRun, generator: Generator) -> No
         run.timelog_messages += len(outs)
         due = max(due + tick, time.monotonic() - 1.0)  # after a stall, catch up for at most a second
         await asyncio.sleep(max(0.0, due - time.monotonic()))
+    run.load_seconds = time.monotonic() - run.start
 
 
 async def issue_command(

@@ -124,6 +124,10 @@ class ChaosSystem:
     # -- start ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        sandbox_port = free_port()
+        self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        self.sandbox = Instance("sandbox", 0, {}, sandbox_port, self.log_dir / "sandbox.log")
+        await self._spawn(self.sandbox, [sys.executable, "-m", "sandbox.procore", "--port", str(sandbox_port)])
         # Spawned from this (event-loop) thread: PDEATHSIG is tied to the spawning thread.
         self.pg = LocalPostgres(data_dir=self.run_dir / "pgdata", port=free_port(), log_dir=self.log_dir, durable=False)
         self.pg.start()
@@ -133,10 +137,6 @@ class ChaosSystem:
         self.events.say(f"broker: Tansu ({self.broker.storage_url}) at {self.kafka}")
         topics = [*m.ALL_TOPICS, *(m.dead_letter_topic(s) for s in m.DEAD_LETTER_SERVICES)]
         await ensure_topics(self.kafka, topics, partitions=4)
-        sandbox_port = free_port()
-        self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        self.sandbox = Instance("sandbox", 0, {}, sandbox_port, self.log_dir / "sandbox.log")
-        await self._spawn(self.sandbox, [sys.executable, "-m", "sandbox.procore", "--port", str(sandbox_port)])
         await self._wait_healthy(self.sandbox, f"{self.sandbox_url}/_sandbox/health")
         self._build_instances()
         await asyncio.gather(*(self.start_instance(i) for i in self.instances))

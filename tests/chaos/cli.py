@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import random
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -27,6 +28,18 @@ from tests.chaos.system import ROOT, ChaosSystem, Events, versions
 RESULTS = ROOT / "tests" / "chaos" / "RESULTS.md"
 DEFAULT_SERVICE_ENV = {"PROCORE_TIMEOUT_S": "5"}
 """The sandbox's timeout fault must outlast the client's timeout without making the run slow."""
+
+RUNS = ROOT / ".devstack" / "chaos"
+KEEP_RUNS = 10
+
+
+def prune_old_runs(runs: Path, keep: int) -> None:
+    """Logs of the last runs only (a long run leaves ~100 MB); never a run of the last hour (it may be going on)."""
+    if runs.is_dir():
+        for old in sorted(d for d in runs.iterdir() if d.is_dir())[: -keep or None]:
+            if time.time() - old.stat().st_mtime > 3600:
+                shutil.rmtree(old, ignore_errors=True)
+
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -113,7 +126,9 @@ def main(
     ] = None,
     results: Annotated[Path, typer.Option(help="Markdown file whose block for this form gets the table.")] = RESULTS,
     summary: Annotated[Path | None, typer.Option(help="Also write the verdict as JSON here.")] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Where logs go (default .devstack/chaos/<run>).")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Where logs go (default .devstack/chaos/<run>; the last 10 runs are kept).")
+    ] = None,
     service_env: Annotated[
         list[str] | None, typer.Option(help="KEY=VALUE for every service process (repeatable).")
     ] = None,
@@ -140,7 +155,9 @@ def main(
         raise typer.BadParameter("--storage is auto, s3 or memory (the broker scenario needs s3)")
     extra = dict(item.split("=", 1) for item in service_env or [])
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = run_dir or ROOT / ".devstack" / "chaos" / f"{stamp}-{profile.name}-s{seed}"
+    if run_dir is None:
+        prune_old_runs(RUNS, keep=KEEP_RUNS - 1)
+        run_dir = RUNS / f"{stamp}-{profile.name}-s{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     command = "python -m tests.chaos " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     events = Events()

@@ -117,17 +117,19 @@ class Sender:
         return done
 
 
-async def read_all(bootstrap: str, topics: list[str], quiet_s: float = 1.0, cap_s: float = 120.0) -> list[Any]:
-    """Every record of `topics`, read until nothing new came for `quiet_s`.
+async def read_all(bootstrap: str, topics: list[str], quiet_s: float = 1.0, cap_s: float = 180.0) -> list[Any]:
+    """Every record of `topics`: at least up to the end offsets, then until nothing new came for `quiet_s`.
 
-    Not bounded by the end offsets: Tansu 0.6's ListOffsets(latest) answers the last batch's base
-    offset + 1, not the high watermark, so reading "up to the end" would miss each partition's last batch.
+    Not bounded by the end offsets alone: Tansu 0.6's ListOffsets(latest) answers the last batch's base
+    offset + 1, not the high watermark, so reading "up to the end" would miss each partition's last batch;
+    nor by quiet alone: on s3 storage one fetch can take longer than any quiet time.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        request_timeout_ms=60_000,
     )
     await consumer.start()
     records: list[Any] = []
@@ -136,15 +138,22 @@ async def read_all(bootstrap: str, topics: list[str], quiet_s: float = 1.0, cap_
         parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or [])]
         if not parts:
             return []
+        ends = await consumer.end_offsets(parts)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
+        seen: dict[TopicPartition, int] = {}
         start = quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < quiet_s and time.monotonic() - start < cap_s:
+        while time.monotonic() - start < cap_s:
             batch = await consumer.getmany(timeout_ms=250, max_records=5000)
-            for recs in batch.values():
+            for tp, recs in batch.items():
                 records.extend(recs)
+                if recs:
+                    seen[tp] = recs[-1].offset + 1
             if any(batch.values()):
                 quiet_since = time.monotonic()
+            reached = all(seen.get(tp, 0) >= end for tp, end in ends.items())
+            if reached and time.monotonic() - quiet_since >= quiet_s:
+                break
     finally:
         await consumer.stop()
     return records

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest docs bench clean
+.PHONY: run test lint typecheck pytest docs bench chaos chaos-short clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench: $(STAMP)
 	$(PY) -m tests.bench.aggregator_bench throughput
 	$(PY) -m tests.bench.aggregator_bench latency
 	$(PY) -m tests.bench.publisher_bench
+
+# The chaos suite (tests/chaos/README.md): the long form, and the short form `make test` also runs.
+chaos: $(STAMP)
+	$(PY) -m tests.chaos --long $(CHAOS_ARGS)
+
+chaos-short: $(STAMP)
+	$(PY) -m tests.chaos --short $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

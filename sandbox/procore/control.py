@@ -200,6 +200,18 @@ async def expire_tokens(request: Request) -> Response:
     return JSONResponse({"expired": len(state.tokens)})
 
 
+class RevokeIn(BaseModel):
+    client_id: str | None = None
+    refresh_tokens: bool = False
+
+
+@router.post("/tokens/revoke")
+async def revoke_tokens(request: Request, body: RevokeIn) -> Response:
+    """Revoke every issued access token (of `client_id`), and their refresh tokens if asked."""
+    revoked = sandbox_state(request).revoke_all(body.client_id, refresh_tokens=body.refresh_tokens)
+    return JSONResponse({"revoked": revoked})
+
+
 @router.get("/settings")
 async def get_settings(request: Request) -> Response:
     """Current settings."""

@@ -618,6 +618,24 @@ class SandboxState:
             if token.refresh_token:
                 self.refresh_tokens.pop(token.refresh_token, None)
 
+    def revoke_all(self, client_id: str | None = None, *, refresh_tokens: bool = False) -> int:
+        """Revoke every live access token (of one client): Procore withdrawing an app's access at once.
+
+        Refresh tokens stay usable unless `refresh_tokens`, so a connection can recover by refreshing.
+        """
+        doomed = [
+            value
+            for value, token in self.tokens.items()
+            if not token.revoked and (client_id is None or token.client_id == client_id)
+        ]
+        for value in doomed:
+            token = self.tokens.pop(value)  # unknown from now on: 401 like a revoked one
+            if refresh_tokens:
+                token.revoked = True
+                if token.refresh_token:
+                    self.refresh_tokens.pop(token.refresh_token, None)
+        return len(doomed)
+
     def check_token(self, authorization: str | None) -> Token:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise ProcoreError(401, "Access token is missing", reason="unauthorized")

@@ -1,9 +1,11 @@
 """Set accounts up as devstack/demo.py does, through the public edges, and wait until the system shows it.
 
-Per account: a sandbox company (the control API, as if it existed in Procore), MobiClocks reference
-entities (mobiclocks.reference), then the commands an administrator gives (mapping.commands): connect
-(service account), choose the company and the modules, sync each tab and map — projects first, then the
-cost codes of each mapped project. Everything except the entities left unmapped on purpose (plan.py).
+Per account: a sandbox company (the control API, as if it existed in Procore) with a service account the
+customer created in it, MobiClocks reference entities (mobiclocks.reference), then what an administrator
+does: connect with that service account in Setup (the gateway API: it proves the company, which is bound to
+the account), then the commands (mapping.commands): choose the company and the modules, sync each tab and
+map — projects first, then the cost codes of each mapped project. Everything except the entities left
+unmapped on purpose (plan.py).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ def setup_commands(plan: AccountPlan) -> list[m.Json]:
         )
 
     commands = [
-        m.mapping_command(a, "procore.connect", grant="client_credentials"),
         m.mapping_command(
             a, "setup.configure", procore_company_id=ids.company_id, enabled_modules=list(plan.modules), two_way=False
         ),
@@ -64,11 +65,23 @@ async def set_up(plans: list[AccountPlan], sandbox: Sandbox, sender: Sender, gat
         plan.adopt_seed_answer(await sandbox.call("POST", "/companies", plan.company_seed()))
     references = [Outgoing(m.REFERENCE, p.account_id, e) for p in plans for e in reference_events(p)]
     await sender.send(references)
+    await asyncio.gather(*(_connect(plan, sandbox, gateway) for plan in plans))
     commands = {p.account_id: setup_commands(p) for p in plans}
     # one account's commands share a key, so they are handled in this order
     await sender.send([Outgoing(m.MAPPING_COMMANDS, a, c) for a, cs in commands.items() for c in cs])
     await asyncio.gather(*(_wait_done(gateway, a, cs) for a, cs in commands.items()))
     await asyncio.gather(*(_wait_setup_seen(gateway, p) for p in plans))
+
+
+async def _connect(plan: AccountPlan, sandbox: Sandbox, gateway: Gateway) -> None:
+    """Setup > connect with the customer's own service account (its credentials reach only its company)."""
+    assert plan.procore is not None
+    client = await sandbox.call("POST", "/clients", {"company_ids": [plan.procore.company_id], "name": "customer"})
+    body = {"grant": "client_credentials", "client_id": client["client_id"], "client_secret": client["client_secret"]}
+    response = await gateway.call("POST", plan.account_id, "/api/procore/connection", json_body=body)
+    if response.status_code != 202:
+        raise RuntimeError(f"{plan.account_id}: connect refused: {response.status_code} {response.text[:300]}")
+    await _wait_done(gateway, plan.account_id, [{"event_id": response.json()["command_id"], "type": "connect"}])
 
 
 async def _wait_done(gateway: Gateway, account_id: str, commands: list[m.Json], timeout_s: float = 180) -> None:

@@ -179,6 +179,9 @@ class Gateway:
         if account_id not in self._tokens:
             now = datetime.now(UTC)
             claims = {
+                # the gateway's development tokens (ENVIRONMENT=development): HS256, its own issuer and audience
+                "iss": "procore-gateway-dev-login",
+                "aud": "procore-gateway-development",
                 "sub": "chaos-user",
                 "account_id": account_id,
                 "permissions": PERMISSIONS,

@@ -65,9 +65,18 @@ def reference_upserted(account_id: str, kind: str, entity_id: str, name: str, nu
     }
 
 
+SYSTEM_REQUESTER: Json = {
+    "requested_by": "system:chaos",
+    "requester_kind": "system",
+    "permissions": ["procore.mapping", "procore.publish", "procore.setup"],
+}
+"""A back end sending commands straight to Kafka names itself as a system principal with its permissions
+(commands without a permissions list are refused: fail closed)."""
+
+
 def mapping_command(account_id: str, type_: str, **fields: Any) -> Json:
-    """A trusted-backend command (no `permissions`), as MobiClocks core or the demo sends them."""
-    return {**envelope(account_id, type_), "requested_by": "chaos-admin", **fields}
+    """A back-end command, as MobiClocks core or the demo sends them."""
+    return {**envelope(account_id, type_), **SYSTEM_REQUESTER, **fields}
 
 
 def publish_scope_cell(job_site_id: str, day: date) -> Json:
@@ -84,5 +93,5 @@ def publish_entries(account_id: str, module: str, action: str, scope: Json) -> J
         "module": module,
         "action": action,
         "scope": scope,
-        "requested_by": "chaos-user",
+        **SYSTEM_REQUESTER,
     }

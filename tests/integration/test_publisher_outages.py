@@ -15,11 +15,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from services.mapping.bootstrap import build_app as build_mapping
 from shared.events import ConnectProcore, Module, PublishOutcome, PublishToProcore
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import produce
-from tests.support.mapping import INTERNAL_TOKEN, mapping_settings, outcome, serve_asgi
+from tests.support.mapping import INTERNAL_TOKEN, mapping_settings, outcome, serve_mapping
 from tests.support.proxy import TcpProxy
 from tests.support.publisher import (
     Requests,
@@ -121,7 +120,7 @@ async def test_token_endpoint_unreachable_leaves_requests_pending_until_it_is_ba
     company = await sandbox.company()
     account = f"acc-{uuid.uuid4().hex[:8]}"
     batch = [request_for(m, company, account_id=account) for m in MODULES]
-    async with serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url, proxy_for(mapping_url) as proxy:
+    async with serve_mapping(mapping_settings(cfg)) as mapping_url, proxy_for(mapping_url) as proxy:
         connect = ConnectProcore(account_id=account, requested_by="admin", permissions=["procore.setup"])
         await produce(cfg.kafka, cfg.topics.mapping_commands, [connect], key=account.encode())
         connected = await outcome(cfg.dsn, cfg.schemas["mapping"], connect.event_id)

@@ -51,13 +51,13 @@ class FakeTokens:
 def test_tokens_are_encrypted_at_rest_and_round_trip() -> None:
     key = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
     cipher = TokenCipher(key)
-    stored = cipher.encrypt("secret-refresh-token")
+    stored = cipher.encrypt("secret-refresh-token", "acc-1")
     assert "secret-refresh-token" not in stored
-    assert cipher.decrypt(stored) == "secret-refresh-token"
-    assert cipher.encrypt("same") != cipher.encrypt("same")  # random IV
+    assert cipher.decrypt(stored, "acc-1") == "secret-refresh-token"
+    assert cipher.encrypt("same", "acc-1") != cipher.encrypt("same", "acc-1")  # random IV
     other = TokenCipher("A" * 43 + "=")
-    with pytest.raises(ValueError, match="TOKEN_ENCRYPTION_KEY"):
-        other.decrypt(stored)
+    with pytest.raises(ValueError, match="TOKEN_ENCRYPTION_KEYS"):
+        other.decrypt(stored, "acc-1")
     with pytest.raises(ValueError, match="Fernet key"):
         TokenCipher("x" * 44)
 

@@ -158,7 +158,7 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
             )
             assert projects == []
             with pytest.raises(NotConnected):
-                await tokens.get("acc-never-connected")
+                await tokens.get("acc-never-connected", None)
         assert (await system.connection_row(account))["refresh_count"] == 2
 
 

@@ -15,10 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared.events import ConnectProcore, Module, PublishOutcome, PublishToProcore
+from shared.events import Module, PublishOutcome, PublishToProcore
 from tests.sandbox_fixtures import run_sandbox
-from tests.support.kafka import produce
-from tests.support.mapping import INTERNAL_TOKEN, mapping_settings, outcome, serve_mapping
+from tests.support.mapping import INTERNAL_TOKEN, connect_service_account, mapping_settings, serve_mapping
 from tests.support.proxy import TcpProxy
 from tests.support.publisher import (
     Requests,
@@ -121,9 +120,8 @@ async def test_token_endpoint_unreachable_leaves_requests_pending_until_it_is_ba
     account = f"acc-{uuid.uuid4().hex[:8]}"
     batch = [request_for(m, company, account_id=account) for m in MODULES]
     async with serve_mapping(mapping_settings(cfg)) as mapping_url, proxy_for(mapping_url) as proxy:
-        connect = ConnectProcore(account_id=account, requested_by="admin", permissions=["procore.setup"])
-        await produce(cfg.kafka, cfg.topics.mapping_commands, [connect], key=account.encode())
-        connected = await outcome(cfg.dsn, cfg.schemas["mapping"], connect.event_id)
+        # Connected by proof: the customer's own service account for this company (binds it to the account).
+        connected = await connect_service_account(cfg, mapping_url, account, company.id)
         assert connected["status"] == "done", connected
 
         await proxy.cut()

@@ -14,7 +14,7 @@ _PLACEHOLDER_ENV: dict[str, Any] = {
     "procore_base_url": "http://procore-sandbox:8090",
     "procore_client_id": "client",
     "procore_client_secret": "secret",
-    "token_encryption_key": "key",
+    "token_encryption_keys": "A" * 43 + "=",  # a well-formed Fernet key (validated), used by nothing
     # The gateway as in production: MobiClocks core's tokens only (no dev login, no HS256).
     "jwks_url": "https://mobiclocks.example/.well-known/jwks.json",
     "jwt_issuer": "https://mobiclocks.example",

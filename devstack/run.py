@@ -90,7 +90,9 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
     }
     # A schema prefix lets several systems share one database (the e2e tests do).
     schema_prefix = os.environ.get("DEVSTACK_SCHEMA_PREFIX", "")
-    ports = {name: free_port() for name in ("aggregator", "publisher", "mapping")}
+    ports = {name: free_port() for name in ("aggregator", "publisher", "mapping", "mapping-internal")}
+    # The publisher and the gateway reach the mapping service's internal API on a port of its own, never its public one.
+    mapping_internal = f"http://127.0.0.1:{ports['mapping-internal']}"
     internal = {"INTERNAL_API_TOKEN": os.environ.get("INTERNAL_API_TOKEN") or persistent_secret("internal", "token")}
     specs = []
     for name, extra in (
@@ -100,7 +102,10 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
             {
                 **procore,
                 **internal,
-                "TOKEN_ENCRYPTION_KEY": persistent_secret("token-key", "fernet"),
+                # Several keys may be given, the encrypting one first (rotate-keys); else the one kept in .devstack.
+                "TOKEN_ENCRYPTION_KEYS": os.environ.get("TOKEN_ENCRYPTION_KEYS")
+                or persistent_secret("token-key", "fernet"),
+                "INTERNAL_HTTP_PORT": str(ports["mapping-internal"]),
                 # Our sandbox implements PKCE (RFC 7636); Procore's documentation does not describe it.
                 "PROCORE_OAUTH_PKCE": os.environ.get(
                     "PROCORE_OAUTH_PKCE", "true" if infra.procore_url is None else "false"
@@ -108,7 +113,7 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
             },
         ),
         # the publisher asks the mapping service for each account's Procore access token
-        ("publisher", {**procore, **internal, "PROCORE_TOKENS_URL": f"http://127.0.0.1:{ports['mapping']}"}),
+        ("publisher", {**procore, **internal, "PROCORE_TOKENS_URL": mapping_internal}),
     ):
         port = ports[name]
         specs.append(
@@ -136,7 +141,7 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
                 "AGGREGATOR_SCHEMA": f"{schema_prefix}aggregator",
                 "MAPPING_SCHEMA": f"{schema_prefix}mapping",
                 # OAuth codes and service-account secrets go to the mapping service over HTTP, never Kafka.
-                "MAPPING_URL": f"http://127.0.0.1:{ports['mapping']}",
+                "MAPPING_URL": mapping_internal,
                 **internal,
             },
             health_url=f"http://127.0.0.1:{gateway_port}/health",

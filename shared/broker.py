@@ -54,6 +54,7 @@ from shared.dead_letters import (
     reference_for,
     reference_headers,
 )
+from shared.kafka_security import KafkaConnectionSettings, connection_of
 from shared.readiness import readiness_of
 from shared.records import (
     describe_validation_error,
@@ -424,11 +425,14 @@ def make_broker(
     topics: Topics,
     tracer_provider: TracerProvider | None = None,
     consumer: ConsumerSettings | None = None,
+    connection: KafkaConnectionSettings | None = None,
 ) -> KafkaBroker:
-    """A broker for `service`. `consumer` (any ServiceSettings) sets retries and size limits; default: environment."""
+    """A broker for `service`. `consumer` (any ServiceSettings) sets retries and size limits; default: environment.
+    `connection` (default: the one `consumer` carries, else the environment) sets SASL and TLS."""
     broker = KafkaBroker(
         bootstrap_servers,
         client_id=service,
+        security=(connection or connection_of(consumer)).faststream_security(),
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         description=f"{service} service",
         log_level=logging.DEBUG,  # one line per message is too much at INFO; failures still log as warnings
@@ -456,12 +460,22 @@ def consumer_options(
     }
 
 
-async def ensure_topics(bootstrap_servers: str, names: list[str], partitions: int = 4) -> None:
-    """Create missing topics before consumers subscribe (a consumer would otherwise wait for metadata)."""
+async def ensure_topics(
+    bootstrap_servers: str, names: list[str], partitions: int = 4, connection: KafkaConnectionSettings | None = None
+) -> None:
+    """Create missing topics before consumers subscribe (a consumer would otherwise wait for metadata).
+
+    Nothing is done where topics are provisioned for the services (KAFKA_CREATE_TOPICS=false: with ACLs a service
+    may not create topics, nor even see those of other services)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="topic-setup")
+    connection = connection or KafkaConnectionSettings()
+    if not connection.kafka_create_topics:
+        return
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="topic-setup", **connection.client_options()
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

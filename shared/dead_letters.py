@@ -27,10 +27,11 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from tqdm import tqdm
 
-from shared.topics import Topics
+from shared.kafka_security import KafkaConnectionSettings
+from shared.topics import REPLAY_MARKER_SUFFIX, Topics
 
 PREFIX = "x-dead-letter-"
 REASON_HEADER = "x-dead-letter-reason"
@@ -277,14 +278,19 @@ def _shorten(text: str, width: int) -> str:
 
 
 def marker_topic(dead_letter_topic: str) -> str:
-    return f"{dead_letter_topic}.replayed"
+    return f"{dead_letter_topic}{REPLAY_MARKER_SUFFIX}"
 
 
-async def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Any]:
+async def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 30.0, connection: KafkaConnectionSettings | None = None
+) -> list[Any]:
     """Every record of `topic` up to its current end (no consumer group, nothing committed)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="dead-letters")
+    options = (connection or KafkaConnectionSettings()).client_options()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="dead-letters", **options
+    )
     await consumer.start()
     try:
         if topic not in await consumer.topics():  # asks the broker; a missing topic is not created
@@ -310,13 +316,16 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> lis
         await consumer.stop()
 
 
-async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
-    return [DeadLetter.from_record(r) for r in await read_topic(bootstrap, topic)]
+async def read_dead_letters(
+    bootstrap: str, topic: str, connection: KafkaConnectionSettings | None = None
+) -> list[DeadLetter]:
+    return [DeadLetter.from_record(r) for r in await read_topic(bootstrap, topic, connection=connection)]
 
 
-async def read_replayed(bootstrap: str, topic: str) -> set[str]:
+async def read_replayed(bootstrap: str, topic: str, connection: KafkaConnectionSettings | None = None) -> set[str]:
     """Source positions already replayed from dead-letter topic `topic`."""
-    return {r.key.decode() for r in await read_topic(bootstrap, marker_topic(topic)) if r.key}
+    records = await read_topic(bootstrap, marker_topic(topic), connection=connection)
+    return {r.key.decode() for r in records if r.key}
 
 
 @dataclass
@@ -341,15 +350,24 @@ def plan_replay(chosen: Sequence[DeadLetter], replayed: set[str]) -> ReplayRepor
     return plan
 
 
-async def replay(bootstrap: str, dead_letter_topic: str, letters: Sequence[DeadLetter], progress: tqdm[Any]) -> None:
+async def replay(
+    bootstrap: str,
+    dead_letter_topic: str,
+    letters: Sequence[DeadLetter],
+    progress: tqdm[Any],
+    connection: KafkaConnectionSettings | None = None,
+) -> None:
     """Send each dead letter back to its source topic, then mark it replayed (a crash in between may send it
     once more on the next replay: consumers are idempotent, delivery is at-least-once)."""
     from aiokafka import AIOKafkaProducer
 
     from shared.broker import ensure_topics
 
-    await ensure_topics(bootstrap, [marker_topic(dead_letter_topic)], partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="dead-letters", linger_ms=5)
+    connection = connection or KafkaConnectionSettings()
+    await ensure_topics(bootstrap, [marker_topic(dead_letter_topic)], partitions=1, connection=connection)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, client_id="dead-letters", linger_ms=5, **connection.client_options()
+    )
     await producer.start()
     try:
         for letter in letters:
@@ -373,8 +391,8 @@ async def replay(bootstrap: str, dead_letter_topic: str, letters: Sequence[DeadL
 # --- the command line ---------------------------------------------------------------------------
 
 
-class ToolSettings(BaseSettings):
-    """The same environment variables as the services."""
+class ToolSettings(KafkaConnectionSettings):
+    """The same environment variables as the services (with ACLs: the `operator` principal, deploy/README.md)."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
@@ -427,11 +445,12 @@ def _topics(settings: ToolSettings, services: list[str] | None) -> list[str]:
     return [topics.dead_letter(s) for s in services or SERVICES]
 
 
-async def _gather(bootstrap: str, topics: list[str]) -> list[tuple[str, list[DeadLetter], set[str]]]:
+async def _gather(settings: ToolSettings, topics: list[str]) -> list[tuple[str, list[DeadLetter], set[str]]]:
     found = []
+    bootstrap = settings.kafka_bootstrap_servers
     for topic in topics:
-        letters = await read_dead_letters(bootstrap, topic)
-        found.append((topic, letters, await read_replayed(bootstrap, topic) if letters else set()))
+        letters = await read_dead_letters(bootstrap, topic, settings)
+        found.append((topic, letters, await read_replayed(bootstrap, topic, settings) if letters else set()))
     return found
 
 
@@ -448,7 +467,7 @@ def list_command(
     settings = _settings()
     selection = _selection(reason_contains, source_topic, older_than, newer_than, limit)
     now = datetime.now(UTC)
-    found = asyncio.run(_gather(settings.kafka_bootstrap_servers, _topics(settings, service)))
+    found = asyncio.run(_gather(settings, _topics(settings, service)))
     shown = 0
     for topic, letters, replayed in found:
         chosen = selection.apply(letters, now)
@@ -481,7 +500,7 @@ def replay_command(
     selection = _selection(reason_contains, source_topic, older_than, newer_than, limit, offsets)
     now = datetime.now(UTC)
     bootstrap = settings.kafka_bootstrap_servers
-    for topic, letters, replayed in asyncio.run(_gather(bootstrap, _topics(settings, service))):
+    for topic, letters, replayed in asyncio.run(_gather(settings, _topics(settings, service))):
         plan = plan_replay(selection.apply(letters, now), replayed)
         if not (plan.sent or plan.already or plan.omitted):
             continue
@@ -500,7 +519,7 @@ def replay_command(
             continue
         if plan.sent:
             with tqdm(total=len(plan.sent), desc=f"replay {topic}", unit="msg", file=sys.stderr) as bar:
-                asyncio.run(replay(bootstrap, topic, plan.sent, bar))
+                asyncio.run(replay(bootstrap, topic, plan.sent, bar, settings))
         typer.echo(f"{topic}: replayed {len(plan.sent)}")
 
 

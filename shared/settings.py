@@ -9,10 +9,13 @@ from __future__ import annotations
 import sys
 from typing import TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.kafka_security import KafkaConnectionSettings
 from shared.topics import Topics
+
+INTERNAL_TOKEN_MIN_LENGTH = 32
 
 
 class ConsumerSettings(BaseSettings):
@@ -34,7 +37,7 @@ class ConsumerSettings(BaseSettings):
     """A dead letter larger than this (Apache Kafka's default limit is 1 MiB) is replaced by a small reference."""
 
 
-class ServiceSettings(ConsumerSettings):
+class ServiceSettings(ConsumerSettings, KafkaConnectionSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     kafka_bootstrap_servers: str = Field(min_length=1)
@@ -90,6 +93,16 @@ class ProcoreSettings(ServiceSettings):
     """Tries of one Procore call on transient failures (rate limits do not count)."""
     internal_api_token: SecretStr = SecretStr("")
     """Shared secret between the publisher and the mapping service's internal token endpoint."""
+
+    @field_validator("internal_api_token")
+    @classmethod
+    def _long_internal_token(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < INTERNAL_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {INTERNAL_TOKEN_MIN_LENGTH} characters (a random secret: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
 
     @property
     def login_url(self) -> str:

@@ -1,9 +1,10 @@
 """The one place that wires the mapping service: settings → broker, pool, Procore client, subscribers, routes,
-outbox relay."""
+outbox relay, and the internal API on its own port."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -37,6 +38,8 @@ from shared.procore import OAuthApp, ProcoreClient
 from shared.telemetry import instrument_asyncpg, make_tracer_provider
 
 SERVICE = "mapping"
+
+log = logging.getLogger(__name__)
 
 MappingInput = Annotated[
     ConfigureSetup
@@ -97,9 +100,11 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         dsn = settings.database_url.get_secret_value()
-        cipher = TokenCipher(settings.token_encryption_key.get_secret_value())
+        cipher = TokenCipher(settings.encryption_keys)
         instrument_asyncpg(provider)
-        await ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions, connection=settings
+        )
         await db.migrate(dsn, settings.db_schema, "services.mapping.migrations")
         pool = await db.create_pool(dsn, settings.db_schema)
         state["pool"] = pool
@@ -129,9 +134,12 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
             state_ttl_s=settings.oauth_state_ttl_s,
         )
         relay.start()
+        internal = await _start_internal_api(settings, lambda: state.get("deps"))
         try:
             yield
         finally:
+            if internal is not None:
+                await internal.stop()
             state.pop("deps", None)
             await relay.stop()
             await http.aclose()
@@ -147,8 +155,19 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
         lifespan=lifespan,
         components={"outbox relay": lambda: state.get("relay")},  # not ready while changes cannot be sent
     )
-    for path, endpoint in internal_api.routes(
-        lambda: state.get("deps"), settings.internal_api_token.get_secret_value()
-    ):
-        app.mount(path, endpoint)
     return app
+
+
+async def _start_internal_api(
+    settings: MappingSettings, deps: Callable[[], ConnectionDeps | None]
+) -> internal_api.InternalServer | None:
+    """The token endpoint and the connection routes, on INTERNAL_HTTP_PORT only (never on the public port)."""
+    token = settings.internal_api_token.get_secret_value()
+    if not token:
+        log.warning("INTERNAL_API_TOKEN is not set: the internal API (tokens for the publisher, connecting) is off")
+        return None
+    server = internal_api.InternalServer(
+        internal_api.app(deps, token), settings.internal_http_host, settings.internal_http_port, settings.log_level
+    )
+    await server.start()
+    return server

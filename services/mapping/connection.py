@@ -244,7 +244,7 @@ async def start_authorization(deps: ConnectionDeps, who: Requester, redirect_uri
             who.user_id,
             who.permissions or [],
             redirect_uri,
-            deps.cipher.encrypt(pkce.verifier) if pkce else None,
+            deps.cipher.encrypt(pkce.verifier, who.account_id) if pkce else None,
             deps.state_ttl_s,
         )
     url = deps.oauth.authorize_url(redirect_uri, state, pkce.challenge if pkce else None)
@@ -264,7 +264,7 @@ async def complete_authorization(deps: ConnectionDeps, state: str, browser_nonce
     attempt = used[0]
     who = Requester(attempt.account_id, attempt.requested_by, attempt.permissions)
     _require_setup(who)
-    verifier = deps.cipher.decrypt(attempt.code_verifier) if attempt.code_verifier else None
+    verifier = deps.cipher.decrypt(attempt.code_verifier, attempt.account_id) if attempt.code_verifier else None
     try:
         tokens = await deps.oauth.exchange_code(code, attempt.redirect_uri, verifier)
     except OAuthError as error:

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 def token_providers(settings: PublisherSettings, http: httpx.AsyncClient) -> Callable[[str], TokenProvider]:
-    """account id → its tokens: the account's own Procore connection (via mapping), else the app's service account."""
+    """account id → its tokens: the account's own Procore connection (via mapping's internal API, naming the company
+    of every call: one not bound to the account fails for good), else the app's service account."""
     if settings.procore_tokens_url:
         connections = ConnectionTokens(
             http, settings.procore_tokens_url, settings.internal_api_token.get_secret_value()
@@ -123,7 +124,9 @@ def build_app(settings: PublisherSettings, tracer_provider: TracerProvider | Non
     async def lifespan() -> AsyncIterator[None]:
         dsn = settings.database_url.get_secret_value()
         instrument_asyncpg(provider)
-        await ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, topics.all(), settings.kafka_topic_partitions, connection=settings
+        )
         await db.migrate(dsn, settings.db_schema, "services.publisher.migrations")
         pool: asyncpg.Pool = await db.create_pool(dsn, settings.db_schema, max_size=20)
         state["pool"] = pool

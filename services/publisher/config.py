@@ -17,7 +17,8 @@ class PublisherSettings(ProcoreSettings):
     http_port: int = Field(default=8082, ge=0, le=65535)
     otel_service_name: str = "publisher"
     procore_tokens_url: str = ""
-    """The mapping service's base URL: tokens of each account's own Procore connection come from it.
+    """The mapping service's internal API (its INTERNAL_HTTP_PORT, never its public port): tokens of each account's
+    own Procore connection come from it, one per company called.
     Empty: every account uses the app's client-credentials token (a service account)."""
     procore_rate_limit_patience_s: float = Field(default=7200.0, gt=0)
     """How long one call may wait out Procore's rate limits before its round counts as unavailable."""

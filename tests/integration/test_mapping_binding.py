@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from services.gateway.bootstrap import build_app as build_gateway
-from services.mapping.bootstrap import build_app as build_mapping
 from services.mapping.proof import ALREADY_BOUND
 from services.publisher.bootstrap import build_app as build_publisher
 from services.publisher.config import PublisherSettings
@@ -47,7 +46,7 @@ from tests.support.mapping import (
     oauth_round_trip,
     outcome,
     sandbox_user,
-    serve_asgi,
+    serve_mapping,
     service_account,
 )
 from tests.support.principals import TEST_BACKEND
@@ -131,7 +130,7 @@ async def world(
     await sandbox_user(sandbox, carol, [demo["company_id"], mine["company_id"]])
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox)
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
-    async with serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url:
+    async with serve_mapping(mapping_settings(cfg)) as mapping_url:
         gateway = build_gateway(gateway_settings(cfg, mapping_url))
         async with gateway.router.lifespan_context(gateway):
             yield World(cfg, mapping_url, gateway, demo, mine, pat, ivan, carol)

@@ -17,7 +17,6 @@ import pytest
 
 from services.gateway.bootstrap import build_app as build_gateway
 from services.mapping.adapters.connections import TokenCipher
-from services.mapping.bootstrap import build_app as build_mapping
 from shared.broker import ensure_topics
 from shared.events import CompleteProcoreConnection, UnbindProcoreCompany
 from shared.procore import ConnectionTokens, NotConnected, ProcoreClient
@@ -33,7 +32,7 @@ from tests.support.mapping import (
     oauth_round_trip,
     outcome,
     sandbox_user,
-    serve_asgi,
+    serve_mapping,
     service_account,
 )
 from tests.support.stack import TEST_TOKEN_KEY, StackConfig
@@ -78,7 +77,7 @@ async def system(
     await sandbox_user(sandbox, login, [seeded["company_id"]])
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox)
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
-    async with serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url:
+    async with serve_mapping(mapping_settings(cfg)) as mapping_url:
         gateway = build_gateway(gateway_settings(cfg, mapping_url))
         async with (
             gateway.router.lifespan_context(gateway),
@@ -112,7 +111,7 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
     # At rest: encrypted, never in clear.
     cipher = TokenCipher(TEST_TOKEN_KEY)
     row = await system.connection_row(account)
-    access, refresh = cipher.decrypt(row["access_token"]), cipher.decrypt(row["refresh_token"])
+    access, refresh = cipher.decrypt(row["access_token"], account), cipher.decrypt(row["refresh_token"], account)
     assert access not in row["access_token"] and refresh not in row["refresh_token"]
 
     # Served to other services over HTTP for the bound company: the stored (fresh) token, which Procore accepts.
@@ -132,7 +131,7 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
         forced = await internal_token(system, {"account_id": account, "force_refresh": True, "rejected_token": access})
         assert forced.status_code == 200 and forced.json()["access_token"] != access
         row = await system.connection_row(account)
-        assert cipher.decrypt(row["refresh_token"]) != refresh and row["refresh_count"] == 1
+        assert cipher.decrypt(row["refresh_token"], account) != refresh and row["refresh_count"] == 1
         reused = await procore.post(
             "/oauth/token",
             json={
@@ -159,7 +158,7 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
             )
             assert projects == []
             with pytest.raises(NotConnected):
-                await tokens.get("acc-never-connected")
+                await tokens.get("acc-never-connected", None)
         assert (await system.connection_row(account))["refresh_count"] == 2
 
 
@@ -181,7 +180,7 @@ async def test_refused_refresh_needs_reauthorization_and_says_so(system: System,
     account = "acc-revoked"
     connected = await oauth_round_trip(system.gateway, auth(account), system.login)
     assert (await system.done(connected.command_id))["status"] == "done"
-    refresh = TokenCipher(TEST_TOKEN_KEY).decrypt((await system.connection_row(account))["refresh_token"])
+    refresh = TokenCipher(TEST_TOKEN_KEY).decrypt((await system.connection_row(account))["refresh_token"], account)
     async with httpx.AsyncClient(base_url=sandbox) as procore:
         await procore.post("/oauth/revoke", json={"token": refresh})
     refused = await internal_token(system, {"account_id": account, "force_refresh": True})
@@ -241,7 +240,7 @@ async def test_customer_service_account_connects_the_app_credentials_prove_nothi
     row = await system.connection_row(account)
     assert row["grant_type"] == "client_credentials" and row["refresh_token"] is None
     assert row["client_id"] == client_id and secret not in row["client_secret"]
-    assert TokenCipher(TEST_TOKEN_KEY).decrypt(row["client_secret"]) == secret
+    assert TokenCipher(TEST_TOKEN_KEY).decrypt(row["client_secret"], account) == secret
 
     # Renewed with the customer's credentials, never the app's.
     first = (await internal_token(system, {"account_id": account})).json()["access_token"]

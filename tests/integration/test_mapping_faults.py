@@ -84,7 +84,7 @@ class Ctx:
     async def token(self, body: dict[str, Any]) -> httpx.Response:
         async with httpx.AsyncClient(timeout=30) as http:
             return await http.post(
-                f"{self.instance.url}/internal/procore-token",
+                f"{self.instance.internal}/internal/procore-token",
                 json=body,
                 headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
             )
@@ -101,7 +101,7 @@ async def ctx(
     proxy, proxied_dsn = TcpProxy.for_dsn(postgres_dsn)
     async with proxy, mapping_instance(cfg, database_url=proxied_dsn) as instance:
         c = Ctx(cfg, sandbox, f"acc-{unique}", company["company_id"], instance, proxy)
-        assert (await connect_service_account(cfg, instance.url, c.account, c.company_id))["status"] == "done"
+        assert (await connect_service_account(cfg, instance.internal, c.account, c.company_id))["status"] == "done"
         setup = ConfigureSetup(
             account_id=c.account,
             procore_company_id=c.company_id,
@@ -136,7 +136,7 @@ async def test_connecting_resumes_from_the_stored_tokens_after_an_outage(ctx: Ct
     async with httpx.AsyncClient(base_url=ctx.sandbox) as control:
         await control.delete("/_sandbox/requests")
     companies = await ctx.fault(path="/rest/v1.0/companies", kind="status", status=503, retry_after=0, times=3)
-    done = await connect_user(ctx.cfg, ctx.instance.url, account, login)
+    done = await connect_user(ctx.cfg, ctx.instance.internal, account, login)
     assert done["status"] == "done" and "authorization_code" in done["message"], done
     assert await ctx.fault_hits(companies) == 3
     async with httpx.AsyncClient(base_url=ctx.sandbox) as control:

@@ -116,7 +116,7 @@ class Two:
     async def token(self, instance: Instance, body: dict[str, Any]) -> httpx.Response:
         async with httpx.AsyncClient(timeout=30) as http:
             return await http.post(
-                f"{instance.url}/internal/procore-token",
+                f"{instance.internal}/internal/procore-token",
                 json=body,
                 headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
             )
@@ -159,7 +159,7 @@ async def two(
         )
         login = f"pat-{unique}@instances.example"
         await sandbox_user(sandbox.url, login, [company["company_id"]])
-        assert (await connect_user(cfg, instances[0].url, two.account, login))["status"] == "done"
+        assert (await connect_user(cfg, instances[0].internal, two.account, login))["status"] == "done"
         assert [o["status"] for o in await two.send(setup)] == ["done"]
         yield two
 

@@ -32,6 +32,7 @@ from tests.support.mapping import (
     consent,
     fetch,
     gateway_settings,
+    internal_url,
     mapping_settings,
     oauth_round_trip,
     outcome,
@@ -92,7 +93,9 @@ async def flow(
     provider.add_span_processor(SimpleSpanProcessor(spans))
     access_log = Lines()
     gateway_port = free_port()
-    async with serve_on(build_mapping(mapping_settings(cfg), provider), free_port(), access_log) as mapping_url:
+    mapping = mapping_settings(cfg)
+    async with serve_on(build_mapping(mapping, provider), free_port(), access_log):
+        mapping_url = internal_url(mapping)  # the gateway reaches the mapping service's internal API
         # The redirect URI is fixed by settings: here, where this gateway listens.
         settings = gateway_settings(
             cfg, mapping_url, public_base_url=f"http://127.0.0.1:{gateway_port}", http_port=gateway_port

@@ -78,7 +78,7 @@ async def test_changes_committed_before_a_crash_are_sent_by_the_next_relay(
 
     # Connected first: finishing a connection is itself a command sent through the outbox.
     async with mapping_instance(cfg) as connector:
-        connect = await connect_user(cfg, connector.url, account, login)
+        connect = await connect_user(cfg, connector.internal, account, login)
         assert connect["status"] == "done", connect
         before = await sent_changes(cfg, account)
     async with relays_held(postgres_dsn, schema):
@@ -90,11 +90,10 @@ async def test_changes_committed_before_a_crash_are_sent_by_the_next_relay(
             await eventually(lambda: outbox_rows(postgres_dsn, schema), lambda rows: len(rows) == 2, what="the link")
             (row,) = await fetch(postgres_dsn, f'SELECT refresh_token FROM "{schema}".connections')
             async with httpx.AsyncClient() as http:
-                await http.post(
-                    f"{sandbox}/oauth/revoke", json={"token": TokenCipher(TEST_TOKEN_KEY).decrypt(row["refresh_token"])}
-                )
+                refresh = TokenCipher(TEST_TOKEN_KEY).decrypt(row["refresh_token"], account)
+                await http.post(f"{sandbox}/oauth/revoke", json={"token": refresh})
                 refused = await http.post(
-                    f"{first.url}/internal/procore-token",
+                    f"{first.internal}/internal/procore-token",
                     json={"account_id": account, "force_refresh": True},
                     headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
                 )

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.mapping.bootstrap import build_app as build_mapping
 from shared.broker import ensure_topics
 from shared.events import ConfigureSetup, Module, ProcoreEntity, SyncProcoreEntities
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import produce
-from tests.support.mapping import connect_service_account, fetch, mapping_settings, outcome, serve_asgi
+from tests.support.mapping import connect_service_account, fetch, mapping_settings, outcome, serve_mapping
 from tests.support.stack import StackConfig
 
 pytestmark = pytest.mark.integration
@@ -51,7 +50,7 @@ async def test_sync_of_10000_people_respects_the_rate_limit(
                            requested_by="admin", permissions=perms)  # fmt: skip
     sync = SyncProcoreEntities(account_id=account, entity=ProcoreEntity.EMPLOYEE, requested_by="m", permissions=perms)
 
-    async with serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url:
+    async with serve_mapping(mapping_settings(cfg)) as mapping_url:
         assert (await connect_service_account(cfg, mapping_url, account, company_id, perms))["status"] == "done"
         await produce(cfg.kafka, cfg.topics.mapping_commands, [setup], key=account.encode())
         assert (await outcome(cfg.dsn, cfg.schemas["mapping"], setup.event_id))["status"] == "done"

@@ -16,7 +16,6 @@ import pytest
 from pydantic import BaseModel
 
 from sandbox.procore import SandboxState
-from services.mapping.bootstrap import build_app as build_mapping
 from shared.broker import ensure_topics
 from shared.events import (
     AutoMap,
@@ -30,7 +29,7 @@ from shared.events import (
 )
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.kafka import consume, produce
-from tests.support.mapping import connect_service_account, fetch, mapping_settings, outcome, serve_asgi
+from tests.support.mapping import connect_service_account, fetch, mapping_settings, outcome, serve_mapping
 from tests.support.stack import StackConfig
 
 pytestmark = pytest.mark.integration
@@ -126,8 +125,7 @@ async def ctx(
         await control.delete("/_sandbox/requests")
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox.url)
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
-    app = build_mapping(mapping_settings(cfg))
-    async with serve_asgi(app) as mapping_url:  # lifespan in the server's own task
+    async with serve_mapping(mapping_settings(cfg)) as mapping_url:  # lifespan in the server's own task
         c = Ctx(cfg, f"acc-{unique}", company, sandbox)
         connected = await connect_service_account(cfg, mapping_url, c.account, company["company_id"])
         assert connected["status"] == "done", connected

@@ -15,10 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from services.mapping.bootstrap import build_app as build_mapping
 from shared.events import Module, PublishOutcome, PublishToProcore
 from tests.sandbox_fixtures import run_sandbox
-from tests.support.mapping import INTERNAL_TOKEN, connect_service_account, mapping_settings, serve_asgi
+from tests.support.mapping import INTERNAL_TOKEN, connect_service_account, mapping_settings, serve_mapping
 from tests.support.proxy import TcpProxy
 from tests.support.publisher import (
     Requests,
@@ -120,7 +119,8 @@ async def test_token_endpoint_unreachable_leaves_requests_pending_until_it_is_ba
     company = await sandbox.company()
     account = f"acc-{uuid.uuid4().hex[:8]}"
     batch = [request_for(m, company, account_id=account) for m in MODULES]
-    async with serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url, proxy_for(mapping_url) as proxy:
+    async with serve_mapping(mapping_settings(cfg)) as mapping_url, proxy_for(mapping_url) as proxy:
+        # Connected by proof: the customer's own service account for this company (binds it to the account).
         connected = await connect_service_account(cfg, mapping_url, account, company.id)
         assert connected["status"] == "done", connected
 

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
+from devstack.ports import free_port
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import Principal, issue_dev_token
 from services.mapping.bootstrap import build_app as build_mapping
@@ -31,7 +32,7 @@ from services.mapping.config import MappingSettings
 from tests.support.kafka import eventually
 from tests.support.stack import TEST_TOKEN_KEY, StackConfig
 
-INTERNAL_TOKEN = "internal-test-token-0123456789"
+INTERNAL_TOKEN = "internal-test-token-0123456789-abcdefghij"
 JWT_SECRET = "mapping-tests-jwt-secret-0123456789-abcdef"
 ALL_PERMISSIONS = ["procore.publish", "procore.mapping", "procore.setup"]
 
@@ -62,12 +63,25 @@ def mapping_settings(cfg: StackConfig, **overrides: Any) -> MappingSettings:
     values: dict[str, Any] = {
         **cfg.common("mapping"),
         **cfg.procore(),
-        "token_encryption_key": TEST_TOKEN_KEY,
+        "token_encryption_keys": TEST_TOKEN_KEY,
         "internal_api_token": INTERNAL_TOKEN,
+        "internal_http_port": free_port(),  # the internal API listens apart from the public port
         "procore_oauth_pkce": True,  # the sandbox implements RFC 7636
     }
     values.update(overrides)
     return MappingSettings(**values)
+
+
+def internal_url(settings: MappingSettings) -> str:
+    """Where the publisher and the gateway reach the mapping service: its internal API, never its public port."""
+    return f"http://127.0.0.1:{settings.internal_http_port}"
+
+
+@asynccontextmanager
+async def serve_mapping(settings: MappingSettings, provider: TracerProvider | None = None) -> AsyncIterator[str]:
+    """The mapping service under uvicorn; yields the base URL of its internal API."""
+    async with serve_asgi(build_mapping(settings, provider)):
+        yield internal_url(settings)
 
 
 def gateway_settings(cfg: StackConfig, mapping_url: str = "", **overrides: Any) -> GatewaySettings:
@@ -229,9 +243,10 @@ async def connect_user(cfg: StackConfig, mapping_url: str, account: str, login: 
 
 @dataclass
 class Instance:
-    """One running mapping service: its base URL and the spans it recorded (which records it consumed)."""
+    """One running mapping service: its internal API's base URL and the spans it recorded (which records it
+    consumed)."""
 
-    url: str
+    internal: str
     spans: InMemorySpanExporter
 
     def consumed(self, topic: str) -> list[tuple[int, int]]:
@@ -250,7 +265,7 @@ async def mapping_instance(cfg: StackConfig, **overrides: Any) -> AsyncIterator[
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    async with serve_asgi(build_mapping(mapping_settings(cfg, **overrides), provider)) as url:
+    async with serve_mapping(mapping_settings(cfg, **overrides), provider) as url:
         yield Instance(url, exporter)
 
 

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import re
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+
+from shared.kafka_acls import acls, principals, provisioned_topics
+from shared.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -31,17 +35,31 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 OTEL_CONFIG = ROOT / "deploy" / "otel-collector.yaml"
 
+KAFKA_PASSWORDS = {
+    f"KAFKA_{name}_PASSWORD": f"{name.lower()}-test-password-0123456789"
+    for name in ("BROKER", "ADMIN", "AGGREGATOR", "PUBLISHER", "MAPPING", "GATEWAY", "MOBICLOCKS_CORE")
+}
 REQUIRED_VARS = {
     "TOKEN_ENCRYPTION_KEY": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
-    "INTERNAL_API_TOKEN": "internal-test-token",
+    "INTERNAL_API_TOKEN": "internal-test-token-of-32-characters-or-more",
     "JWKS_URL": "https://mobiclocks.example/.well-known/jwks.json",
     "JWT_ISSUER": "https://mobiclocks.example",
     "JWT_AUDIENCE": "procore-publishing",
+    **KAFKA_PASSWORDS,
 }
 
 APP_SERVICES = {"aggregator": 8081, "publisher": 8082, "mapping": 8083, "gateway": 8000}
+MAPPING_INTERNAL_PORT = 8093
+JOBS = {"kafka-setup"}
+"""One-shot containers: they run to completion (no restart, no healthcheck); others wait for them to succeed."""
 COMMON_ENV = {
     "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_CREATE_TOPICS",
+    "KAFKA_TOPIC_PARTITIONS",
     "DATABASE_URL",
     "TOPIC_PREFIX",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -54,8 +72,17 @@ PROCORE_ENV = {"PROCORE_BASE_URL", "PROCORE_LOGIN_URL", "PROCORE_CLIENT_ID", "PR
 EXTRA_ENV: dict[str, set[str]] = {
     "aggregator": set(),
     "publisher": PROCORE_ENV | {"PROCORE_TOKENS_URL", "INTERNAL_API_TOKEN"},
-    "mapping": PROCORE_ENV | {"TOKEN_ENCRYPTION_KEY", "INTERNAL_API_TOKEN"},
-    "gateway": {"ENVIRONMENT", "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "DEV_LOGIN"},
+    "mapping": PROCORE_ENV
+    | {"TOKEN_ENCRYPTION_KEYS", "INTERNAL_API_TOKEN", "INTERNAL_HTTP_HOST", "INTERNAL_HTTP_PORT"},
+    "gateway": {
+        "ENVIRONMENT",
+        "JWKS_URL",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "DEV_LOGIN",
+        "MAPPING_URL",
+        "INTERNAL_API_TOKEN",
+    },
 }
 EXTRA_DEPENDENCIES: dict[str, set[str]] = {
     "aggregator": set(),
@@ -366,7 +393,7 @@ def test_compose_interpolates_fully_with_required_vars(compose: dict[str, Any]) 
     assert leftovers <= escaped
     mapping = _environment(compose["services"]["mapping"])
     gateway = _environment(compose["services"]["gateway"])
-    assert mapping["TOKEN_ENCRYPTION_KEY"] == REQUIRED_VARS["TOKEN_ENCRYPTION_KEY"]
+    assert mapping["TOKEN_ENCRYPTION_KEYS"] == REQUIRED_VARS["TOKEN_ENCRYPTION_KEY"]
     assert gateway["JWKS_URL"] == REQUIRED_VARS["JWKS_URL"]
     assert (gateway["ENVIRONMENT"], gateway["DEV_LOGIN"]) == ("production", "false")
     assert "JWT_SECRET" not in gateway  # HS256 is for development only
@@ -382,6 +409,16 @@ def test_compose_overrides_are_applied() -> None:
     assert _environment(services["publisher"])["DATABASE_URL"] == "postgresql://postgres:pw@postgres:5432/db"
     assert _environment(services["postgres"])["POSTGRES_PASSWORD"] == "pw"
     assert _published_ports(services["gateway"]) == [("", "9000", "tcp")]
+
+
+def test_token_encryption_keys_alone_suffice_and_the_older_key_joins_them() -> None:
+    new, old = "bmV3LWtleS1vZi10aGlydHktdHdvLWJ5dGVzLWxvbmc=", REQUIRED_VARS["TOKEN_ENCRYPTION_KEY"]
+    only_keys = {k: v for k, v in REQUIRED_VARS.items() if k != "TOKEN_ENCRYPTION_KEY"} | {"TOKEN_ENCRYPTION_KEYS": new}
+    mapping = _environment(interpolate(_raw_compose(), only_keys)["services"]["mapping"])
+    assert (mapping["TOKEN_ENCRYPTION_KEYS"], mapping["TOKEN_ENCRYPTION_KEY"]) == (new, "")
+    # Rotating: the new key first, the old one still decrypting until rotate-keys has run.
+    both = _environment(interpolate(_raw_compose(), {**only_keys, "TOKEN_ENCRYPTION_KEY": old})["services"]["mapping"])
+    assert (both["TOKEN_ENCRYPTION_KEYS"], both["TOKEN_ENCRYPTION_KEY"]) == (new, old)
 
 
 def test_every_variable_has_a_default_or_is_required() -> None:
@@ -431,6 +468,9 @@ def test_every_service_has_image_or_build(services: dict[str, dict[str, Any]]) -
 
 def test_every_service_has_an_enabled_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
+        if name in JOBS:
+            assert "healthcheck" not in service, f"{name} is a one-shot job: others wait for it to complete"
+            continue
         check = service.get("healthcheck")
         assert isinstance(check, dict), f"{name} has no healthcheck"
         assert not check.get("disable"), name
@@ -442,13 +482,16 @@ def test_every_service_has_an_enabled_healthcheck(services: dict[str, dict[str, 
 
 def test_every_service_restarts(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        assert service.get("restart") == "unless-stopped", name
+        assert service.get("restart") == ("no" if name in JOBS else "unless-stopped"), name
 
 
 def test_depends_on_waits_for_healthy_defined_services(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         for target, options in _depends_on(service).items():
             assert target in services, f"{name} depends on undefined {target}"
+            if target in JOBS:
+                assert options.get("condition") == "service_completed_successfully", f"{name} -> {target}"
+                continue
             assert options.get("condition") == "service_healthy", f"{name} -> {target}"
             assert "healthcheck" in services[target], f"{name} waits for {target}, which has no healthcheck"
 
@@ -493,7 +536,7 @@ def test_app_service_command_environment_and_dependencies(services: dict[str, di
     assert f"http://127.0.0.1:{port}/health" in probe
 
     deps = set(_depends_on(service))
-    assert deps == {"kafka", "postgres"} | EXTRA_DEPENDENCIES[name]
+    assert deps == {"kafka", "kafka-setup", "postgres"} | EXTRA_DEPENDENCIES[name]
 
 
 def test_procore_sandbox(services: dict[str, dict[str, Any]]) -> None:
@@ -502,20 +545,177 @@ def test_procore_sandbox(services: dict[str, dict[str, Any]]) -> None:
     assert "http://127.0.0.1:8090/_sandbox/health" in " ".join(sandbox["healthcheck"]["test"])
 
 
-def test_kafka_is_single_node_kraft(services: dict[str, dict[str, Any]]) -> None:
+KAFKA_DIR = ROOT / "deploy" / "kafka"
+SCRAM_ONLY = "SCRAM-SHA-512"
+
+
+def _properties(path: Path) -> dict[str, str]:
+    found = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
+def _listeners(value: str) -> dict[str, str]:
+    """listener name → host:port."""
+    return dict(item.split("://", 1) for item in value.split(","))
+
+
+def test_kafka_is_single_node_kraft_with_scram_and_acls(services: dict[str, dict[str, Any]]) -> None:
     kafka = services["kafka"]
     assert re.fullmatch(r"apache/kafka:(3\.(9|\d{2,})|4\.\d+)\.\d+", kafka["image"]), kafka["image"]
+    assert kafka["command"] == ["/bin/bash", "/etc/kafka/compose/start.sh"]
+    assert "./deploy/kafka:/etc/kafka/compose:ro" in kafka["volumes"]
+    props = _properties(KAFKA_DIR / "server.properties")
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == f"{props['node.id']}@127.0.0.1:9093"
+    listeners, advertised = _listeners(props["listeners"]), _listeners(props["advertised.listeners"])
+    protocols = dict(item.split(":") for item in props["listener.security.protocol.map"].split(","))
+    assert set(listeners) == set(protocols) == {"BROKER", "CONTROLLER"}
+    # Nothing unauthenticated: every listener speaks SASL; clients get SCRAM only, the node talks to itself on loopback.
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}
+    assert props["listener.name.broker.sasl.enabled.mechanisms"] == SCRAM_ONLY
+    assert props["sasl.mechanism.inter.broker.protocol"] == SCRAM_ONLY
+    assert listeners["CONTROLLER"].startswith("127.0.0.1:") and props["controller.listener.names"] == "CONTROLLER"
+    assert advertised == {"BROKER": "kafka:9092"} and props["inter.broker.listener.name"] == "BROKER"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["auto.create.topics.enable"] == "false"
+    assert set(props["super.users"].split(";")) == {"User:kafka", "User:admin"}
+    assert props["offsets.topic.replication.factor"] == "1"
     env = _environment(kafka)
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_LISTENERS"] == "PLAINTEXT://:9092,CONTROLLER://:9093"
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@localhost:9093"
-    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
-    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
-    protocols = dict(item.split(":") for item in str(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]).split(","))
-    assert {"PLAINTEXT", "CONTROLLER"} <= set(protocols)
-    assert "localhost:9092" in " ".join(kafka["healthcheck"]["test"])
+    assert env["KAFKA_BROKER_PASSWORD"] == REQUIRED_VARS["KAFKA_BROKER_PASSWORD"]
+    assert env["KAFKA_ADMIN_PASSWORD"] == REQUIRED_VARS["KAFKA_ADMIN_PASSWORD"]
+    probe = " ".join(kafka["healthcheck"]["test"])
+    assert "localhost:9092" in probe and "--command-config /opt/kafka/config/compose/client.properties" in probe
+    start = (KAFKA_DIR / "start.sh").read_text(encoding="utf-8")
+    assert 'client="$config_dir/client.properties"' in start and "config_dir=/opt/kafka/config/compose" in start
+    assert start.count("--add-scram") == 2 and 'name=\\"admin\\"' in start and 'name=\\"kafka\\"' in start
+
+
+@pytest.mark.parametrize("script", ["start.sh", "provision.sh"])
+def test_kafka_scripts_are_valid_bash(script: str) -> None:
+    result = subprocess.run(["bash", "-n", str(KAFKA_DIR / script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_every_service_logs_in_as_its_own_principal(services: dict[str, dict[str, Any]], name: str) -> None:
+    env = _environment(services[name])
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == ("SASL_PLAINTEXT", SCRAM_ONLY)
+    assert env["KAFKA_SASL_USERNAME"] == name
+    assert env["KAFKA_SASL_PASSWORD"] == REQUIRED_VARS[f"KAFKA_{name.upper()}_PASSWORD"]
+    assert env["KAFKA_CREATE_TOPICS"] == "false", "topics are kafka-setup's to create"
+    assert env["KAFKA_TOPIC_PARTITIONS"] == _environment(services["kafka-setup"])["KAFKA_NUM_PARTITIONS"]
+    assert env["TOPIC_PREFIX"] == _environment(services["kafka-setup"])["TOPIC_PREFIX"]
+    others = {_environment(services[o])["KAFKA_SASL_PASSWORD"] for o in APP_SERVICES if o != name}
+    assert env["KAFKA_SASL_PASSWORD"] not in others
+
+
+def test_kafka_setup_job_logs_in_as_admin_and_knows_every_principal(services: dict[str, dict[str, Any]]) -> None:
+    setup = services["kafka-setup"]
+    assert setup["image"] == services["kafka"]["image"]
+    assert setup["command"] == ["/bin/bash", "/etc/kafka/compose/provision.sh"]
+    assert "./deploy/kafka:/etc/kafka/compose:ro" in setup["volumes"]
+    assert _depends_on(setup) == {"kafka": {"condition": "service_healthy"}}
+    env = _environment(setup)
+    assert env["KAFKA_ADMIN_PASSWORD"] == REQUIRED_VARS["KAFKA_ADMIN_PASSWORD"]
+    passwords = {key for key in env if key.startswith("KAFKA_") and key.endswith("_PASSWORD")}
+    passwords.discard("KAFKA_ADMIN_PASSWORD")
+    assert passwords == {f"KAFKA_{p.upper().replace('-', '_')}_PASSWORD" for p in principals()}
+    assert env["KAFKA_OPERATOR_PASSWORD"] == "", "optional: the dead-letter tool's login"
+    for name in APP_SERVICES:  # a service's login is the one kafka-setup creates for its principal
+        assert env[f"KAFKA_{name.upper()}_PASSWORD"] == _environment(services[name])["KAFKA_SASL_PASSWORD"]
+    assert env["KAFKA_NUM_PARTITIONS"] == "4"
+
+
+def _run_provisioning(env: dict[str, str | None], tmp_path: Path, prefix: str) -> list[list[str]]:
+    """deploy/kafka/provision.sh against stand-ins of Kafka's tools that record their arguments."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for tool in ("kafka-topics.sh", "kafka-configs.sh", "kafka-acls.sh"):
+        stand_in = bin_dir / tool
+        stand_in.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$(basename "$0") $*" >> "$CALLS_LOG"\n')
+        stand_in.chmod(0o755)
+    run_env = {k: v for k, v in env.items() if v is not None}
+    run_env.update({"PATH": "/usr/bin:/bin", "KAFKA_BIN": str(bin_dir), "CALLS_LOG": str(log), "TOPIC_PREFIX": prefix})
+    result = subprocess.run(
+        ["bash", str(KAFKA_DIR / "provision.sh")], env=run_env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+def _option_values(args: list[str], option: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args) if arg == option]
+
+
+def test_compose_provisions_exactly_the_topics_and_acls_the_code_implies(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    prefix = "tenant-a."
+    env = {**_environment(services["kafka-setup"]), "KAFKA_OPERATOR_PASSWORD": "operator-test-password-0123456789"}
+    calls = _run_provisioning(env, tmp_path, prefix)
+    topics = Topics(prefix)
+
+    created = {
+        (_option_values(c, "--topic")[0], int(_option_values(c, "--partitions")[0]))
+        for c in calls
+        if c[0] == "kafka-topics.sh"
+    }
+    partitions = int(env["KAFKA_NUM_PARTITIONS"] or 0)
+    assert created == {(name, n or partitions) for name, n in provisioned_topics(topics)}
+    assert all("--if-not-exists" in c for c in calls if c[0] == "kafka-topics.sh")
+
+    users = {_option_values(c, "--entity-name")[0] for c in calls if c[0] == "kafka-configs.sh"}
+    assert users == set(principals())
+    for c in (c for c in calls if c[0] == "kafka-configs.sh"):
+        password = env[f"KAFKA_{_option_values(c, '--entity-name')[0].upper().replace('-', '_')}_PASSWORD"]
+        assert _option_values(c, "--add-config") == [f"SCRAM-SHA-512=[iterations=8192,password={password}]"]
+
+    applied = set()
+    for c in (c for c in calls if c[0] == "kafka-acls.sh"):
+        (principal,) = _option_values(c, "--allow-principal")
+        (operation,) = _option_values(c, "--operation")
+        assert "--add" in c and principal.startswith("User:")
+        for resource in ("topic", "group"):
+            applied |= {(principal[5:], resource, n, operation) for n in _option_values(c, f"--{resource}")}
+    assert applied == {(a.principal, a.resource, a.name, a.operation) for a in acls(topics)}
+
+
+def test_kafka_setup_without_the_operator_password_skips_only_that_login(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    calls = _run_provisioning(_environment(services["kafka-setup"]), tmp_path, "")
+    users = {_option_values(c, "--entity-name")[0] for c in calls if c[0] == "kafka-configs.sh"}
+    assert users == set(principals()) - {"operator"}
+
+
+def test_kafka_setup_refuses_a_weak_password(services: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    env = {**_environment(services["kafka-setup"]), "KAFKA_GATEWAY_PASSWORD": "short"}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("kafka-topics.sh", "kafka-configs.sh", "kafka-acls.sh"):
+        (bin_dir / tool).write_text("#!/usr/bin/env bash\n")
+        (bin_dir / tool).chmod(0o755)
+    run_env = {k: v for k, v in env.items() if v is not None} | {"PATH": "/usr/bin:/bin", "KAFKA_BIN": str(bin_dir)}
+    result = subprocess.run(["bash", str(KAFKA_DIR / "provision.sh")], env=run_env, capture_output=True, text=True)
+    assert result.returncode == 2 and "KAFKA_GATEWAY_PASSWORD must be at least 16 characters" in result.stderr
+
+
+def test_the_mapping_internal_api_is_on_its_own_unpublished_port(services: dict[str, dict[str, Any]]) -> None:
+    mapping = _environment(services["mapping"])
+    assert mapping["INTERNAL_HTTP_PORT"] == str(MAPPING_INTERNAL_PORT) != mapping["HTTP_PORT"]
+    assert mapping["INTERNAL_HTTP_HOST"] == "0.0.0.0"  # inside the compose network; nothing publishes it
+    assert not _published_ports(services["mapping"])
+    internal = f"http://mapping:{MAPPING_INTERNAL_PORT}"
+    assert _environment(services["publisher"])["PROCORE_TOKENS_URL"] == internal
+    assert _environment(services["gateway"])["MAPPING_URL"] == internal
+    assert len(mapping["INTERNAL_API_TOKEN"] or "") >= 32
 
 
 def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:

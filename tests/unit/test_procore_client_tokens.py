@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from services.mapping.adapters.connections import TokenCipher
+from services.publisher.failures import Failure, classify, message_for
 from shared.procore import (
+    CompanyNotBound,
     ConnectionTokens,
     NotConnected,
     OAuthApp,
@@ -51,13 +53,13 @@ class FakeTokens:
 def test_tokens_are_encrypted_at_rest_and_round_trip() -> None:
     key = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
     cipher = TokenCipher(key)
-    stored = cipher.encrypt("secret-refresh-token")
+    stored = cipher.encrypt("secret-refresh-token", "acc-1")
     assert "secret-refresh-token" not in stored
-    assert cipher.decrypt(stored) == "secret-refresh-token"
-    assert cipher.encrypt("same") != cipher.encrypt("same")  # random IV
+    assert cipher.decrypt(stored, "acc-1") == "secret-refresh-token"
+    assert cipher.encrypt("same", "acc-1") != cipher.encrypt("same", "acc-1")  # random IV
     other = TokenCipher("A" * 43 + "=")
-    with pytest.raises(ValueError, match="TOKEN_ENCRYPTION_KEY"):
-        other.decrypt(stored)
+    with pytest.raises(ValueError, match="TOKEN_ENCRYPTION_KEYS"):
+        other.decrypt(stored, "acc-1")
     with pytest.raises(ValueError, match="Fernet key"):
         TokenCipher("x" * 44)
 
@@ -309,15 +311,21 @@ async def test_connection_tokens_cache_force_refresh_and_not_connected() -> None
     mapping = FakeMapping()
     async with http_with(mapping) as http:
         tokens = ConnectionTokens(http, "http://mapping.test/", "internal")
-        first = await tokens.get("acc")
+        first = await tokens.get("acc", 8)
         assert (first.access_token, first.procore_company_id) == ("t-1", 8)
-        assert (await tokens.get("acc")).access_token == "t-1"
+        assert (await tokens.get("acc", 8)).access_token == "t-1"
         assert len(mapping.calls) == 1  # cached
-        refreshed = await tokens.get("acc", force_refresh=True)
+        assert mapping.calls[0] == {"account_id": "acc", "procore_company_id": 8, "force_refresh": False}
+        refreshed = await tokens.get("acc", 8, force_refresh=True)
         assert refreshed.access_token == "t-2"
-        assert mapping.calls[-1] == {"account_id": "acc", "force_refresh": True, "rejected_token": "t-1"}
+        assert mapping.calls[-1] == {
+            "account_id": "acc",
+            "procore_company_id": 8,
+            "force_refresh": True,
+            "rejected_token": "t-1",
+        }
         with pytest.raises(NotConnected, match="not connected"):
-            await tokens.get("nobody")
+            await tokens.get("nobody", 8)
 
         # As a ProcoreClient token provider: Procore's 401 makes it ask for a forced refresh once.
         def procore(request: httpx.Request) -> httpx.Response:
@@ -344,5 +352,31 @@ async def test_an_unreachable_or_failing_token_endpoint_is_transient_not_procore
     for handler, problem in ((down, "could not be reached"), (failing, "answered 503: mapping is restarting")):
         async with http_with(handler) as http:
             with pytest.raises(TokensUnavailable, match=problem) as caught:
-                await ConnectionTokens(http, "http://mapping.test", "internal").get("acc")
+                await ConnectionTokens(http, "http://mapping.test", "internal").get("acc", 8)
         assert is_transient(caught.value) and not isinstance(caught.value, ProcoreError)
+
+
+async def test_every_token_request_names_the_company_and_an_unbound_one_fails_for_good() -> None:
+    asked: list[dict[str, Any]] = []
+
+    def mapping(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        asked.append(body)
+        if body["procore_company_id"] == 666:
+            return httpx.Response(403, json={"message": "not bound", "error": "company_not_bound"})
+        return httpx.Response(
+            200, json={"access_token": "t", "expires_at": time.time() + 3600, "procore_company_id": 7}
+        )
+
+    async with http_with(mapping) as http:
+        provider = ConnectionTokens(http, "http://mapping.test", "internal").provider("acc")
+        assert await provider(7, False) == "t"
+        with pytest.raises(CompanyNotBound) as refused:
+            await provider(666, False)
+        with pytest.raises(CompanyNotBound, match="answered for company 7, not 9"):
+            await provider(9, False)  # defence in depth: a token for another company is never used
+    assert [a["procore_company_id"] for a in asked] == [7, 666, 9]
+    assert refused.value.message == "Procore company 666 is not connected to this account"
+    assert isinstance(refused.value, NotConnected) and not is_transient(refused.value)
+    assert classify(refused.value) is Failure.PERMANENT
+    assert message_for(refused.value) == "Procore company 666 is not connected to this account"

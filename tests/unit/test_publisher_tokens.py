@@ -17,6 +17,7 @@ BASE = {
     "procore_client_id": "app",
     "procore_client_secret": "secret",
 }
+INTERNAL = "internal-token-of-32-characters-or-more"
 
 
 async def test_connection_tokens_per_account_when_a_tokens_url_is_set() -> None:
@@ -28,7 +29,7 @@ async def test_connection_tokens_per_account_when_a_tokens_url_is_set() -> None:
         token = f"token-of-{body['account_id']}"
         return httpx.Response(200, json={"access_token": token, "expires_at": time.time() + 3600})
 
-    settings = PublisherSettings(**BASE, procore_tokens_url="http://mapping:8083", internal_api_token="internal")
+    settings = PublisherSettings(**BASE, procore_tokens_url="http://mapping:8083", internal_api_token=INTERNAL)
     async with httpx.AsyncClient(transport=httpx.MockTransport(mapping)) as http:
         tokens_for = token_providers(settings, http)
         assert await tokens_for("acc-1")(42, False) == "token-of-acc-1"
@@ -38,7 +39,7 @@ async def test_connection_tokens_per_account_when_a_tokens_url_is_set() -> None:
         ("/internal/procore-token", "acc-1"),
         ("/internal/procore-token", "acc-2"),
     ]
-    assert all(auth == "Bearer internal" for _, _, auth in seen)
+    assert all(auth == f"Bearer {INTERNAL}" for _, _, auth in seen)
 
 
 async def test_app_client_credentials_without_a_tokens_url() -> None:

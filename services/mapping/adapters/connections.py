@@ -3,36 +3,83 @@ rest."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from shared.events import ConnectionStatus
 from shared.procore import OAuthTokens
 
+BOUND = "v2."
+"""Prefix of a ciphertext bound to its account ('.' is not in Fernet's alphabet: a legacy token never has it)."""
+
+
+class UndecryptableSecret(ValueError):
+    """A stored secret that none of the keys opens, or that belongs to another account: it cannot be used."""
+
+
+def fernet_key(key: str) -> Fernet:
+    try:
+        return Fernet(key.strip().encode())
+    except (ValueError, TypeError) as error:
+        raise ValueError("must be Fernet keys (32 url-safe base64-encoded bytes each)") from error
+
 
 class TokenCipher:
-    """Fernet (AES-128-CBC + HMAC-SHA256) with the key from TOKEN_ENCRYPTION_KEY; tokens never rest in clear."""
+    """Fernet (AES-128-CBC + HMAC-SHA256) under several keys: the first encrypts, every key decrypts, so keys rotate
+    without downtime (`python -m services.mapping rotate-keys` then re-encrypts under the first).
 
-    def __init__(self, key: str) -> None:
+    Each ciphertext is bound to its account: the account id is sealed with the secret, and a secret opened for
+    another account is refused, so a ciphertext copied into another account's row is useless there. Ciphertexts
+    written before binding existed (no `v2.` prefix) still open, unbound, until rotate-keys rewrites them.
+    """
+
+    def __init__(self, keys: str | Sequence[str]) -> None:
+        listed = [keys] if isinstance(keys, str) else list(keys)
+        if not listed:
+            raise ValueError("at least one key is required")
+        self._primary = fernet_key(listed[0])
+        self._all = MultiFernet([self._primary, *(fernet_key(k) for k in listed[1:])])
+
+    def encrypt(self, value: str, account_id: str) -> str:
+        sealed = json.dumps({"account": account_id, "value": value}, separators=(",", ":")).encode()
+        return BOUND + self._primary.encrypt(sealed).decode()
+
+    def decrypt(self, value: str, account_id: str) -> str:
+        return self._open(self._all, value, account_id)
+
+    def rotate(self, value: str, account_id: str) -> str | None:
+        """The value re-encrypted under the first key and bound to `account_id`; None if it already is."""
+        if value.startswith(BOUND):
+            try:
+                self._open(self._primary, value, account_id)
+                return None
+            except UndecryptableSecret:
+                pass  # another key, or another account (then decrypt refuses it below)
+        return self.encrypt(self.decrypt(value, account_id), account_id)
+
+    @staticmethod
+    def _open(fernet: Fernet | MultiFernet, value: str, account_id: str) -> str:
+        bound = value.startswith(BOUND)
         try:
-            self._fernet = Fernet(key.encode())
-        except (ValueError, TypeError) as error:
-            raise ValueError("TOKEN_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes)") from error
-
-    def encrypt(self, value: str) -> str:
-        return self._fernet.encrypt(value.encode()).decode()
-
-    def decrypt(self, value: str) -> str:
-        try:
-            return self._fernet.decrypt(value.encode()).decode()
-        except InvalidToken as error:
-            raise ValueError(
-                "a stored token cannot be decrypted with TOKEN_ENCRYPTION_KEY (was the key changed?)"
-            ) from error
+            plain = fernet.decrypt(value.removeprefix(BOUND).encode()).decode()
+        except InvalidToken:
+            raise UndecryptableSecret(
+                "a stored secret cannot be decrypted with TOKEN_ENCRYPTION_KEYS (was a key removed before "
+                "rotate-keys re-encrypted everything under the first?)"
+            ) from None
+        if not bound:
+            return plain  # written before secrets were bound to their account: rotate-keys binds it
+        sealed = json.loads(plain)
+        if sealed.get("account") != account_id:
+            raise UndecryptableSecret(f"a stored secret of account {account_id} was sealed for another account")
+        value_out: str = sealed["value"]
+        return value_out
 
 
 @dataclass(frozen=True)
@@ -66,13 +113,13 @@ def _stored(cipher: TokenCipher, account_id: str, r: asyncpg.Record | None) -> S
         account_id=account_id,
         grant_type=r["grant_type"],
         status=ConnectionStatus(r["status"]),
-        access_token=cipher.decrypt(r["access_token"]) if r["access_token"] else None,
-        refresh_token=cipher.decrypt(r["refresh_token"]) if r["refresh_token"] else None,
+        access_token=cipher.decrypt(r["access_token"], account_id) if r["access_token"] else None,
+        refresh_token=cipher.decrypt(r["refresh_token"], account_id) if r["refresh_token"] else None,
         expires_at=r["expires_at"],
         message=r["message"],
         connect_command=r["connect_command"],
         client_id=r["client_id"],
-        client_secret=cipher.decrypt(r["client_secret"]) if r["client_secret"] else None,
+        client_secret=cipher.decrypt(r["client_secret"], account_id) if r["client_secret"] else None,
     )
 
 
@@ -117,13 +164,13 @@ async def save_new(
         """,
         account_id,
         grant_type,
-        cipher.encrypt(tokens.access_token),
-        cipher.encrypt(tokens.refresh_token) if tokens.refresh_token else None,
+        cipher.encrypt(tokens.access_token, account_id),
+        cipher.encrypt(tokens.refresh_token, account_id) if tokens.refresh_token else None,
         _at(tokens.expires_at),
         connected_by,
         connect_command,
         client[0] if client else None,
-        cipher.encrypt(client[1]) if client else None,
+        cipher.encrypt(client[1], account_id) if client else None,
     )
 
 
@@ -136,8 +183,8 @@ async def save_refreshed(conn: asyncpg.Connection, cipher: TokenCipher, account_
          WHERE account_id = $1
         """,
         account_id,
-        cipher.encrypt(tokens.access_token),
-        cipher.encrypt(tokens.refresh_token) if tokens.refresh_token else None,
+        cipher.encrypt(tokens.access_token, account_id),
+        cipher.encrypt(tokens.refresh_token, account_id) if tokens.refresh_token else None,
         _at(tokens.expires_at),
     )
 

@@ -1,4 +1,6 @@
-"""The internal HTTP API (not public: the gateway is the only public edge), Bearer INTERNAL_API_TOKEN, JSON:
+"""The internal HTTP API, Bearer INTERNAL_API_TOKEN (32 characters or more), JSON, on a port of its own
+(INTERNAL_HTTP_PORT, `InternalServer`): the service's public HTTP_PORT answers 404 to these paths, and only the
+publisher and the gateway can reach this one (the gateway is the only public edge).
 
 - `POST /internal/procore-token {account_id, procore_company_id?, force_refresh?, rejected_token?}` → `{access_token,
   expires_at, procore_company_id}`: a token of the account's connection for a company bound to the account (the
@@ -17,12 +19,16 @@ The authorization code and a customer's client secret come here over HTTP, never
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
+import uvicorn
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.mapping.adapters import connections as store
 from services.mapping.adapters import repository as repo
+from services.mapping.adapters.connections import UndecryptableSecret
 from services.mapping.connection import (
     ConnectionDeps,
     NeedsReauthorization,
@@ -106,13 +113,76 @@ Handler = Callable[[ConnectionDeps, Body], Awaitable[JSONResponse]]
 
 
 def routes(deps: Callable[[], ConnectionDeps | None], internal_token: str) -> list[tuple[str, ASGIApp]]:
-    """(path, ASGI app) of every internal endpoint, to mount on the service's app."""
+    """(path, ASGI app) of every internal endpoint."""
     return [
         (PATH, _endpoint(deps, internal_token, TokenRequest, _token)),
         (OAUTH_START, _endpoint(deps, internal_token, StartRequest, _start)),
         (OAUTH_COMPLETE, _endpoint(deps, internal_token, CompleteRequest, _complete)),
         (SERVICE_ACCOUNT, _endpoint(deps, internal_token, ServiceAccountRequest, _service_account)),
     ]
+
+
+def app(deps: Callable[[], ConnectionDeps | None], internal_token: str) -> ASGIApp:
+    """The internal API as an app of its own: these exact paths, 404 for any other."""
+    table = dict(routes(deps, internal_token))
+
+    async def internal(scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = table.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None:
+            await _error(404, "not found")(scope, receive, send)
+            return
+        await endpoint(scope, receive, send)
+
+    return internal
+
+
+class _Embedded(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The process's main server owns SIGINT/SIGTERM; this one stops with the service's lifespan.
+        yield
+
+
+class InternalServer:
+    """The internal API under its own uvicorn server, in the service's process and event loop, on its own port."""
+
+    def __init__(self, internal_app: ASGIApp, host: str, port: int, log_level: str) -> None:
+        self.host, self.port = host, port
+        # log_config=None: logging is the process's (configured once); access lines carry paths only, never a body.
+        config = uvicorn.Config(
+            internal_app, lifespan="off", log_level=log_level.lower(), log_config=None, timeout_graceful_shutdown=5
+        )
+        self._server = _Embedded(config)
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    async def start(self) -> None:
+        """Listen (an OSError names a port already taken) and serve until `stop`."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="internal API")
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError("the internal API server stopped while starting")
+            await asyncio.sleep(0.01)
+        log.info("internal API on http://%s:%d (apart from the public port)", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._server.should_exit = True
+            await self._task
+            self._task = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 def _endpoint(
@@ -156,6 +226,10 @@ async def _answer(
         return await handle(deps, body)
     except NotConnected as error:
         return _error(404, str(error))
+    except UndecryptableSecret as error:
+        # A key removed too early, or a ciphertext copied from another account's row: unusable, never handed out.
+        log.error("internal API: %s", error)
+        return _error(409, f"the stored Procore connection cannot be used ({error}): connect to Procore again")
     except NeedsReauthorization as error:
         return _error(409, str(error))
     except NotBound as error:

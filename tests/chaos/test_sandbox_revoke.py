@@ -31,9 +31,16 @@ def test_revoking_all_tokens_refuses_them_and_keeps_refresh_tokens_unless_asked(
 
 def test_refresh_tokens_survive_a_revocation_unless_it_includes_them() -> None:
     with run_sandbox() as base, httpx.Client(base_url=base) as http:
+        company = http.post("/_sandbox/companies", json={"name": "Revoked Co"}).json()["company_id"]
+        http.post("/_sandbox/users", json={"login": "pm@revoked.test", "company_ids": [company]})
         authorize = http.get(
             "/oauth/authorize",
-            params={"client_id": "sandbox-client", "redirect_uri": "http://x/cb", "response_type": "code"},
+            params={
+                "client_id": "sandbox-client",
+                "redirect_uri": "http://x/cb",
+                "response_type": "code",
+                "login_hint": "pm@revoked.test",  # the Procore user who consents
+            },
             follow_redirects=False,
         )
         code = httpx.URL(authorize.headers["location"]).params["code"]

@@ -33,7 +33,6 @@ from starlette.routing import Mount
 from devstack.testinfra import run_id
 from services.gateway.bootstrap import build_app as build_gateway
 from services.gateway.domain import DEV_AUDIENCE, Principal, issue_dev_token
-from services.mapping.bootstrap import build_app as build_mapping
 from services.mapping.handlers import REQUIRED_PERMISSION
 from shared import db
 from shared.broker import ensure_topics
@@ -67,6 +66,7 @@ from tests.support.mapping import (
     mapping_settings,
     outcome,
     serve_asgi,
+    serve_mapping,
 )
 from tests.support.principals import TEST_BACKEND
 from tests.support.security import snapshot, topic_records
@@ -158,7 +158,7 @@ async def world(sandbox: str, kafka_bootstrap: str, postgres_dsn: str) -> AsyncI
     try:
         async with (
             serve_asgi(server.app()) as key_url,
-            serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url,
+            serve_mapping(mapping_settings(cfg)) as mapping_url,
             # Under uvicorn (its own task): a module-scoped fixture ends in another task than it started in.
             serve_asgi(make_apps(cfg, ("aggregator",), None)["aggregator"]),
         ):

@@ -18,6 +18,7 @@ import pytest
 from services.mapping.bootstrap import build_app as build_mapping
 from shared.events import ConnectProcore, Module, PublishOutcome, PublishToProcore
 from tests.sandbox_fixtures import run_sandbox
+from tests.support.database import role_dsn
 from tests.support.kafka import produce
 from tests.support.mapping import INTERNAL_TOKEN, mapping_settings, outcome, serve_asgi
 from tests.support.proxy import TcpProxy
@@ -155,7 +156,7 @@ async def test_database_outage_pauses_the_workers_and_loses_nothing(cfg: StackCo
     proxy, through = TcpProxy.for_dsn(cfg.dsn)
     async with (
         proxy,
-        running_publisher(cfg, database_url=through) as app,
+        running_publisher(cfg, database_url=role_dsn(through, cfg.schemas["publisher"])) as app,
         Requests(cfg.kafka, cfg.topics.publish_requests) as requests,
         Results(cfg.kafka, cfg.topics.publish_results) as results,
     ):

@@ -247,14 +247,15 @@ _HAND_OVER = """
 SELECT format('ALTER %s %s OWNER TO %I', kind, name, $2::text) AS statement
   FROM (
     SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
-                          WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
+                          WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind,
            c.oid::regclass::text AS name, c.relowner AS owner
       FROM pg_class c
      WHERE c.relnamespace = to_regnamespace($1)
-       AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-       -- a sequence owned by a column follows its table
-       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
+       -- a sequence owned by a column (serial, identity) follows its table
+       AND (c.relkind <> 'S' OR NOT EXISTS (
+               SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
     UNION ALL
     SELECT 'ROUTINE', p.oid::regprocedure::text, p.proowner FROM pg_proc p WHERE p.pronamespace = to_regnamespace($1)
     UNION ALL

@@ -274,6 +274,9 @@ async def test_schemas_made_before_roles_existed_are_handed_over_with_everything
             CREATE VIEW "{schema}".open_entries AS SELECT id FROM "{schema}".entries WHERE status = 'open';
             CREATE SEQUENCE "{schema}".numbers;
             CREATE TYPE "{schema}".mood AS ENUM ('ok');
+            CREATE TYPE "{schema}".pair AS (a int, b int);
+            CREATE TYPE "{schema}".span AS RANGE (subtype = int);
+            CREATE DOMAIN "{schema}".positive AS int CHECK (VALUE > 0);
             CREATE FUNCTION "{schema}".one() RETURNS int LANGUAGE sql AS 'SELECT 1';
             """
         )

@@ -16,11 +16,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from services.mapping.bootstrap import build_app as build_mapping
-from shared.events import ConnectProcore, Module, PublishOutcome, PublishToProcore
+from shared.events import Module, PublishOutcome, PublishToProcore
 from tests.sandbox_fixtures import run_sandbox
 from tests.support.database import role_dsn
-from tests.support.kafka import produce
-from tests.support.mapping import INTERNAL_TOKEN, mapping_settings, outcome, serve_asgi
+from tests.support.mapping import INTERNAL_TOKEN, connect_service_account, mapping_settings, serve_asgi
 from tests.support.proxy import TcpProxy
 from tests.support.publisher import (
     Requests,
@@ -123,9 +122,8 @@ async def test_token_endpoint_unreachable_leaves_requests_pending_until_it_is_ba
     account = f"acc-{uuid.uuid4().hex[:8]}"
     batch = [request_for(m, company, account_id=account) for m in MODULES]
     async with serve_asgi(build_mapping(mapping_settings(cfg))) as mapping_url, proxy_for(mapping_url) as proxy:
-        connect = ConnectProcore(account_id=account, requested_by="admin", permissions=["procore.setup"])
-        await produce(cfg.kafka, cfg.topics.mapping_commands, [connect], key=account.encode())
-        connected = await outcome(cfg.dsn, cfg.schemas["mapping"], connect.event_id)
+        # the account's own service account: it proves (and binds) the company the tokens are for
+        connected = await connect_service_account(cfg, mapping_url, account, company.id)
         assert connected["status"] == "done", connected
 
         await proxy.cut()

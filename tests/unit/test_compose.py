@@ -31,11 +31,20 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 OTEL_CONFIG = ROOT / "deploy" / "otel-collector.yaml"
 
+DB_PASSWORDS = {
+    "AGGREGATOR_DB_PASSWORD": "aggregator-test-password",
+    "PUBLISHER_DB_PASSWORD": "publisher-test-password",
+    "MAPPING_DB_PASSWORD": "mapping-test-password",
+    "GATEWAY_DB_PASSWORD": "gateway-test-password",
+}
 REQUIRED_VARS = {
     "TOKEN_ENCRYPTION_KEY": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
     "JWT_SECRET": "a-long-random-test-secret-of-enough-length",
     "INTERNAL_API_TOKEN": "internal-test-token",
+    **DB_PASSWORDS,
 }
+JOBS = {"db-provision"}
+"""One-shot containers (no healthcheck, not restarted once done); what needs them waits for their success."""
 
 APP_SERVICES = {"aggregator": 8081, "publisher": 8082, "mapping": 8083, "gateway": 8000}
 COMMON_ENV = {
@@ -368,7 +377,7 @@ def test_compose_interpolates_fully_with_required_vars(compose: dict[str, Any]) 
     assert gateway["JWT_SECRET"] == REQUIRED_VARS["JWT_SECRET"]
     assert gateway["DEV_LOGIN"] == "false"
     assert _environment(compose["services"]["aggregator"])["DATABASE_URL"] == (
-        "postgresql://postgres:postgres@postgres:5432/procore"
+        "postgresql://aggregator:aggregator-test-password@postgres:5432/procore"
     )
 
 
@@ -376,7 +385,10 @@ def test_compose_overrides_are_applied() -> None:
     env = {**REQUIRED_VARS, "POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "db", "GATEWAY_PORT": "9000"}
     resolved = interpolate(_raw_compose(), env)
     services = resolved["services"]
-    assert _environment(services["publisher"])["DATABASE_URL"] == "postgresql://postgres:pw@postgres:5432/db"
+    assert _environment(services["publisher"])["DATABASE_URL"] == (
+        "postgresql://publisher:publisher-test-password@postgres:5432/db"
+    )
+    assert _environment(services["db-provision"])["DATABASE_ADMIN_URL"] == "postgresql://postgres:pw@postgres:5432/db"
     assert _environment(services["postgres"])["POSTGRES_PASSWORD"] == "pw"
     assert _published_ports(services["gateway"]) == [("", "9000", "tcp")]
 
@@ -428,6 +440,8 @@ def test_every_service_has_image_or_build(services: dict[str, dict[str, Any]]) -
 
 def test_every_service_has_an_enabled_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
+        if name in JOBS:
+            continue
         check = service.get("healthcheck")
         assert isinstance(check, dict), f"{name} has no healthcheck"
         assert not check.get("disable"), name
@@ -439,13 +453,20 @@ def test_every_service_has_an_enabled_healthcheck(services: dict[str, dict[str, 
 
 def test_every_service_restarts(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        assert service.get("restart") == "unless-stopped", name
+        if name in JOBS:  # tried again when it fails, never once it succeeded
+            assert re.fullmatch(r"on-failure(:\d+)?", service.get("restart", "")), name
+            assert "healthcheck" not in service, name
+        else:
+            assert service.get("restart") == "unless-stopped", name
 
 
 def test_depends_on_waits_for_healthy_defined_services(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         for target, options in _depends_on(service).items():
             assert target in services, f"{name} depends on undefined {target}"
+            if target in JOBS:
+                assert options.get("condition") == "service_completed_successfully", f"{name} -> {target}"
+                continue
             assert options.get("condition") == "service_healthy", f"{name} -> {target}"
             assert "healthcheck" in services[target], f"{name} waits for {target}, which has no healthcheck"
 
@@ -490,7 +511,7 @@ def test_app_service_command_environment_and_dependencies(services: dict[str, di
     assert f"http://127.0.0.1:{port}/health" in probe
 
     deps = set(_depends_on(service))
-    assert deps == {"kafka", "postgres"} | EXTRA_DEPENDENCIES[name]
+    assert deps == {"kafka", "postgres", "db-provision"} | EXTRA_DEPENDENCIES[name]
 
 
 def test_procore_sandbox(services: dict[str, dict[str, Any]]) -> None:
@@ -543,7 +564,7 @@ def test_published_ports_do_not_collide(services: dict[str, dict[str, Any]]) -> 
 
 def test_build_contexts_and_dockerfiles_exist(services: dict[str, dict[str, Any]]) -> None:
     built = {name: service["build"] for name, service in services.items() if "build" in service}
-    assert set(built) == set(APP_SERVICES) | {"procore-sandbox"}
+    assert set(built) == set(APP_SERVICES) | {"procore-sandbox"} | JOBS
     for name, build in built.items():
         context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
         assert context.is_dir(), f"{name}: missing build context {context}"
@@ -640,3 +661,46 @@ def test_compose_environment_satisfies_the_service_settings(
         monkeypatch.setenv(key, str(value))
     settings = cls()
     assert settings.http_port == int(env["HTTP_PORT"])
+
+
+# --------------------------------------------------------------------------- database roles
+
+
+def test_the_provisioning_job_alone_has_the_administrators_dsn(services: dict[str, dict[str, Any]]) -> None:
+    job = services["db-provision"]
+    assert job["command"] == ["python", "-m", "shared.provision"]
+    assert _depends_on(job) == {"postgres": {"condition": "service_healthy"}}
+    env = _environment(job)
+    assert env["DATABASE_ADMIN_URL"] == "postgresql://postgres:postgres@postgres:5432/procore"
+    assert {k: env[k] for k in DB_PASSWORDS} == DB_PASSWORDS
+    for name in APP_SERVICES:
+        app_env = _environment(services[name])
+        assert "DATABASE_ADMIN_URL" not in app_env and not any(k.endswith("_DB_PASSWORD") for k in app_env), name
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_each_service_connects_as_its_own_role_with_its_own_password(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(str(_environment(services[name])["DATABASE_URL"]))
+    assert (url.username, url.password) == (name, DB_PASSWORDS[f"{name.upper()}_DB_PASSWORD"])
+    assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/procore")
+
+
+def test_the_provisioning_job_environment_satisfies_its_settings(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from shared.provision import ProvisionSettings
+
+    for key in list(os.environ):
+        if key.isupper():
+            monkeypatch.delenv(key)
+    for key, value in _environment(services["db-provision"]).items():
+        monkeypatch.setenv(key, str(value))
+    settings = ProvisionSettings()
+    assert settings.db_prefix == ""
+    assert settings.passwords() == {s: DB_PASSWORDS[f"{s.upper()}_DB_PASSWORD"] for s in APP_SERVICES}

@@ -75,10 +75,10 @@ async def drop_layout(admin_dsn: str, layout: Layout) -> None:
 async def provisioned(admin_dsn: str, prefix: str) -> AsyncIterator[ProvisionedDatabase]:
     """Roles and schemas named `<prefix><service>` for the duration of the block."""
     layout = Layout(prefix)
-    await provision_layout(admin_dsn, layout)
     try:
+        await provision_layout(admin_dsn, layout)
         yield ProvisionedDatabase(admin_dsn, layout)
-    finally:
+    finally:  # also after a failed provisioning: whatever it left, and what the test made under these names
         await drop_layout(admin_dsn, layout)
 
 

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from devstack.broker import LocalBroker, default_log_dir
 from devstack.ports import free_port
 from devstack.postgres import LocalPostgres
 from devstack.processes import ServiceSpec, Supervisor, python_module
+from shared import db
 from shared.broker import ensure_topics
+from shared.provision import LOGIN_ROLES, Layout, provision
 from shared.topics import Topics
 
 
@@ -34,6 +37,7 @@ from shared.topics import Topics
 class Infra:
     kafka: str
     database_url: str
+    """An administrator's DSN (provisioning only; each service gets its own role's)."""
     procore_url: str | None
     """None: start our own sandbox."""
 
@@ -67,7 +71,8 @@ def infrastructure(storage: str) -> Iterator[Infra]:
             broker = stack.enter_context(LocalBroker(storage=storage, log_dir=default_log_dir()))
             print(f"devstack | broker: Tansu ({broker.storage_url}) at {broker.bootstrap_servers}", flush=True)
             kafka = broker.bootstrap_servers
-        database_url = os.environ.get("DATABASE_URL")
+        # An administrator's DSN: it provisions the roles, and no child process inherits it.
+        database_url = os.environ.pop("DATABASE_URL", None)
         if not database_url:
             pg = stack.enter_context(LocalPostgres(data_dir=state_dir() / "postgres", log_dir=default_log_dir()))
             print(f"devstack | postgres: embedded, data in {pg.data_dir}", flush=True)
@@ -75,10 +80,24 @@ def infrastructure(storage: str) -> Iterator[Infra]:
         yield Infra(kafka, database_url, os.environ.get("PROCORE_BASE_URL"))
 
 
-def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[ServiceSpec]:
+async def provision_database(admin_dsn: str, prefix: str) -> dict[str, str]:
+    """Each service's role and schemas (idempotent, with the administrator's DSN, which only this process sees);
+    returns each service's DATABASE_URL: its own role, with its password (kept in .devstack/secrets)."""
+    layout = Layout(prefix)
+    passwords = {service: persistent_secret(f"db-{service}", "token") for service in LOGIN_ROLES}
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await provision(conn, layout, passwords)
+    finally:
+        await conn.close()
+    print(f"devstack | database: one role per service ({', '.join(layout.roles())})", flush=True)
+    return {service: db.with_role(admin_dsn, layout.role(service), passwords[service]) for service in LOGIN_ROLES}
+
+
+def service_specs(infra: Infra, procore_url: str, gateway_port: int, dsns: dict[str, str]) -> list[ServiceSpec]:
+    """`dsns`: service → its DATABASE_URL (provision_database)."""
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
-        "DATABASE_URL": infra.database_url,
         "KAFKA_SESSION_TIMEOUT_MS": os.environ.get("KAFKA_SESSION_TIMEOUT_MS", "6000"),
         "HTTP_HOST": "127.0.0.1",
     }
@@ -120,7 +139,13 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
             ServiceSpec(
                 name=name,
                 argv=python_module(f"services.{name}"),
-                env={**common, **extra, "HTTP_PORT": str(port), "DB_SCHEMA": f"{schema_prefix}{name}"},
+                env={
+                    **common,
+                    **extra,
+                    "DATABASE_URL": dsns[name],
+                    "HTTP_PORT": str(port),
+                    "DB_SCHEMA": f"{schema_prefix}{name}",
+                },
                 health_url=f"http://127.0.0.1:{port}/health",
             )
         )
@@ -130,6 +155,7 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int) -> list[Ser
             argv=python_module("services.gateway"),
             env={
                 **common,
+                "DATABASE_URL": dsns["gateway"],  # reads the aggregator's and the mapping service's views only
                 "HTTP_PORT": str(gateway_port),
                 # Development: HS256 development tokens and the one-click dev login, on loopback only (the gateway
                 # refuses DEV_LOGIN otherwise). JWKS_URL, JWT_ISSUER and JWT_AUDIENCE from the environment add
@@ -168,7 +194,9 @@ async def run_system(storage: str = "memory", demo: bool = True, gateway_port: i
                 )
             )
         port = gateway_port if _port_free(gateway_port) else free_port()
-        specs.extend(service_specs(infra, procore_url, port))
+        # A schema prefix lets several systems share one database (the e2e tests do).
+        dsns = await provision_database(infra.database_url, os.environ.get("DEVSTACK_SCHEMA_PREFIX", ""))
+        specs.extend(service_specs(infra, procore_url, port, dsns))
         runner = asyncio.create_task(supervisor.run(specs))
         ready = asyncio.create_task(supervisor.ready.wait())
         await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)

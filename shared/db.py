@@ -3,19 +3,56 @@
 Each service owns one schema and its numbered SQL files (`NNN_name.sql`). Migrations run
 in order, each in its own transaction, under an advisory lock so concurrent starts of
 the same service are safe; applied versions are recorded in `<schema>.schema_migrations`.
+
+Least privilege (deploy/README.md, "Database roles"): the schemas and roles are created beforehand by
+`shared.provision` with an administrator's DSN; a service migrates and runs as its own role, which owns its
+schema (and its read contract `<schema>_read`, if it publishes one) and nothing else. The runner refuses to
+migrate a schema it does not own, so no table ends up owned by an administrator.
+
+Migrations may name the provisioned objects with placeholders (Flyway's syntax), replaced by quoted
+identifiers: `${schema}` (the service's schema), `${read_schema}` (its read contract: views only) and
+`${readers}` (the role granted SELECT on the read contract; the gateway's role is a member).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_PLACEHOLDER = re.compile(r"\$\{([a-z_]+)\}")
+
+
+class MigrationError(RuntimeError):
+    """The database is not provisioned for this service's role (or a migration is malformed)."""
+
+
+def read_schema(schema: str) -> str:
+    """The schema of views a service publishes for readers (the gateway): its read contract."""
+    return f"{schema}_read"
+
+
+def readers_role(schema: str) -> str:
+    """The NOLOGIN role granted USAGE on the read contract and SELECT on its views; readers are its members."""
+    return f"{schema}_readers"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def with_role(dsn: str, role: str, password: str | None = None) -> str:
+    """`dsn` with another user (and its password, or none): the same server and database, as `role`."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    user = quote(role, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -29,7 +66,7 @@ async def create_pool(dsn: str, schema: str, min_size: int = 1, max_size: int = 
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings={"search_path": f"{schema},public", "application_name": schema},
+        server_settings={"search_path": f"{quote_ident(schema)},public", "application_name": schema},
     )
     assert pool is not None
     return pool
@@ -49,27 +86,81 @@ def migration_files(package: str) -> list[tuple[int, str, str]]:
     return found
 
 
+def placeholders(schema: str) -> dict[str, str]:
+    """What `${name}` stands for in the migrations of `schema` (quoted identifiers)."""
+    return {
+        "schema": quote_ident(schema),
+        "read_schema": quote_ident(read_schema(schema)),
+        "readers": quote_ident(readers_role(schema)),
+    }
+
+
+def expand(sql: str, values: Mapping[str, str], name: str = "migration") -> str:
+    """Replace `${name}` placeholders; an unknown one is an error (never left for PostgreSQL to misread)."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(1) not in values:
+            raise MigrationError(f"{name}: unknown placeholder ${{{match.group(1)}}} (known: {sorted(values)})")
+        return values[match.group(1)]
+
+    return _PLACEHOLDER.sub(one, sql)
+
+
+async def _check_owner(conn: asyncpg.Connection, schema: str) -> None:
+    """The schema exists and belongs to the role we run as."""
+    row = await conn.fetchrow(
+        "SELECT pg_get_userbyid(nspowner) AS owner, current_user AS me FROM pg_namespace WHERE nspname = $1", schema
+    )
+    if row is None:
+        raise MigrationError(
+            f"schema {schema} does not exist: provision the database first (python -m shared.provision, "
+            "deploy/README.md), then run this service as its own role"
+        )
+    if row["owner"] != row["me"]:
+        raise MigrationError(
+            f"schema {schema} belongs to role {row['owner']}, but this service connects as {row['me']}: "
+            f"set DATABASE_URL to the {row['owner']} role (a service runs as the owner of its schema, never as an "
+            "administrator)"
+        )
+
+
+async def _check_read_contract(conn: asyncpg.Connection, schema: str) -> None:
+    """The read contract's schema (ours) and its readers role exist: provisioning made them."""
+    found = await conn.fetchrow(
+        "SELECT to_regnamespace($1) IS NOT NULL AS schema, to_regrole($2) IS NOT NULL AS role",
+        quote_ident(read_schema(schema)),
+        quote_ident(readers_role(schema)),
+    )
+    missing = [f"schema {read_schema(schema)}"] if not found["schema"] else []
+    missing += [f"role {readers_role(schema)}"] if not found["role"] else []
+    if missing:
+        raise MigrationError(
+            f"{' and '.join(missing)} missing: provision the database first (python -m shared.provision)"
+        )
+
+
 async def migrate(dsn: str, schema: str, package: str) -> list[str]:
-    """Apply the pending migrations of `package` to `schema`; return the names applied."""
+    """Apply the pending migrations of `package` to `schema` (owned by the role of `dsn`); return the names applied."""
     applied: list[str] = []
+    values = placeholders(schema)
+    table = f"{quote_ident(schema)}.schema_migrations"
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await _check_owner(conn, schema)
             await conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
+                f"CREATE TABLE IF NOT EXISTS {table} ("
                 " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {r["version"] for r in await conn.fetch(f'SELECT version FROM "{schema}".schema_migrations')}
-            for version, name, sql in migration_files(package):
-                if version in done:
-                    continue
-                await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
-                await conn.execute(sql)
-                await conn.execute(
-                    f'INSERT INTO "{schema}".schema_migrations (version, name) VALUES ($1, $2)', version, name
-                )
+            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {table}")}
+            pending = [(v, name, sql) for v, name, sql in migration_files(package) if v not in done]
+            if any({"read_schema", "readers"} & set(_PLACEHOLDER.findall(sql)) for _, _, sql in pending):
+                await _check_read_contract(conn, schema)
+            for version, name, sql in pending:
+                await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}, public")
+                await conn.execute(expand(sql, values, name))
+                await conn.execute(f"INSERT INTO {table} (version, name) VALUES ($1, $2)", version, name)
                 applied.append(name)
     finally:
         await conn.close()
@@ -80,7 +171,7 @@ async def drop_schemas(dsn: str, schemas: Iterable[str]) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         for schema in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
     finally:
         await conn.close()
 

@@ -42,8 +42,11 @@ class ServiceSettings(ConsumerSettings, KafkaConnectionSettings):
 
     kafka_bootstrap_servers: str = Field(min_length=1)
     database_url: SecretStr
+    """As the service's own role (its password included), which owns DB_SCHEMA and nothing else; never an
+    administrator: a service refuses to migrate a schema its role does not own (deploy/README.md, "Database roles")."""
     topic_prefix: str = ""
     db_schema: str = Field(default="", pattern=r"^[a-z_][a-z0-9_]{0,62}$|^$")
+    """The service's schema, created for its role by provisioning (`python -m shared.provision`)."""
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"

@@ -2,7 +2,7 @@
 
 Resolution order (devstack.testinfra): environment variables → testcontainers when a Docker
 engine answers → local processes (Tansu broker, embedded PostgreSQL). Each test that starts
-services gets its own topic prefix and schemas, so tests and runs never collide.
+services gets its own topic prefix, schemas and database roles, so tests and runs never collide.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from devstack import testinfra
-from shared import db
 from tests.sandbox_fixtures import run_sandbox
+from tests.support.database import ProvisionedDatabase, provisioned
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,14 @@ def unique() -> str:
 
 
 @pytest.fixture
-async def schemas(postgres_dsn: str, unique: str) -> AsyncIterator[dict[str, str]]:
-    names = {s: f"t_{unique}_{s}" for s in ("aggregator", "publisher", "mapping")}
-    yield names
-    await db.drop_schemas(postgres_dsn, names.values())
+async def database(postgres_dsn: str, unique: str) -> AsyncIterator[ProvisionedDatabase]:
+    """This test's roles and schemas (`t_<unique>_<service>`), as `make run` and compose provision them; each
+    service connects as its own role. Dropped afterwards: roles are cluster-wide."""
+    async with provisioned(postgres_dsn, f"t_{unique}_") as provisioned_database:
+        yield provisioned_database
+
+
+@pytest.fixture
+def schemas(database: ProvisionedDatabase) -> dict[str, str]:
+    """service → its schema, provisioned for this test (owned by the service's role)."""
+    return database.schemas

@@ -64,7 +64,10 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         instrument_asyncpg(provider)
-        app.state.pool = await db.create_pool(settings.database_url.get_secret_value(), settings.aggregator_schema)
+        # Only the aggregator's read contract (views) is on the search path: the gateway's role reads nothing else.
+        app.state.pool = await db.create_pool(
+            settings.database_url.get_secret_value(), db.read_schema(settings.aggregator_schema)
+        )
         # The mapping service's internal API: where the OAuth code and service-account secrets go (never Kafka).
         internal_http = httpx.AsyncClient(timeout=30.0)
         HTTPXClientInstrumentor.instrument_client(internal_http, tracer_provider=provider)

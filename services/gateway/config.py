@@ -90,10 +90,12 @@ class GatewaySettings(ServiceSettings):
     """Where the counters live (the `limits` library's storage URI: memory://, redis://host:6379, …). memory:// counts
     per gateway instance; several instances share limits through redis:// or memcached://."""
 
-    aggregator_schema: str = Field(default="aggregator", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    """The schema holding the aggregator's read model (entries, names, mappings); only read here."""
-    mapping_schema: str = Field(default="mapping", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    """The schema holding the mapping service's read model (setup, connection, Procore lists, mappings)."""
+    aggregator_schema: str = Field(default="aggregator", pattern=r"^[a-z_][a-z0-9_]{0,57}$")
+    """The aggregator's schema. The gateway reads only its read contract, the views in `<AGGREGATOR_SCHEMA>_read`
+    (entries, history, names, mappings, setups), granted to the gateway's role (DATABASE_URL's user)."""
+    mapping_schema: str = Field(default="mapping", pattern=r"^[a-z_][a-z0-9_]{0,57}$")
+    """The mapping service's schema. The gateway reads only its read contract, the views in `<MAPPING_SCHEMA>_read`
+    (setup, connection status, bound companies, Procore lists, mappings, reports, command outcomes)."""
     public_base_url: str = ""
     """The gateway's public URL, which fixes the OAuth redirect URI (registered with the Procore app). Default, for
     development only: http://HTTP_HOST:HTTP_PORT (127.0.0.1 for a wildcard host)."""

@@ -37,8 +37,10 @@ from services.aggregator.domain import EntryRef, entry_id
 from shared import db
 from shared.broker import ensure_topics
 from shared.events import Module, SetupChanged, TimelogUpserted
+from shared.provision import Layout
 from shared.topics import Topics
 from tests.bench.generator import Generator, Shape
+from tests.support.database import drop_layout, layout_of, provision_layout, role_dsn
 from tests.support.entries import entry_rows, mismatches
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +51,18 @@ cli = typer.Typer(add_completion=False)
 class Run:
     kafka: str
     dsn: str
+    """The administrator's: it provisions and reads; the aggregator runs as its own role (`service_dsn`)."""
     prefix: str
     schema: str
+    """`<name>_aggregator`: provisioned with the layout `<name>_`."""
+
+    @property
+    def layout(self) -> Layout:
+        return layout_of({"aggregator": self.schema})
+
+    @property
+    def service_dsn(self) -> str:
+        return role_dsn(self.dsn, self.layout.role("aggregator"))
 
     @property
     def topics(self) -> Topics:
@@ -74,7 +86,7 @@ async def aggregator(run: Run, batch: int) -> AsyncIterator[subprocess.Popen[byt
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": run.kafka,
-        "DATABASE_URL": run.dsn,
+        "DATABASE_URL": run.service_dsn,
         "TOPIC_PREFIX": run.prefix,
         "DB_SCHEMA": run.schema,
         "HTTP_PORT": str(free_port()),
@@ -138,7 +150,8 @@ def encode(events: list[object]) -> tuple[list[bytes], list[bytes]]:
 
 
 async def prepare(run: Run, gen: Generator) -> None:
-    await db.migrate(run.dsn, run.schema, "services.aggregator.migrations")
+    await provision_layout(run.dsn, run.layout)
+    await db.migrate(run.service_dsn, run.schema, "services.aggregator.migrations")
     await ensure_topics(run.kafka, run.topics.all())
     values, keys = encode(list(gen.setups()))
     await produce(run.kafka, run.topics.mapping_changes, values, keys)
@@ -180,7 +193,7 @@ def throughput(
     """Sustained events/s of one aggregator process (a backlog consumed from the broker)."""
 
     async def main(kafka: str, dsn: str) -> None:
-        run = Run(kafka, dsn, f"bench{secrets.token_hex(3)}.", f"bench_{secrets.token_hex(3)}")
+        run = Run(kafka, dsn, f"bench{secrets.token_hex(3)}.", f"bench_{secrets.token_hex(3)}_aggregator")
         gen = Generator(Shape(), seed=3)
         try:
             await prepare(run, gen)
@@ -188,7 +201,7 @@ def throughput(
             print(" ".join(f"{k}={v:.0f}" for k, v in result.items()))
         finally:
             if not keep:
-                await db.drop_schemas(dsn, [run.schema])
+                await drop_layout(dsn, run.layout)
 
     with infrastructure() as (kafka, dsn):
         asyncio.run(main(kafka, dsn))
@@ -204,7 +217,7 @@ def latency(
     """p50/p99 from produce to the entry being visible to a reader polling PostgreSQL every 5 ms."""
 
     async def main(kafka: str, dsn: str) -> None:
-        run = Run(kafka, dsn, f"lat{secrets.token_hex(3)}.", f"lat_{secrets.token_hex(3)}")
+        run = Run(kafka, dsn, f"lat{secrets.token_hex(3)}.", f"lat_{secrets.token_hex(3)}_aggregator")
         gen = Generator(Shape(), seed=5)
         background = gen.events(rate * seconds)
         await prepare(run, gen)
@@ -245,7 +258,7 @@ def latency(
                 stop.set()
                 await poller
         finally:
-            await db.drop_schemas(dsn, [run.schema])
+            await drop_layout(dsn, run.layout)
         sent.pop(probe_event(0).employee_id, None)
         delays = sorted((seen[k] - t) * 1000 for k, t in sent.items() if k in seen)
         lost = len(sent) - len(delays)
@@ -331,7 +344,7 @@ def scale(
     """Per-event cost with `stored` timelogs (and their timecard entries) already in the tables."""
 
     async def main(kafka: str, dsn: str) -> None:
-        run = Run(kafka, dsn, f"scale{secrets.token_hex(3)}.", f"scale_{secrets.token_hex(3)}")
+        run = Run(kafka, dsn, f"scale{secrets.token_hex(3)}.", f"scale_{secrets.token_hex(3)}_aggregator")
         gen = Generator(Shape(), seed=9)
         try:
             await prepare(run, gen)
@@ -352,7 +365,7 @@ def scale(
             print(f"stored={stored} events={events} events_per_s={result['events_per_s']:.0f} "
                   f"per_event={per_event_us:.0f}us")  # fmt: skip
         finally:
-            await db.drop_schemas(dsn, [run.schema])
+            await drop_layout(dsn, run.layout)
 
     with infrastructure() as (kafka, dsn):
         asyncio.run(main(kafka, dsn))

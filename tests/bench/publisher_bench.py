@@ -38,10 +38,11 @@ from aiokafka import AIOKafkaProducer
 
 from devstack import testinfra
 from devstack.ports import free_port, wait_for_tcp
-from shared import db
 from shared.broker import ensure_topics
 from shared.events import Module, ProcoreOperation, PublishToProcore
+from shared.provision import Layout
 from shared.topics import Topics
+from tests.support.database import drop_layout, provision_layout, role_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR_S, SPIKE_S = 3600.0, 10.0
@@ -159,7 +160,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     run_s = hour_s * args.windows + args.tail_s
     per_company = int(600 * (args.windows + 1) * 1.1)  # never drained within the run
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    schema = f"bench_{uuid.uuid4().hex[:6]}_publisher"
+    layout = Layout(f"bench_{uuid.uuid4().hex[:6]}_")
+    schema = layout.schema("publisher")
     with ExitStack() as stack:
         kafka = stack.enter_context(testinfra.kafka_bootstrap())
         dsn = stack.enter_context(testinfra.postgres_dsn())
@@ -171,14 +173,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.callback(sandbox.terminate)
         wait_for_tcp("127.0.0.1", port, timeout=20)
         url = f"http://127.0.0.1:{port}"
+        await provision_layout(dsn, layout)  # the publisher runs as its own role, as deployed
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             companies = await seed(http, args.companies, args.time_scale)
             topics = Topics(prefix)
             await ensure_topics(kafka, topics.all())
             queued = await queue_backlog(kafka, topics.publish_requests, companies, per_company)
             env = {
-                **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "DATABASE_URL": dsn, "TOPIC_PREFIX": prefix,
-                "DB_SCHEMA": schema, "PROCORE_BASE_URL": url, "PROCORE_CLIENT_ID": "sandbox-client",
+                **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "DATABASE_URL": role_dsn(dsn, layout.role("publisher")),
+                "TOPIC_PREFIX": prefix, "DB_SCHEMA": schema, "PROCORE_BASE_URL": url,
+                "PROCORE_CLIENT_ID": "sandbox-client",
                 "PROCORE_CLIENT_SECRET": "sandbox-secret", "LOG_LEVEL": "WARNING", "KAFKA_SESSION_TIMEOUT_MS": "6000",
             }  # fmt: skip
             started = time.monotonic()
@@ -208,7 +212,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for publisher in publishers:
                     publisher.wait(timeout=30)
             log += (await http.get("/_sandbox/requests", params={"since": log[-1]["seq"] if log else 0})).json()
-        await db.drop_schemas(dsn, [schema])
+        await drop_layout(dsn, layout)
     result = measure(log, companies, hour_s)
     result |= {"queued": queued, "time_scale": args.time_scale, "hour_s": hour_s, "run_s": round(run_s)}
     result["instances"] = args.instances

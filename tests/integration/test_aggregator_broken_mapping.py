@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import date
 
@@ -12,18 +11,17 @@ import pytest
 from services.aggregator import handlers
 from shared import db
 from shared.events import MappingChanged, Module, ProcoreEntity, SetupChanged, TimelogUpserted
+from tests.support.database import ProvisionedDatabase, migrated
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    schema = f"broken_{uuid.uuid4().hex[:8]}"
-    await db.migrate(postgres_dsn, schema, "services.aggregator.migrations")
-    p = await db.create_pool(postgres_dsn, schema, max_size=2)
+async def pool(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Pool]:
+    await migrated(database, "aggregator")
+    p = await db.create_pool(database.dsn("aggregator"), database.schema("aggregator"), max_size=2)
     yield p
     await p.close()
-    await db.drop_schemas(postgres_dsn, [schema])
 
 
 async def errors_of(pool: asyncpg.Pool) -> tuple[str, list[str]]:

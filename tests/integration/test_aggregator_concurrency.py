@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
 from functools import partial
@@ -23,6 +22,7 @@ from shared import db
 from shared.events import Module, SetupChanged, TimelogDeleted, TimelogUpserted
 from shared.transient import transient_cause
 from tests.bench.generator import Generator, Shape
+from tests.support.database import ProvisionedDatabase, migrated
 from tests.support.entries import entry_rows, mismatches
 from tests.support.kafka import eventually
 
@@ -32,16 +32,14 @@ Timelog = TimelogUpserted | TimelogDeleted
 
 
 @pytest.fixture
-async def schema(postgres_dsn: str) -> AsyncIterator[str]:
-    name = f"race_{uuid.uuid4().hex[:8]}"
-    await db.migrate(postgres_dsn, name, "services.aggregator.migrations")
-    yield name
-    await db.drop_schemas(postgres_dsn, [name])
+async def schema(database: ProvisionedDatabase) -> str:
+    await migrated(database, "aggregator")
+    return database.schema("aggregator")
 
 
 @pytest.fixture
-async def pool(postgres_dsn: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await db.create_pool(postgres_dsn, schema, max_size=8)
+async def pool(database: ProvisionedDatabase, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(database.dsn("aggregator"), schema, max_size=8)
     yield p
     await p.close()
 

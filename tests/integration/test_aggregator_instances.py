@@ -24,6 +24,7 @@ from shared.broker import ensure_topics
 from shared.events import TimelogDeleted, TimelogUpserted
 from shared.topics import Topics
 from tests.bench.generator import Generator, Shape
+from tests.support.database import ProvisionedDatabase
 from tests.support.entries import (
     applied_timelogs,
     entry_rows,
@@ -73,12 +74,12 @@ class Instance:
 
 @pytest.fixture
 def instances(
-    kafka_bootstrap: str, postgres_dsn: str, unique: str, schemas: dict[str, str], tmp_path: Path
+    kafka_bootstrap: str, database: ProvisionedDatabase, unique: str, schemas: dict[str, str], tmp_path: Path
 ) -> Iterator[list[Instance]]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DATABASE_URL": postgres_dsn,
+        "DATABASE_URL": database.dsn("aggregator"),
         "TOPIC_PREFIX": f"{unique}.",
         "DB_SCHEMA": schemas["aggregator"],
         "KAFKA_SESSION_TIMEOUT_MS": "2000",

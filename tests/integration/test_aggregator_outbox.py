@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -18,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from shared import db
 from shared.broker import ensure_topics
 from shared.outbox import OutboxMessage, OutboxRelay, add_to_outbox
+from tests.support.database import ProvisionedDatabase, migrated
 from tests.support.entries import records_of
 from tests.support.kafka import eventually
 
@@ -28,11 +27,9 @@ PER_WRITER = 150
 
 
 @pytest.fixture
-async def schema(postgres_dsn: str) -> AsyncIterator[str]:
-    name = f"relay_{uuid.uuid4().hex[:8]}"
-    await db.migrate(postgres_dsn, name, "services.aggregator.migrations")
-    yield name
-    await db.drop_schemas(postgres_dsn, [name])
+async def schema(database: ProvisionedDatabase) -> str:
+    await migrated(database, "aggregator")
+    return database.schema("aggregator")
 
 
 async def waiting(pool: asyncpg.Pool) -> int:
@@ -41,7 +38,7 @@ async def waiting(pool: asyncpg.Pool) -> int:
 
 
 async def test_relays_of_several_instances_send_each_row_once_and_in_order(
-    kafka_bootstrap: str, postgres_dsn: str, unique: str, schema: str
+    kafka_bootstrap: str, database: ProvisionedDatabase, unique: str, schema: str
 ) -> None:
     topic = f"{unique}.procore.publish-requests"
     await ensure_topics(kafka_bootstrap, [topic], partitions=1)
@@ -52,7 +49,7 @@ async def test_relays_of_several_instances_send_each_row_once_and_in_order(
         await producer.send_and_wait(to, body, key=key.encode())
         await asyncio.sleep(0.001)  # a slower broker widens the window in which two relays could overlap
 
-    pools = [await db.create_pool(postgres_dsn, schema, max_size=2) for _ in range(RELAYS + 1)]
+    pools = [await db.create_pool(database.dsn("aggregator"), schema, max_size=2) for _ in range(RELAYS + 1)]
     relays = [OutboxRelay(p, publish, schema, batch_size=25, poll_interval_s=0.05) for p in pools[:RELAYS]]
 
     async def write(writer: int) -> None:

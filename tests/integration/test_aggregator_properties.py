@@ -36,6 +36,7 @@ from shared.events import (
     TimelogUpserted,
 )
 from shared.topics import Topics
+from tests.support.database import migrated, provisioned
 from tests.support.principals import TEST_BACKEND
 
 pytestmark = pytest.mark.integration
@@ -98,12 +99,11 @@ def scenario(draw: st.DrawFn) -> tuple[list[list[TimelogUpserted | TimelogDelete
 
 @pytest.fixture(scope="module")
 async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    schema = f"prop_{uuid.uuid4().hex[:8]}"
-    await db.migrate(postgres_dsn, schema, "services.aggregator.migrations")
-    p = await db.create_pool(postgres_dsn, schema, max_size=2)
-    yield p
-    await p.close()
-    await db.drop_schemas(postgres_dsn, [schema])
+    async with provisioned(postgres_dsn, f"prop_{uuid.uuid4().hex[:8]}_") as database:
+        await migrated(database, "aggregator")
+        p = await db.create_pool(database.dsn("aggregator"), database.schema("aggregator"), max_size=2)
+        yield p
+        await p.close()
 
 
 async def reset(pool: asyncpg.Pool) -> None:

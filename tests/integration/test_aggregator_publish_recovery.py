@@ -35,6 +35,7 @@ from shared.events import (
     TimelogUpserted,
 )
 from shared.topics import Topics
+from tests.support.database import ProvisionedDatabase, migrated
 from tests.support.kafka import eventually
 from tests.support.principals import TEST_BACKEND
 
@@ -46,10 +47,9 @@ FAST = handlers.RedrivePolicy(after_s=0.3, max_interval_s=60)
 
 
 @pytest.fixture
-async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    schema = f"sweep_{uuid.uuid4().hex[:8]}"
-    await db.migrate(postgres_dsn, schema, "services.aggregator.migrations")
-    p = await db.create_pool(postgres_dsn, schema, max_size=4)
+async def pool(database: ProvisionedDatabase) -> AsyncIterator[asyncpg.Pool]:
+    await migrated(database, "aggregator")
+    p = await db.create_pool(database.dsn("aggregator"), database.schema("aggregator"), max_size=4)
     async with p.acquire() as conn, conn.transaction():
         await handlers.apply_mapping_change(
             conn,
@@ -60,7 +60,6 @@ async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
             await handlers.apply_mapping_change(conn, change)
     yield p
     await p.close()
-    await db.drop_schemas(postgres_dsn, [schema])
 
 
 def timelog(tid: str, crew: str = "A", rev: int = 1) -> TimelogUpserted:

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from devstack.ports import free_port
 from shared.broker import ensure_topics
 from tests.bench.generator import Generator, Shape
+from tests.support.database import ProvisionedDatabase
 from tests.support.entries import entry_rows, mismatches
 from tests.support.kafka import eventually, produce
 
@@ -49,11 +50,13 @@ class Aggregator:
 
 
 @pytest.fixture
-def aggregator(kafka_bootstrap: str, postgres_dsn: str, unique: str, schemas: dict[str, str]) -> Iterator[Aggregator]:
+def aggregator(
+    kafka_bootstrap: str, database: ProvisionedDatabase, unique: str, schemas: dict[str, str]
+) -> Iterator[Aggregator]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DATABASE_URL": postgres_dsn,
+        "DATABASE_URL": database.dsn("aggregator"),
         "TOPIC_PREFIX": f"{unique}.",
         "DB_SCHEMA": schemas["aggregator"],
         "HTTP_PORT": str(free_port()),

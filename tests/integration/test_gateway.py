@@ -30,6 +30,7 @@ from shared import db
 from shared.events import ConfigureSetup, PublishEntries, SetMapping
 from shared.telemetry import make_tracer_provider
 from shared.topics import Topics
+from tests.support.database import layout_of, migrated, provisioned, role_dsn
 
 pytestmark = pytest.mark.integration
 
@@ -152,12 +153,10 @@ async def seed(conn: asyncpg.Connection) -> Seeded:
 
 @pytest.fixture(scope="module")
 async def gw_schema() -> AsyncIterator[str]:
-    schema = f"gw_{RUN}"
-    await db.migrate(DSN, schema, "services.aggregator.migrations")
-    try:
-        yield schema
-    finally:
-        await db.drop_schemas(DSN, [schema])
+    """The aggregator's schema (its roles provisioned, migrated as its role); the tests seed it as administrator."""
+    async with provisioned(DSN, f"gw_{RUN}_") as database:
+        await migrated(database, "aggregator")
+        yield database.schema("aggregator")
 
 
 @pytest.fixture(scope="module")
@@ -188,14 +187,16 @@ def spans() -> InMemorySpanExporter:
 
 
 def settings_for(bootstrap: str, schema: str, topics: Topics, dev_login: bool) -> GatewaySettings:
+    layout = layout_of({"aggregator": schema})
     return GatewaySettings(
         kafka_bootstrap_servers=bootstrap,
-        database_url=DSN,
+        database_url=role_dsn(DSN, layout.role("gateway")),  # reads the aggregator's read contract only
         topic_prefix=topics.prefix,
         environment="development",
         jwt_secret=SECRET,
         dev_login=dev_login,
         aggregator_schema=schema,
+        mapping_schema=layout.schema("mapping"),
     )
 
 

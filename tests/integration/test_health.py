@@ -17,6 +17,7 @@ from services.gateway.config import GatewaySettings
 from shared import db
 from shared.readiness import Readiness
 from tests.integration.worker_app import running_worker
+from tests.support.database import ProvisionedDatabase, role_dsn
 from tests.support.kafka import eventually
 from tests.support.proxy import TcpProxy
 
@@ -46,16 +47,16 @@ async def get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 async def test_gateway_is_alive_but_not_ready_while_its_database_is_away(
-    kafka_bootstrap: str, postgres_dsn: str, unique: str
+    kafka_bootstrap: str, database: ProvisionedDatabase, unique: str
 ) -> None:
-    proxy, proxied = TcpProxy.for_dsn(postgres_dsn)
+    proxy, proxied = TcpProxy.for_dsn(database.admin)
     settings = GatewaySettings(
         kafka_bootstrap_servers=kafka_bootstrap,
-        database_url=proxied,
+        database_url=role_dsn(proxied, database.layout.role("gateway")),
         topic_prefix=f"{unique}.",
         environment="development",  # HS256 tokens: no key server to reach
         jwt_secret="s" * 32,
-        aggregator_schema=f"t_{unique}_aggregator",
+        aggregator_schema=database.schema("aggregator"),
     )
     async with proxy, serving(build_gateway(settings)) as base:
         ready = {"status": "ok", "database": True, "broker": True}
@@ -74,15 +75,15 @@ async def test_gateway_is_alive_but_not_ready_while_its_database_is_away(
 
 
 async def test_gateway_readiness_includes_registered_components(
-    kafka_bootstrap: str, postgres_dsn: str, unique: str
+    kafka_bootstrap: str, database: ProvisionedDatabase, unique: str
 ) -> None:
     settings = GatewaySettings(
         kafka_bootstrap_servers=kafka_bootstrap,
-        database_url=postgres_dsn,
+        database_url=database.dsn("gateway"),
         topic_prefix=f"{unique}.",
         environment="development",  # HS256 tokens: no key server to reach
         jwt_secret="s" * 32,
-        aggregator_schema=f"t_{unique}_aggregator",
+        aggregator_schema=database.schema("aggregator"),
     )
     app = build_gateway(settings)
     app.state.readiness = Readiness()

@@ -24,6 +24,7 @@ from shared.events import (
     SyncProcoreEntities,
 )
 from tests.sandbox_fixtures import run_sandbox
+from tests.support.database import role_dsn
 from tests.support.kafka import eventually, produce
 from tests.support.mapping import (
     INTERNAL_TOKEN,
@@ -99,7 +100,7 @@ async def ctx(
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox)
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
     proxy, proxied_dsn = TcpProxy.for_dsn(postgres_dsn)
-    async with proxy, mapping_instance(cfg, database_url=proxied_dsn) as instance:
+    async with proxy, mapping_instance(cfg, database_url=role_dsn(proxied_dsn, schemas["mapping"])) as instance:
         c = Ctx(cfg, sandbox, f"acc-{unique}", company["company_id"], instance, proxy)
         assert (await connect_service_account(cfg, instance.internal, c.account, c.company_id))["status"] == "done"
         setup = ConfigureSetup(

@@ -72,7 +72,7 @@ async def gateway(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, StackConfig]]:
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas)
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
-    await db.migrate(postgres_dsn, schemas["mapping"], "services.mapping.migrations")
+    await db.migrate(cfg.dsn_of("mapping"), schemas["mapping"], "services.mapping.migrations")
     conn = await asyncpg.connect(postgres_dsn, server_settings={"search_path": schemas["mapping"]})
     try:
         await seed(conn)

@@ -22,6 +22,7 @@ from shared.broker import ensure_topics
 from shared.events import Module, PublishOutcome
 from shared.topics import Topics
 from tests.sandbox_fixtures import run_sandbox
+from tests.support.database import ProvisionedDatabase
 from tests.support.publisher import Requests, Results, Sandbox, assert_match_spec, request_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,7 @@ def start_publisher(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 @pytest.mark.parametrize("module", [Module.MANPOWER, Module.TIMECARD])
 async def test_sigkill_after_procore_created_the_record(
     kafka_bootstrap: str,
-    postgres_dsn: str,
+    database: ProvisionedDatabase,
     unique: str,
     schemas: dict[str, str],
     sandbox_url: str,
@@ -65,7 +66,7 @@ async def test_sigkill_after_procore_created_the_record(
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DATABASE_URL": postgres_dsn,
+        "DATABASE_URL": database.dsn("publisher"),
         "TOPIC_PREFIX": prefix,
         "DB_SCHEMA": schemas["publisher"],
         "PROCORE_BASE_URL": sandbox_url,

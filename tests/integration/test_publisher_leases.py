@@ -24,6 +24,7 @@ from shared import db
 from shared.events import Module, ProcorePublishFinished, PublishOutcome
 from shared.procore import ProcoreClient, RateLimiter, TokenSource
 from tests.sandbox_fixtures import run_sandbox
+from tests.support.database import ProvisionedDatabase, migrated
 from tests.support.publisher import Company, Sandbox, checked_sandbox, request_for
 
 pytestmark = pytest.mark.integration
@@ -59,10 +60,9 @@ class Parts:
 
 
 @pytest.fixture
-async def parts(postgres_dsn: str, schemas: dict[str, str], sandbox_url: str) -> AsyncIterator[Parts]:
-    schema = schemas["publisher"]
-    await db.migrate(postgres_dsn, schema, "services.publisher.migrations")
-    pool = await db.create_pool(postgres_dsn, schema)
+async def parts(database: ProvisionedDatabase, sandbox_url: str) -> AsyncIterator[Parts]:
+    await migrated(database, "publisher")
+    pool = await db.create_pool(database.dsn("publisher"), database.schema("publisher"))
     try:
         async with checked_sandbox(sandbox_url) as sandbox, httpx.AsyncClient(timeout=10) as http:
             company = await sandbox.company()

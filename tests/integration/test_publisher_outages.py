@@ -17,6 +17,7 @@ import pytest
 
 from shared.events import Module, PublishOutcome, PublishToProcore
 from tests.sandbox_fixtures import run_sandbox
+from tests.support.database import role_dsn
 from tests.support.mapping import INTERNAL_TOKEN, connect_service_account, mapping_settings, serve_mapping
 from tests.support.proxy import TcpProxy
 from tests.support.publisher import (
@@ -152,7 +153,7 @@ async def test_database_outage_pauses_the_workers_and_loses_nothing(cfg: StackCo
     proxy, through = TcpProxy.for_dsn(cfg.dsn)
     async with (
         proxy,
-        running_publisher(cfg, database_url=through) as app,
+        running_publisher(cfg, database_url=role_dsn(through, cfg.schemas["publisher"])) as app,
         Requests(cfg.kafka, cfg.topics.publish_requests) as requests,
         Results(cfg.kafka, cfg.topics.publish_results) as results,
     ):

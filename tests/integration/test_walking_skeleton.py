@@ -69,8 +69,9 @@ async def entry_status(dsn: str, schema: str) -> str | None:
 @asynccontextmanager
 async def gateway(cfg: StackConfig, provider: TracerProvider) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings(
-        kafka_bootstrap_servers=cfg.kafka, database_url=cfg.dsn, topic_prefix=cfg.prefix, jwt_secret=SECRET,
-        environment="development", aggregator_schema=cfg.schemas["aggregator"],
+        kafka_bootstrap_servers=cfg.kafka, database_url=cfg.dsn_of("gateway"), topic_prefix=cfg.prefix,
+        jwt_secret=SECRET, environment="development", aggregator_schema=cfg.schemas["aggregator"],
+        mapping_schema=cfg.schemas["mapping"],
     )  # fmt: skip
     app = build_gateway(settings, tracer_provider=provider)
     async with (

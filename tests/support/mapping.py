@@ -89,7 +89,7 @@ def gateway_settings(cfg: StackConfig, mapping_url: str = "", **overrides: Any) 
     `mapping_url` for connections."""
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": cfg.kafka,
-        "database_url": cfg.dsn,
+        "database_url": cfg.dsn_of("gateway"),
         "topic_prefix": cfg.prefix,
         "environment": "development",  # development tokens (HS256) below
         "jwt_secret": JWT_SECRET,

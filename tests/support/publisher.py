@@ -401,7 +401,7 @@ def publisher_env(cfg: StackConfig, instance_id: str, **extra: Any) -> dict[str,
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": cfg.kafka,
-        "DATABASE_URL": cfg.dsn,
+        "DATABASE_URL": cfg.dsn_of("publisher"),
         "TOPIC_PREFIX": cfg.prefix,
         "DB_SCHEMA": cfg.schemas["publisher"],
         "PROCORE_BASE_URL": cfg.procore_url,

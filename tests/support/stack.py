@@ -22,6 +22,7 @@ from services.publisher.bootstrap import build_app as build_publisher
 from services.publisher.config import PublisherSettings
 from shared.broker import ensure_topics
 from shared.topics import Topics
+from tests.support.database import layout_of, role_dsn
 
 TEST_TOKEN_KEY = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
 """A valid Fernet key (the mapping service refuses to start without one)."""
@@ -31,14 +32,20 @@ TEST_TOKEN_KEY = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
 class StackConfig:
     kafka: str
     dsn: str
+    """The administrator's DSN (maybe through a proxy): services connect through it, each as its own role."""
     prefix: str
     schemas: dict[str, str]
+    """Provisioned by the `database` fixture (role names equal schema names)."""
     procore_url: str = "http://127.0.0.1:9"
+
+    def dsn_of(self, service: str) -> str:
+        """The DATABASE_URL of `service` (aggregator, publisher, mapping, gateway): its own role."""
+        return role_dsn(self.dsn, layout_of(self.schemas).role(service))
 
     def common(self, service: str) -> dict[str, Any]:
         return {
             "kafka_bootstrap_servers": self.kafka,
-            "database_url": self.dsn,
+            "database_url": self.dsn_of(service),
             "topic_prefix": self.prefix,
             "db_schema": self.schemas[service],
             "kafka_session_timeout_ms": 2000,

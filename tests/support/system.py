@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from devstack.ports import free_port
-from shared import db
+from shared.provision import Layout
 from shared.topics import Topics
+from tests.support.database import drop_layout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +51,8 @@ class System:
 
 @contextlib.contextmanager
 def running_system(kafka: str, dsn: str, unique: str) -> Iterator[System]:
-    """Start the system on the session's broker and database with its own topics and schemas."""
+    """Start the system on the session's broker and database (`dsn`: the administrator's) with its own topics,
+    schemas and roles."""
     schema_prefix = f"e2e_{unique}_"
     env = {
         **os.environ,
@@ -77,5 +79,5 @@ def running_system(kafka: str, dsn: str, unique: str) -> Iterator[System]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-        schemas = [f"{schema_prefix}{s}" for s in ("aggregator", "publisher", "mapping")]
-        asyncio.run(db.drop_schemas(dsn, schemas))
+        # devstack provisioned the roles and schemas of this prefix (with `dsn` as the administrator)
+        asyncio.run(drop_layout(dsn, Layout(schema_prefix)))

@@ -39,6 +39,12 @@ KAFKA_PASSWORDS = {
     f"KAFKA_{name}_PASSWORD": f"{name.lower()}-test-password-0123456789"
     for name in ("BROKER", "ADMIN", "AGGREGATOR", "PUBLISHER", "MAPPING", "GATEWAY", "MOBICLOCKS_CORE")
 }
+DB_PASSWORDS = {
+    "AGGREGATOR_DB_PASSWORD": "aggregator-test-password",
+    "PUBLISHER_DB_PASSWORD": "publisher-test-password",
+    "MAPPING_DB_PASSWORD": "mapping-test-password",
+    "GATEWAY_DB_PASSWORD": "gateway-test-password",
+}
 REQUIRED_VARS = {
     "TOKEN_ENCRYPTION_KEY": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
     "INTERNAL_API_TOKEN": "internal-test-token-of-32-characters-or-more",
@@ -46,12 +52,14 @@ REQUIRED_VARS = {
     "JWT_ISSUER": "https://mobiclocks.example",
     "JWT_AUDIENCE": "procore-publishing",
     **KAFKA_PASSWORDS,
+    **DB_PASSWORDS,
 }
 
 APP_SERVICES = {"aggregator": 8081, "publisher": 8082, "mapping": 8083, "gateway": 8000}
 MAPPING_INTERNAL_PORT = 8093
-JOBS = {"kafka-setup"}
-"""One-shot containers: they run to completion (no restart, no healthcheck); others wait for them to succeed."""
+JOBS = {"kafka-setup", "db-provision"}
+"""One-shot containers: they run to completion (no healthcheck, tried again only when they fail); others wait for
+them to succeed."""
 COMMON_ENV = {
     "KAFKA_BOOTSTRAP_SERVERS",
     "KAFKA_SECURITY_PROTOCOL",
@@ -398,7 +406,7 @@ def test_compose_interpolates_fully_with_required_vars(compose: dict[str, Any]) 
     assert (gateway["ENVIRONMENT"], gateway["DEV_LOGIN"]) == ("production", "false")
     assert "JWT_SECRET" not in gateway  # HS256 is for development only
     assert _environment(compose["services"]["aggregator"])["DATABASE_URL"] == (
-        "postgresql://postgres:postgres@postgres:5432/procore"
+        "postgresql://aggregator:aggregator-test-password@postgres:5432/procore"
     )
 
 
@@ -406,7 +414,10 @@ def test_compose_overrides_are_applied() -> None:
     env = {**REQUIRED_VARS, "POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "db", "GATEWAY_PORT": "9000"}
     resolved = interpolate(_raw_compose(), env)
     services = resolved["services"]
-    assert _environment(services["publisher"])["DATABASE_URL"] == "postgresql://postgres:pw@postgres:5432/db"
+    assert _environment(services["publisher"])["DATABASE_URL"] == (
+        "postgresql://publisher:publisher-test-password@postgres:5432/db"
+    )
+    assert _environment(services["db-provision"])["DATABASE_ADMIN_URL"] == "postgresql://postgres:pw@postgres:5432/db"
     assert _environment(services["postgres"])["POSTGRES_PASSWORD"] == "pw"
     assert _published_ports(services["gateway"]) == [("", "9000", "tcp")]
 
@@ -482,7 +493,11 @@ def test_every_service_has_an_enabled_healthcheck(services: dict[str, dict[str, 
 
 def test_every_service_restarts(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        assert service.get("restart") == ("no" if name in JOBS else "unless-stopped"), name
+        if name in JOBS:  # tried again when it fails, never once it succeeded
+            assert re.fullmatch(r"on-failure(:\d+)?", service.get("restart", "")), name
+            assert "healthcheck" not in service, name
+        else:
+            assert service.get("restart") == "unless-stopped", name
 
 
 def test_depends_on_waits_for_healthy_defined_services(services: dict[str, dict[str, Any]]) -> None:
@@ -536,7 +551,7 @@ def test_app_service_command_environment_and_dependencies(services: dict[str, di
     assert f"http://127.0.0.1:{port}/health" in probe
 
     deps = set(_depends_on(service))
-    assert deps == {"kafka", "kafka-setup", "postgres"} | EXTRA_DEPENDENCIES[name]
+    assert deps == {"kafka", "kafka-setup", "postgres", "db-provision"} | EXTRA_DEPENDENCIES[name]
 
 
 def test_procore_sandbox(services: dict[str, dict[str, Any]]) -> None:
@@ -746,7 +761,7 @@ def test_published_ports_do_not_collide(services: dict[str, dict[str, Any]]) -> 
 
 def test_build_contexts_and_dockerfiles_exist(services: dict[str, dict[str, Any]]) -> None:
     built = {name: service["build"] for name, service in services.items() if "build" in service}
-    assert set(built) == set(APP_SERVICES) | {"procore-sandbox"}
+    assert set(built) == set(APP_SERVICES) | {"procore-sandbox", "db-provision"}
     for name, build in built.items():
         context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
         assert context.is_dir(), f"{name}: missing build context {context}"
@@ -843,3 +858,46 @@ def test_compose_environment_satisfies_the_service_settings(
         monkeypatch.setenv(key, str(value))
     settings = cls()
     assert settings.http_port == int(env["HTTP_PORT"])
+
+
+# --------------------------------------------------------------------------- database roles
+
+
+def test_the_provisioning_job_alone_has_the_administrators_dsn(services: dict[str, dict[str, Any]]) -> None:
+    job = services["db-provision"]
+    assert job["command"] == ["python", "-m", "shared.provision"]
+    assert _depends_on(job) == {"postgres": {"condition": "service_healthy"}}
+    env = _environment(job)
+    assert env["DATABASE_ADMIN_URL"] == "postgresql://postgres:postgres@postgres:5432/procore"
+    assert {k: env[k] for k in DB_PASSWORDS} == DB_PASSWORDS
+    for name in APP_SERVICES:
+        app_env = _environment(services[name])
+        assert "DATABASE_ADMIN_URL" not in app_env and not any(k.endswith("_DB_PASSWORD") for k in app_env), name
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_each_service_connects_as_its_own_role_with_its_own_password(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(str(_environment(services[name])["DATABASE_URL"]))
+    assert (url.username, url.password) == (name, DB_PASSWORDS[f"{name.upper()}_DB_PASSWORD"])
+    assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/procore")
+
+
+def test_the_provisioning_job_environment_satisfies_its_settings(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from shared.provision import ProvisionSettings
+
+    for key in list(os.environ):
+        if key.isupper():
+            monkeypatch.delenv(key)
+    for key, value in _environment(services["db-provision"]).items():
+        monkeypatch.setenv(key, str(value))
+    settings = ProvisionSettings()
+    assert settings.db_prefix == ""
+    assert settings.passwords() == {s: DB_PASSWORDS[f"{s.upper()}_DB_PASSWORD"] for s in APP_SERVICES}

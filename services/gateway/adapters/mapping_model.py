@@ -1,8 +1,10 @@
-"""Queries on the mapping service's read model (setup, connection, synced Procore lists, mappings, outcomes).
+"""Queries on the mapping service's read contract (setup, connection status, bound companies, synced Procore lists,
+mappings, sync and auto-map reports, command outcomes).
 
-Read-only, in the caller's read-only transaction; every table is qualified with MAPPING_SCHEMA
-(validated as an identifier in settings) and every query filters by account_id. Until the mapping
-service has created its schema, everything reads as empty.
+The gateway reads only the views the mapping service publishes in `<MAPPING_SCHEMA>_read` (its migration 005), never
+its tables: its role may not even see them (tokens and secrets live there). Read-only, in the caller's read-only
+transaction; every view is qualified with the read schema and every query filters by account_id. Until the mapping
+service has published its contract, everything reads as empty.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.db import quote_ident, read_schema
 from shared.events import Module
 
 
@@ -24,16 +27,27 @@ class MappingSetup:
     two_way: bool
 
 
+def _contract(schema: str) -> str:
+    """The mapping service's read contract, quoted: `schema` is the mapping service's own schema."""
+    return quote_ident(read_schema(schema))
+
+
 async def ready(conn: asyncpg.Connection, schema: str) -> bool:
-    """The mapping service's tables exist (it has started at least once)."""
-    return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{schema}".command_outcomes') is True
+    """The mapping service has published its read contract (it has started at least once) and we may read it."""
+    found = await conn.fetchval(
+        "SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
+        "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relname = 'command_outcomes'",
+        read_schema(schema),
+    )
+    return found is True
 
 
 async def setup(conn: asyncpg.Connection, schema: str, account_id: str) -> MappingSetup | None:
     if not await ready(conn, schema):
         return None
     r = await conn.fetchrow(
-        f'SELECT procore_company_id, enabled_modules, two_way FROM "{schema}".setups WHERE account_id = $1',
+        f"SELECT procore_company_id, enabled_modules, two_way FROM {_contract(schema)}.setups WHERE account_id = $1",
         account_id,
     )
     if r is None:
@@ -42,12 +56,12 @@ async def setup(conn: asyncpg.Connection, schema: str, account_id: str) -> Mappi
 
 
 async def connection(conn: asyncpg.Connection, schema: str, account_id: str) -> dict[str, Any] | None:
-    """The connection row without its token columns."""
+    """The connection's status (the contract has no token or secret column)."""
     if not await ready(conn, schema):
         return None
     r = await conn.fetchrow(
         f"SELECT grant_type, status, message, connected_by, connected_at, refreshed_at, expires_at"
-        f' FROM "{schema}".connections WHERE account_id = $1',
+        f" FROM {_contract(schema)}.connection_status WHERE account_id = $1",
         account_id,
     )
     return dict(r.items()) if r is not None else None
@@ -63,11 +77,11 @@ class BoundCompany:
 
 async def companies(conn: asyncpg.Connection, schema: str, account_id: str) -> list[BoundCompany]:
     """The Procore companies bound to the account (proven by it): the only ones it sees or may choose."""
-    if await conn.fetchval("SELECT to_regclass($1) IS NULL", f'"{schema}".company_bindings'):
+    if not await ready(conn, schema):
         return []
     rows = await conn.fetch(
-        f'SELECT procore_company_id, name, is_active, proof FROM "{schema}".company_bindings WHERE account_id = $1'
-        " ORDER BY name, procore_company_id",
+        f"SELECT procore_company_id, name, is_active, proof FROM {_contract(schema)}.bound_companies"
+        " WHERE account_id = $1 ORDER BY name, procore_company_id",
         account_id,
     )
     return [BoundCompany(r["procore_company_id"], r["name"], r["is_active"], r["proof"]) for r in rows]
@@ -80,8 +94,8 @@ async def mapped_projects(conn: asyncpg.Connection, schema: str, account_id: str
     rows = await conn.fetch(
         f"""
         SELECT DISTINCT m.procore_id, coalesce(e.name, 'Procore project ' || m.procore_id) AS name
-          FROM "{schema}".mappings m
-          LEFT JOIN "{schema}".procore_entities e
+          FROM {_contract(schema)}.mappings m
+          LEFT JOIN {_contract(schema)}.procore_entities e
             ON e.account_id = m.account_id AND e.entity = 'project' AND e.procore_project_id = 0
            AND e.procore_id = m.procore_id
          WHERE m.account_id = $1 AND m.entity = 'project' AND m.broken_reason IS NULL
@@ -100,11 +114,11 @@ async def tab_rows(
         f"""
         SELECT r.entity_id AS mobiclocks_id, r.name, r.number, m.procore_id, m.source, m.broken_reason,
                e.name AS procore_name
-          FROM "{schema}".reference_entities r
-          LEFT JOIN "{schema}".mappings m
+          FROM {_contract(schema)}.reference_entities r
+          LEFT JOIN {_contract(schema)}.mappings m
             ON m.account_id = r.account_id AND m.entity = $2 AND m.mobiclocks_id = r.entity_id
            AND m.procore_project_id = $4
-          LEFT JOIN "{schema}".procore_entities e
+          LEFT JOIN {_contract(schema)}.procore_entities e
             ON e.account_id = m.account_id AND e.entity = m.entity AND e.procore_project_id = m.procore_project_id
            AND e.procore_id = m.procore_id
          WHERE r.account_id = $1 AND r.kind = $3 AND NOT r.deleted
@@ -124,7 +138,7 @@ async def procore_options(
     """Live synced Procore entities of the tab; `in_projects` keeps company-wide ones and those of these projects."""
     rows = await conn.fetch(
         f"""
-        SELECT procore_id, name, number FROM "{schema}".procore_entities
+        SELECT procore_id, name, number FROM {_contract(schema)}.procore_entities
          WHERE account_id = $1 AND entity = $2 AND procore_project_id = $3 AND NOT gone
            AND ($4::bigint[] IS NULL OR project_ids = '{{}}' OR project_ids && $4::bigint[])
          ORDER BY lower(name), procore_id
@@ -141,7 +155,7 @@ async def last_sync(
     conn: asyncpg.Connection, schema: str, account_id: str, entity: str, project_id: int
 ) -> dict[str, Any] | None:
     r = await conn.fetchrow(
-        f'SELECT procore_project_id, synced_at, total, added, updated, gone FROM "{schema}".sync_runs'
+        f"SELECT procore_project_id, synced_at, total, added, updated, gone FROM {_contract(schema)}.sync_runs"
         " WHERE account_id = $1 AND entity = $2 AND procore_project_id = $3",
         account_id,
         entity,
@@ -153,7 +167,7 @@ async def last_sync(
 async def last_auto_map(conn: asyncpg.Connection, schema: str, account_id: str, entity: str) -> dict[str, Any] | None:
     r = await conn.fetchrow(
         f"SELECT ran_at, requested_by, overwrite_manual, mapped, skipped, ambiguous, details"
-        f' FROM "{schema}".automap_reports WHERE account_id = $1 AND entity = $2',
+        f" FROM {_contract(schema)}.automap_reports WHERE account_id = $1 AND entity = $2",
         account_id,
         entity,
     )
@@ -173,7 +187,7 @@ async def command_outcome(conn: asyncpg.Connection, schema: str, account_id: str
     if not await ready(conn, schema):
         return None
     r = await conn.fetchrow(
-        f'SELECT command_type, status, message, details, finished_at FROM "{schema}".command_outcomes'
+        f"SELECT command_type, status, message, details, finished_at FROM {_contract(schema)}.command_outcomes"
         " WHERE command_id = $1 AND account_id = $2",
         command_id,
         account_id,

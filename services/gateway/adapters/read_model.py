@@ -1,7 +1,8 @@
-"""Queries on the aggregator's read model (entries, publish history, names, mappings, setups).
+"""Queries on the aggregator's read contract (entries, publish history, names, mappings, setups).
 
-The gateway only reads: the pool's search_path points at the aggregator's schema and every
-query runs in a read-only transaction the caller opened. Every query filters by account_id.
+The gateway reads only the views the aggregator publishes in `<AGGREGATOR_SCHEMA>_read` (its migration 006),
+never its tables, which its role may not even see: the pool's search_path is that read schema, and every query
+runs in a read-only transaction the caller opened. Every query filters by account_id.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from devstack._proc import child_preexec
 from devstack.broker import LocalBroker, ensure_topics, resolve_broker_bin
 from devstack.ports import free_port
 from devstack.postgres import LocalPostgres, postgres_bin_dir
-from devstack.run import Infra, service_specs
+from devstack.run import Infra, provision_database, service_specs
 from tests.chaos import messages as m
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,16 +138,18 @@ class ChaosSystem:
         topics = [*m.ALL_TOPICS, *(m.dead_letter_topic(s) for s in m.DEAD_LETTER_SERVICES)]
         await ensure_topics(self.kafka, topics, partitions=4)
         await self._wait_healthy(self.sandbox, f"{self.sandbox_url}/_sandbox/health")
-        self._build_instances()
+        await self._build_instances()
         await asyncio.gather(*(self.start_instance(i) for i in self.instances))
         await self.wait_all_healthy(timeout_s=120)
         self.events.say("system: every instance is healthy")
 
-    def _build_instances(self) -> None:
+    async def _build_instances(self) -> None:
         # devstack.run keeps its dev secrets under DEVSTACK_DIR: give it the run's own directory.
         os.environ["DEVSTACK_DIR"] = str(self.run_dir / "devstack")
         gateway_port = free_port()
-        specs = service_specs(Infra(self.kafka, self.dsn, self.sandbox_url), self.sandbox_url, gateway_port)
+        # As make run: each service's own PostgreSQL role and schema, provisioned with the administrator's DSN.
+        dsns = await provision_database(self.dsn, "")
+        specs = service_specs(Infra(self.kafka, self.dsn, self.sandbox_url), self.sandbox_url, gateway_port, dsns)
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
         for spec in specs:
             base = {**(spec.env or {}), "TOPIC_PREFIX": "", **self.extra_env}

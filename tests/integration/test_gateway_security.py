@@ -19,8 +19,8 @@ import pytest
 from services.gateway.bootstrap import build_app as build_gateway
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import DEV_AUDIENCE, Principal, issue_dev_token
-from shared import db
 from shared.broker import ensure_topics
+from tests.support.database import migrated, provisioned
 from tests.support.kafka import eventually
 from tests.support.mapping import gateway_settings, serve_asgi
 from tests.support.security import topic_records
@@ -47,15 +47,11 @@ async def cfg(kafka_bootstrap: str, postgres_dsn: str) -> AsyncIterator[StackCon
     from devstack.testinfra import run_id
 
     unique = f"{run_id()}sec"
-    schemas = {s: f"t_{unique}_{s}" for s in ("aggregator", "publisher", "mapping")}
-    config = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas)
-    await ensure_topics(kafka_bootstrap, config.topics.all())
-    await db.migrate(postgres_dsn, schemas["aggregator"], "services.aggregator.migrations")
-    await db.migrate(postgres_dsn, schemas["mapping"], "services.mapping.migrations")
-    try:
+    async with provisioned(postgres_dsn, f"t_{unique}_") as database:
+        config = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", database.schemas)
+        await ensure_topics(kafka_bootstrap, config.topics.all())
+        await migrated(database, "aggregator", "mapping")
         yield config
-    finally:
-        await db.drop_schemas(postgres_dsn, schemas.values())
 
 
 def production(cfg: StackConfig, jwks_url: str, **overrides: Any) -> GatewaySettings:

@@ -34,7 +34,6 @@ from devstack.testinfra import run_id
 from services.gateway.bootstrap import build_app as build_gateway
 from services.gateway.domain import DEV_AUDIENCE, Principal, issue_dev_token
 from services.mapping.handlers import REQUIRED_PERMISSION
-from shared import db
 from shared.broker import ensure_topics
 from shared.events import (
     NO_PERMISSIONS,
@@ -58,6 +57,7 @@ from shared.events import (
     UnbindProcoreCompany,
 )
 from tests.sandbox_fixtures import run_sandbox
+from tests.support.database import provisioned
 from tests.support.kafka import eventually, produce
 from tests.support.mapping import (
     connect_service_account,
@@ -138,9 +138,14 @@ def sandbox() -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def world(sandbox: str, kafka_bootstrap: str, postgres_dsn: str) -> AsyncIterator[World]:
     unique = run_id()
-    schemas = {s: f"t_{unique}_{s}" for s in ("aggregator", "publisher", "mapping")}
-    cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox)
-    await ensure_topics(kafka_bootstrap, cfg.topics.all())
+    async with provisioned(postgres_dsn, f"t_{unique}_") as database:
+        cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", database.schemas, procore_url=sandbox)
+        async for world in _world(cfg, sandbox, unique):
+            yield world
+
+
+async def _world(cfg: StackConfig, sandbox: str, unique: str) -> AsyncIterator[World]:
+    await ensure_topics(cfg.kafka, cfg.topics.all())
     company_name = f"Owner Co {unique}"
     async with httpx.AsyncClient(base_url=sandbox) as control:
         seeded = (
@@ -155,30 +160,27 @@ async def world(sandbox: str, kafka_bootstrap: str, postgres_dsn: str) -> AsyncI
         ).json()
     key = CoreKey("RS256", f"core-{unique}")
     server = KeyServer(key)
-    try:
-        async with (
-            serve_asgi(server.app()) as key_url,
-            serve_mapping(mapping_settings(cfg)) as mapping_url,
-            # Under uvicorn (its own task): a module-scoped fixture ends in another task than it started in.
-            serve_asgi(make_apps(cfg, ("aggregator",), None)["aggregator"]),
-        ):
-            settings = gateway_settings(
-                cfg,
-                mapping_url,
-                environment="production",
-                jwt_secret=None,
-                jwks_url=f"{key_url}{KeyServer.PATH}",
-                jwt_issuer=ISSUER,
-                jwt_audience=AUDIENCE,
-                # The table sends many commands per account in a few seconds; the limits have their own test.
-                **{f"rate_limit_{g}": "10000/minute" for g in ("publish", "setup", "connect", "mapping", "sync")},
-            )
-            gateway = build_gateway(settings)
-            async with gateway.router.lifespan_context(gateway):
-                world = await _seed(cfg, gateway, key, unique, seeded, company_name)
-                yield world
-    finally:
-        await db.drop_schemas(postgres_dsn, schemas.values())
+    async with (
+        serve_asgi(server.app()) as key_url,
+        serve_mapping(mapping_settings(cfg)) as mapping_url,
+        # Under uvicorn (its own task): a module-scoped fixture ends in another task than it started in.
+        serve_asgi(make_apps(cfg, ("aggregator",), None)["aggregator"]),
+    ):
+        settings = gateway_settings(
+            cfg,
+            mapping_url,
+            environment="production",
+            jwt_secret=None,
+            jwks_url=f"{key_url}{KeyServer.PATH}",
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+            # The table sends many commands per account in a few seconds; the limits have their own test.
+            **{f"rate_limit_{g}": "10000/minute" for g in ("publish", "setup", "connect", "mapping", "sync")},
+        )
+        gateway = build_gateway(settings)
+        async with gateway.router.lifespan_context(gateway):
+            world = await _seed(cfg, gateway, key, unique, seeded, company_name)
+            yield world
 
 
 async def _seed(

@@ -112,12 +112,15 @@ def run(
     ] = "memory",
     demo: Annotated[bool, typer.Option(help="Seed a demo account and Procore company.")] = True,
     gateway_port: Annotated[int, typer.Option(help="Dashboard port (a free one if taken).")] = 8000,
+    traces: Annotated[
+        bool, typer.Option(help="Start the trace viewer (Phoenix, from `make traces-viewer`) when installed.")
+    ] = True,
 ) -> None:
     """Run the whole system: broker, PostgreSQL, Procore sandbox, all four services (restarted when they crash);
     Ctrl-C stops it."""
     from devstack.run import main as run_main
 
-    raise typer.Exit(run_main(storage, demo, gateway_port))
+    raise typer.Exit(run_main(storage, demo, gateway_port, traces))
 
 
 @app.command()

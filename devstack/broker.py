@@ -7,6 +7,9 @@ long as the emulator keeps running.
 
 Tansu limits (see shared INFRA.md): no idempotent/transactional producers with aiokafka,
 no ``create_partitions``.
+
+Over 400 lines on purpose: Tansu, the S3 emulator that exists only as its storage, and topic setup start, fail
+(``BrokerError``) and stop together, so they read best in one module.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ __all__ = [
     "BrokerError",
     "LocalBroker",
     "LocalS3",
+    "create_topics_and_wait",
     "default_log_dir",
-    "ensure_topics",
     "probe_kafka",
     "resolve_broker_bin",
 ]
@@ -44,7 +47,7 @@ __all__ = [
 log = logging.getLogger("devstack.broker")
 T = TypeVar("T")
 
-# Kafka error codes tolerated by ensure_topics.
+# Kafka error codes tolerated by create_topics_and_wait.
 _TOPIC_ALREADY_EXISTS = 36
 _S3_ENV_DEFAULTS = {
     "AWS_ACCESS_KEY_ID": "devstack",
@@ -108,7 +111,7 @@ async def probe_kafka(bootstrap_servers: str, request_timeout: float = 2.0) -> l
         await admin.close()
 
 
-async def ensure_topics(
+async def create_topics_and_wait(
     bootstrap_servers: str,
     names: Iterable[str],
     partitions: int = 4,

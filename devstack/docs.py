@@ -12,6 +12,7 @@ _PLACEHOLDER_ENV: dict[str, Any] = {
     "kafka_bootstrap_servers": "kafka:9092",
     "database_url": "postgresql://postgres@postgres/procore",
     "procore_base_url": "http://procore-sandbox:8090",
+    "procore_login_url": "http://procore-sandbox:8090",
     "procore_client_id": "client",
     "procore_client_secret": "secret",
     "token_encryption_keys": "A" * 43 + "=",  # a well-formed Fernet key (validated), used by nothing

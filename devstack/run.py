@@ -27,6 +27,7 @@ from devstack.broker import LocalBroker, default_log_dir
 from devstack.ports import free_port
 from devstack.postgres import LocalPostgres
 from devstack.processes import ServiceSpec, Supervisor, python_module
+from devstack.traces import TraceViewer, find_viewer, trace_viewer
 from shared import db
 from shared.broker import ensure_topics
 from shared.provision import LOGIN_ROLES, Layout, provision
@@ -90,16 +91,20 @@ async def provision_database(admin_dsn: str, prefix: str) -> dict[str, str]:
         await provision(conn, layout, passwords)
     finally:
         await conn.close()
-    print(f"devstack | database: one role per service ({', '.join(layout.roles())})", flush=True)
+    prefix_note = f", prefix {prefix!r}" if prefix else ""
+    print(f"devstack | database: one role per service ({', '.join(LOGIN_ROLES)}{prefix_note})", flush=True)
     return {service: db.with_role(admin_dsn, layout.role(service), passwords[service]) for service in LOGIN_ROLES}
 
 
-def service_specs(infra: Infra, procore_url: str, gateway_port: int, dsns: dict[str, str]) -> list[ServiceSpec]:
-    """`dsns`: service → its DATABASE_URL (provision_database)."""
+def service_specs(
+    infra: Infra, procore_url: str, gateway_port: int, dsns: dict[str, str], viewer: TraceViewer | None = None
+) -> list[ServiceSpec]:
+    """`dsns`: service → its DATABASE_URL (provision_database); `viewer`: where the services send their traces."""
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
         "KAFKA_SESSION_TIMEOUT_MS": os.environ.get("KAFKA_SESSION_TIMEOUT_MS", "6000"),
         "HTTP_HOST": "127.0.0.1",
+        **({"OTEL_EXPORTER_OTLP_ENDPOINT": viewer.url} if viewer is not None else {}),
     }
     procore = {
         "PROCORE_BASE_URL": procore_url,
@@ -125,6 +130,13 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int, dsns: dict[
                 "TOKEN_ENCRYPTION_KEYS": os.environ.get("TOKEN_ENCRYPTION_KEYS")
                 or persistent_secret("token-key", "fernet"),
                 "INTERNAL_HTTP_PORT": str(ports["mapping-internal"]),
+                # Procore delivers webhooks to the gateway: the sandbox reaches it on loopback (real Procore cannot:
+                # set WEBHOOK_DESTINATION_URL to the gateway's public URL, or the reconcile alone catches edits).
+                "WEBHOOK_DESTINATION_URL": os.environ.get(
+                    "WEBHOOK_DESTINATION_URL",
+                    f"http://127.0.0.1:{gateway_port}/webhooks/procore" if infra.procore_url is None else "",
+                ),
+                "WEBHOOK_KEEPER_INTERVAL_S": os.environ.get("WEBHOOK_KEEPER_INTERVAL_S", "5"),
                 # Our sandbox implements PKCE (RFC 7636); Procore's documentation does not describe it.
                 "PROCORE_OAUTH_PKCE": os.environ.get(
                     "PROCORE_OAUTH_PKCE", "true" if infra.procore_url is None else "false"
@@ -169,6 +181,7 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int, dsns: dict[
                 # OAuth codes and service-account secrets go to the mapping service over HTTP, never Kafka.
                 "MAPPING_URL": mapping_internal,
                 **internal,
+                **({"TRACE_URL_TEMPLATE": viewer.trace_url_template} if viewer is not None else {}),
             },
             health_url=f"http://127.0.0.1:{gateway_port}/health",
         )
@@ -176,7 +189,7 @@ def service_specs(infra: Infra, procore_url: str, gateway_port: int, dsns: dict[
     return specs
 
 
-async def run_system(storage: str = "memory", demo: bool = True, gateway_port: int = 8000) -> int:
+async def run_system(storage: str = "memory", demo: bool = True, gateway_port: int = 8000, traces: bool = True) -> int:
     with infrastructure(storage) as infra:
         topics = Topics(os.environ.get("TOPIC_PREFIX", ""))
         await ensure_topics(infra.kafka, topics.all())
@@ -193,10 +206,14 @@ async def run_system(storage: str = "memory", demo: bool = True, gateway_port: i
                     health_url=f"{procore_url}/_sandbox/health",
                 )
             )
+        viewer_program = find_viewer() if traces else None
+        viewer = trace_viewer(viewer_program, state_dir()) if viewer_program else None
+        if viewer is not None:
+            specs.insert(0, viewer.spec)
         port = gateway_port if _port_free(gateway_port) else free_port()
         # A schema prefix lets several systems share one database (the e2e tests do).
         dsns = await provision_database(infra.database_url, os.environ.get("DEVSTACK_SCHEMA_PREFIX", ""))
-        specs.extend(service_specs(infra, procore_url, port, dsns))
+        specs.extend(service_specs(infra, procore_url, port, dsns, viewer))
         runner = asyncio.create_task(supervisor.run(specs))
         ready = asyncio.create_task(supervisor.ready.wait())
         await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -206,7 +223,7 @@ async def run_system(storage: str = "memory", demo: bool = True, gateway_port: i
         base = f"http://127.0.0.1:{port}"
         if demo and infra.procore_url is None:
             try:
-                from devstack.demo import ACCOUNT, seed_sandbox, send_demo
+                from sandbox.demo import ACCOUNT, seed_sandbox, send_demo
 
                 seeded = await seed_sandbox(procore_url)
                 count = await send_demo(infra.kafka, topics, seeded, date.today(), base)
@@ -217,6 +234,10 @@ async def run_system(storage: str = "memory", demo: bool = True, gateway_port: i
             except (httpx.HTTPError, OSError, RuntimeError) as error:
                 supervisor.say(f"demo data not loaded: {error!r}")
         supervisor.say(f"Procore sandbox: {procore_url}   API docs: {base}/docs")
+        if viewer is not None:
+            supervisor.say(f"Traces: {viewer.url}   (Phoenix; each publish in an entry's history links to its trace)")
+        elif traces:
+            supervisor.say("Traces: no viewer (make traces-viewer installs one into .venv-traces)")
         print(f"Dashboard: {base}/dev/login?account_id=demo", flush=True)
         return await runner
 
@@ -232,9 +253,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def main(storage: str, demo: bool, gateway_port: int) -> int:
+def main(storage: str, demo: bool, gateway_port: int, traces: bool = True) -> int:
     try:
-        return asyncio.run(run_system(storage, demo, gateway_port))
+        return asyncio.run(run_system(storage, demo, gateway_port, traces))
     except KeyboardInterrupt:
         return 0
     finally:

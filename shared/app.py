@@ -4,6 +4,7 @@
 * `GET /health/ready`: 200 only when the database and the broker answer, no consumer is paused on a
   transient failure, and every registered component is healthy; the body names what is not ready.
 * `GET /health`: the same as ready (the devstack supervisor and compose health checks use it).
+* `GET /metrics`: Prometheus text (shared.metrics), on the same port.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from shared import metrics
 from shared.events import SCHEMA_VERSION
 from shared.readiness import HasHealthy, Readiness, health_body, readiness_of
 
@@ -80,6 +82,10 @@ def make_service_app(
     async def live(scope: Any) -> AsgiResponse:
         return respond(200, {"status": "alive"})
 
+    @get(description="Prometheus metrics of this process (text exposition format)")
+    async def metrics_text(scope: Any) -> AsgiResponse:
+        return AsgiResponse(await metrics.exposition(broker), 200, headers={"content-type": metrics.CONTENT_TYPE})
+
     spec = AsyncAPI(
         broker,
         title=title,
@@ -89,7 +95,12 @@ def make_service_app(
     )
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/health", health), ("/health/ready", ready), ("/health/live", live)],
+        asgi_routes=[
+            ("/health", health),
+            ("/health/ready", ready),
+            ("/health/live", live),
+            ("/metrics", metrics_text),
+        ],
         specification=spec,
         asyncapi_path="/asyncapi",
         lifespan=lifespan,
@@ -102,4 +113,6 @@ def asyncapi_json(app: AsgiFastStream) -> str:
 
 
 def serve(app: Any, host: str, port: int, log_level: str) -> None:
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), lifespan="on")
+    """log_config=None, log_level=None: uvicorn's lines go through the handler and levels shared.logs set (its
+    access log quiet unless LOG_LEVELS asks), not its own. `log_level` is kept for callers; shared.logs applies it."""
+    uvicorn.run(app, host=host, port=port, log_level=None, lifespan="on", log_config=None)

@@ -7,8 +7,8 @@ gateway uses the same definitions to describe the tabs and to answer early.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
 
+from shared import labels
 from shared.events import MOBICLOCKS_KIND_OF, Module, ProcoreEntity, ReferenceKind
 
 TABS_OF_MODULE: dict[Module, tuple[ProcoreEntity, ...]] = {
@@ -25,32 +25,10 @@ TABS_OF_MODULE: dict[Module, tuple[ProcoreEntity, ...]] = {
 
 ENTITY_OF_KIND: dict[ReferenceKind, ProcoreEntity] = {kind: entity for entity, kind in MOBICLOCKS_KIND_OF.items()}
 
-TAB_LABEL: dict[ProcoreEntity, str] = {
-    ProcoreEntity.VENDOR: "Vendors",
-    ProcoreEntity.PROJECT: "Projects",
-    ProcoreEntity.EMPLOYEE: "Employees",
-    ProcoreEntity.CLASSIFICATION: "Classifications",
-    ProcoreEntity.COST_CODE: "Cost codes",
-    ProcoreEntity.PAYROLL_TYPE: "Payroll types",
-}
-
-PROCORE_LABEL: dict[ProcoreEntity, str] = {
-    ProcoreEntity.VENDOR: "vendor",
-    ProcoreEntity.PROJECT: "project",
-    ProcoreEntity.EMPLOYEE: "employee",
-    ProcoreEntity.CLASSIFICATION: "classification",
-    ProcoreEntity.COST_CODE: "cost code",
-    ProcoreEntity.PAYROLL_TYPE: "payroll type",
-}
-
-MOBICLOCKS_LABEL: dict[ReferenceKind, str] = {
-    ReferenceKind.COMPANY: "company",
-    ReferenceKind.JOB_SITE: "job site",
-    ReferenceKind.EMPLOYEE: "employee",
-    ReferenceKind.PAY_CLASS: "pay class",
-    ReferenceKind.COST_CODE: "cost code",
-    ReferenceKind.PAY_ID: "pay ID",
-}
+TAB_LABEL: dict[ProcoreEntity, str] = {e: labels.ENTITIES[e.value] for e in ProcoreEntity}
+"""Views of shared.labels keyed by the enums (the words live there only)."""
+PROCORE_LABEL: dict[ProcoreEntity, str] = {e: labels.ENTITY_SINGULAR[e.value] for e in ProcoreEntity}
+MOBICLOCKS_LABEL: dict[ReferenceKind, str] = {k: labels.MOBICLOCKS_KINDS[k.value] for k in ReferenceKind}
 
 PROJECT_SCOPED: frozenset[ProcoreEntity] = frozenset({ProcoreEntity.COST_CODE})
 """Procore keeps cost codes per project: they are synced and mapped per mapped Procore project."""
@@ -80,13 +58,6 @@ project, finer MobiClocks cost codes rolled up into one Procore code, several pa
 classification, several pay IDs into one payroll type. Vendors and employees are identities (one
 company, one person): mapping two MobiClocks rows to one would merge two parties' records, so they are
 one-to-one."""
-
-
-class Permission(StrEnum):
-    MAPPING = "procore.mapping"
-    """The role permission "Procore Connect data mapping"."""
-    SETUP = "procore.setup"
-    """Administration > Integrations > Procore > Setup."""
 
 
 def tabs_for(modules: Iterable[Module]) -> list[ProcoreEntity]:

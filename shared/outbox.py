@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import asyncpg
 from opentelemetry import context, propagate
 
-from shared.transient import is_transient
+from shared import metrics
+from shared.background import RepeatingTask
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,9 @@ async def backlog(conn: asyncpg.Connection) -> tuple[int, float]:
     return int(row["n"]), float(row["age"])
 
 
-class OutboxRelay:
+class OutboxRelay(RepeatingTask):
+    """`healthy` is False while sending fails (the broker or the database is away)."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -86,21 +89,35 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
         max_backoff_s: float = 30.0,
+        backlog_interval_s: float = 5.0,
     ) -> None:
+        super().__init__(
+            self.relay_all,
+            name=f"outbox-relay:outbox:{lock_name}",
+            what="outbox relay",
+            log=log,
+            interval_s=poll_interval_s,
+            max_backoff_s=max_backoff_s,
+            backoff_base_s=0.2,
+        )
         self._pool = pool
         self._publish = publish
         self._lock_name = f"outbox:{lock_name}"
         self._batch_size = batch_size
-        self._poll_interval_s = poll_interval_s
-        self._max_backoff_s = max_backoff_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.healthy = True
-        """False while sending fails (the broker or the database is away)."""
+        self._name = lock_name
+        self._backlog_interval_s = backlog_interval_s
+        self._backlog_at = 0.0
 
     def notify(self) -> None:
         """A transaction that wrote to the outbox committed: relay now rather than at the next poll."""
-        self._wake.set()
+        self.wake()
+
+    async def relay_all(self) -> None:
+        """One round: measure the backlog (before sending: a stuck relay shows it), then send until it is empty."""
+        with contextlib.suppress(Exception):
+            await self.measure_backlog()
+        while await self.relay_once() == self._batch_size:
+            pass
 
     async def relay_once(self) -> int:
         """Send one batch in order and delete it; 0 when empty or when another relay is sending."""
@@ -119,38 +136,16 @@ class OutboxRelay:
                     context.detach(token)
             if rows:
                 await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+                metrics.OUTBOX_SENT.labels(self._name).inc(len(rows))
             return len(rows)
 
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                while await self.relay_once() == self._batch_size:
-                    pass
-                failures = 0
-                self.healthy = True
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                failures += 1
-                self.healthy = False
-                delay = min(0.2 * 2 ** min(failures, 10), self._max_backoff_s)
-                if is_transient(error):
-                    log.warning("outbox relay paused (%r); retrying in %.1fs", error, delay)
-                else:
-                    log.exception("outbox relay failed; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
-            self._wake.clear()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay:{self._lock_name}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def measure_backlog(self) -> None:
+        """Update the backlog gauges (rows waiting, age of the oldest), at most every `backlog_interval_s`."""
+        now = asyncio.get_running_loop().time()
+        if now - self._backlog_at < self._backlog_interval_s:
+            return
+        self._backlog_at = now
+        async with self._pool.acquire() as conn:
+            waiting, age = await backlog(conn)
+        metrics.OUTBOX_BACKLOG.labels(self._name).set(waiting)
+        metrics.OUTBOX_AGE.labels(self._name).set(age)

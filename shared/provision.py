@@ -286,6 +286,12 @@ async def _hand_over(conn: asyncpg.Connection, schema: str, owner: str) -> int:
     return len(moved)
 
 
+_ONE_PROVISIONER_AT_A_TIME = "SELECT pg_advisory_xact_lock(hashtext('provision'))"
+"""Provisioning and deprovisioning take turns on the whole cluster, whatever the layout's prefix: layouts share
+catalog rows (the database's ACL, role memberships), and two concurrent GRANT/REVOKEs of one row fail with "tuple
+concurrently updated"."""
+
+
 async def provision(
     conn: asyncpg.Connection, layout: Layout, passwords: Mapping[str, str | None] | None = None
 ) -> list[str]:
@@ -296,7 +302,7 @@ async def provision(
     (a new role then has none: only a server that trusts the connection lets it in, as on loopback in development).
     """
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"provision:{layout.prefix}")
+        await conn.execute(_ONE_PROVISIONER_AT_A_TIME)
         steps = plan(layout, await cluster_state(conn, layout), passwords or {})
         await conn.execute(";\n".join(steps.statements))
         done = list(steps.done)
@@ -308,6 +314,7 @@ async def provision(
 async def deprovision(conn: asyncpg.Connection, layout: Layout) -> None:
     """Drop every schema and role of `layout` (tests and throw-away systems; roles are cluster-wide)."""
     async with conn.transaction():
+        await conn.execute(_ONE_PROVISIONER_AT_A_TIME)
         existing = await conn.fetchval(
             "SELECT array_agg(rolname::text) FROM pg_roles WHERE rolname = ANY($1::text[])", layout.roles()
         )

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -32,6 +32,12 @@ T = TypeVar("T")
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 
 _message_limit: ContextVar[int] = ContextVar("max_message_bytes", default=DEFAULT_MAX_MESSAGE_BYTES)
+
+
+class DeadLetterSink(Protocol):
+    """Where a consumer sends a record it can never process, with the reason (`shared.broker.DeadLetters`)."""
+
+    async def send(self, record: Any, reason: str, headers: dict[str, str] | None = None) -> None: ...
 
 
 @contextmanager

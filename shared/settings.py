@@ -7,12 +7,13 @@ start with one line per problem, naming the environment variable.
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.kafka_security import KafkaConnectionSettings
+from shared.logs import parse_levels
 from shared.topics import Topics
 
 INTERNAL_TOKEN_MIN_LENGTH = 32
@@ -35,6 +36,10 @@ class ConsumerSettings(BaseSettings):
     """A consumed message larger than this is invalid (no timelog or command is ever that big)."""
     dead_letter_max_bytes: int = Field(default=900_000, ge=1024)
     """A dead letter larger than this (Apache Kafka's default limit is 1 MiB) is replaced by a small reference."""
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=30_000)
+    """How long the broker may hold a fetch waiting for data (bounds the latency a quiet partition adds). Tansu on
+    s3:// storage answers a fetch it cannot finish within this time with no records, also below the high watermark
+    (tests/chaos/RESULTS.md): there, give it longer (the chaos suite's broker scenario uses 2000)."""
 
 
 class ServiceSettings(ConsumerSettings, KafkaConnectionSettings):
@@ -50,10 +55,20 @@ class ServiceSettings(ConsumerSettings, KafkaConnectionSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """text: one readable line per event; json: one JSON object per line (shared/logs.py)."""
+    log_levels: str = ""
+    """Per-logger levels, e.g. `aiokafka=INFO,uvicorn.access=INFO` (libraries log WARNING and up otherwise)."""
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = ""
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_topic_partitions: int = Field(default=4, ge=1)
+
+    @field_validator("log_levels")
+    @classmethod
+    def _logger_levels(cls, value: str) -> str:
+        parse_levels(value)
+        return value
 
     @property
     def topics(self) -> Topics:
@@ -87,8 +102,11 @@ class ProcoreSettings(ServiceSettings):
     """Settings of a service that talks to Procore (the mapping service and the publisher)."""
 
     procore_base_url: str = Field(min_length=1)
-    procore_login_url: str = ""
-    """Procore's OAuth host (the login host in production); defaults to PROCORE_BASE_URL."""
+    environment: Literal["production", "development"] = "production"
+    """`development` only for `make run`, the sandbox and tests: it lets PROCORE_LOGIN_URL default."""
+    procore_login_url: str = Field(default="", validate_default=True)
+    """Procore's OAuth host: its login host, which is not its API host (PROCORE_BASE_URL). Required, except in
+    development (ENVIRONMENT=development), where it defaults to PROCORE_BASE_URL (the sandbox serves both)."""
     procore_client_id: str = Field(min_length=1)
     procore_client_secret: SecretStr
     procore_timeout_s: float = Field(default=30.0, gt=0)
@@ -106,6 +124,16 @@ class ProcoreSettings(ServiceSettings):
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return value
+
+    @field_validator("procore_login_url")
+    @classmethod
+    def _login_host_named(cls, url: str, info: ValidationInfo) -> str:
+        if not url and info.data.get("environment", "production") != "development":
+            raise ValueError(
+                "required: Procore's login host (OAuth) is not its API host (PROCORE_BASE_URL); only "
+                "ENVIRONMENT=development lets it default to PROCORE_BASE_URL"
+            )
+        return url
 
     @property
     def login_url(self) -> str:

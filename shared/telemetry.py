@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -45,13 +44,6 @@ def instrument_asyncpg(provider: TracerProvider) -> None:
     _asyncpg_instrumented = True
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 @contextlib.contextmanager
 def span_per_record(tracer: trace.Tracer, name: str, records: Sequence[Any]) -> Iterator[None]:
     """One span per Kafka record of a batch, each in the trace its producer started.
@@ -79,3 +71,17 @@ def span_per_record(tracer: trace.Tracer, name: str, records: Sequence[Any]) -> 
     finally:
         for span in spans:
             span.end()
+
+
+def current_trace_id() -> str | None:
+    """The current span's trace id as 32 hex digits (what trace viewers search by), or None outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(context.trace_id) if context.is_valid else None
+
+
+async def name_trace_in_transaction(conn: Any) -> None:
+    """Tell PostgreSQL which trace the open transaction belongs to (`app.trace_id`, local to the transaction):
+    columns defaulting to it (the aggregator's publish_history.trace_id) record it without each INSERT naming it."""
+    trace_id = current_trace_id()
+    if trace_id is not None:
+        await conn.execute("SELECT set_config('app.trace_id', $1, true)", trace_id)

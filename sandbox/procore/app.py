@@ -14,7 +14,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sandbox.procore import control, routes_daily_logs, routes_oauth, routes_reference, routes_webhooks
+from sandbox.procore import (
+    control,
+    control_rules,
+    control_strict_rules,
+    project_directory,
+    routes_bulk,
+    routes_daily_logs,
+    routes_oauth,
+    routes_reference,
+    routes_webhooks,
+)
 from sandbox.procore.faults import Fault
 from sandbox.procore.filters import FilterError
 from sandbox.procore.http_util import RestContext, error_response
@@ -74,7 +84,7 @@ def _gate(state: SandboxState, request: Request) -> tuple[RestContext, RateDecis
         raise ProcoreError(400, "Procore-Company-Id header must be an integer", reason="bad_request")
     if company_id is not None:
         state.require_access(token, company_id)
-    decision = state.limiter.hit((client.client_id, company_id))
+    decision = state.limiter.hit(state.rules.rate_key(client.client_id, token.user_id, company_id))
     if not decision.allowed:
         raise ProcoreError(
             429,
@@ -105,7 +115,7 @@ async def _pre_fault(fault: Fault) -> Response | None:
     return None
 
 
-def create_app(state: SandboxState | None = None) -> FastAPI:
+def create_app(state: SandboxState | None = None) -> FastAPI:  # noqa: C901 - wiring only: one branch per route group and fault hook
     """Build the sandbox app around `state` (a fresh one if None)."""
     sandbox = state or SandboxState()
     dispatcher = WebhookDispatcher(sandbox)
@@ -126,8 +136,12 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
         routes_oauth.router,
         routes_reference.router,
         routes_daily_logs.router,
+        routes_bulk.router,
         routes_webhooks.router,
+        control_rules.router,
+        project_directory.router,
         control.router,
+        control_strict_rules.router,
     ):
         app.include_router(router)
 

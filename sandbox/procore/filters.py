@@ -58,7 +58,8 @@ def daily_log_range(
         end = parse_date(end_date, "end_date") if end_date else None
         first = start or end
         last = end or start
-        assert first is not None and last is not None
+        assert first is not None
+        assert last is not None
         if last < first:
             raise FilterError("end_date is before start_date")
         if (last - first) > timedelta(days=366 * 5):

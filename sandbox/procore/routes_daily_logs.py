@@ -25,6 +25,7 @@ from sandbox.procore.state import (
     QuantityLog,
     RecordKind,
     TimecardEntry,
+    fmt_ts,
     require_wrapper,
 )
 
@@ -34,6 +35,11 @@ router = APIRouter(prefix="/rest/v1.0")
 def _daily_range(request: Request) -> tuple[Any, Any]:
     q = request.query_params
     return daily_log_range(q.get("log_date"), q.get("start_date"), q.get("end_date"), sandbox_state(request).today())
+
+
+def _deleted(rec: AnyRecord) -> dict[str, Any]:
+    """A deleted record shown with its `deleted_at` (rule `deleted_answer: deleted_at`)."""
+    return {"deleted_at": fmt_ts(rec.deleted_at)} if rec.deleted_at is not None else {}
 
 
 def _created_by_filter(request: Request, items: list[AnyRecord]) -> list[AnyRecord]:
@@ -81,9 +87,8 @@ async def show_manpower_log(request: Request, project_id: int, log_id: int) -> R
     company_id = require_company(request)
     state = sandbox_state(request)
     state.project(company_id, project_id)
-    return JSONResponse(
-        _manpower_json(request, state.record("manpower_logs", log_id, company_id=company_id, project_id=project_id))
-    )
+    rec = state.shown_record("manpower_logs", log_id, company_id=company_id, project_id=project_id)
+    return JSONResponse(_manpower_json(request, rec) | _deleted(rec))
 
 
 @router.patch("/projects/{project_id}/manpower_logs/{log_id}")
@@ -129,8 +134,8 @@ async def show_quantity_log(request: Request, project_id: int, log_id: int) -> R
     company_id = require_company(request)
     state = sandbox_state(request)
     state.project(company_id, project_id)
-    rec = state.record("quantity_logs", log_id, company_id=company_id, project_id=project_id)
-    return JSONResponse(_quantity_json(request, rec))
+    rec = state.shown_record("quantity_logs", log_id, company_id=company_id, project_id=project_id)
+    return JSONResponse(_quantity_json(request, rec) | _deleted(rec))
 
 
 @router.patch("/projects/{project_id}/quantity_logs/{log_id}")
@@ -187,7 +192,10 @@ async def list_project_timecards(request: Request, project_id: int) -> Response:
     """Today's entries unless log_date / start_date+end_date."""
     company_id = require_company(request)
     first, last = _daily_range(request)
-    items = sandbox_state(request).list_daily("timecard_entries", company_id, project_id, first, last)
+    state = sandbox_state(request)
+    items = state.list_daily("timecard_entries", company_id, project_id, first, last)
+    if state.rules.company(company_id).pending_only_timecard_list:  # rule: approved entries drop out of the list
+        items = [r for r in items if isinstance(r, TimecardEntry) and r.approval_status == "pending"]
     return paged(request, _created_by_filter(request, items), lambda r: _project_tc_json(request, r))
 
 
@@ -207,7 +215,7 @@ async def show_project_timecard(request: Request, project_id: int, entry_id: int
     company_id = require_company(request)
     state = sandbox_state(request)
     state.project(company_id, project_id)
-    rec = state.record("timecard_entries", entry_id, company_id=company_id, project_id=project_id)
+    rec = state.shown_record("timecard_entries", entry_id, company_id=company_id, project_id=project_id)
     return JSONResponse(_project_tc_json(request, rec))
 
 

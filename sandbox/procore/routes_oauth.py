@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from sandbox.procore import company_rules
 from sandbox.procore.http_util import read_body, sandbox_state
 from sandbox.procore.state import ProcoreError, SandboxState, Token, User
 
@@ -52,7 +53,12 @@ async def token(request: Request) -> Response:
                 client, body.get("code"), body.get("redirect_uri"), body.get("code_verifier")
             )
         elif grant_type == "refresh_token":
+            lose_answer = company_rules.loses_refresh_answer(state, body.get("refresh_token"))
             issued = state.refresh(client, body.get("refresh_token"))
+            if lose_answer:  # rotated (the old refresh token is burnt), and the answer never arrives
+                from sandbox.procore.app import _dropped_response  # the app imports this module
+
+                return _dropped_response()
         else:
             raise ProcoreError(400, f"Unsupported grant_type {grant_type!r}", reason="unsupported_grant_type")
     except ProcoreError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from sandbox.procore import company_rules
 from sandbox.procore import serializers as ser
 from sandbox.procore.filters import parse_bool, parse_id_list, parse_time_range
 from sandbox.procore.http_util import (
@@ -28,6 +29,7 @@ def _installed_company(request: Request, company_id: int) -> Company:
 async def me(request: Request) -> Response:
     """The token's user: the consenting Procore user, or the app's service account."""
     ctx = rest_context(request)
+    company_rules.check_company_header(sandbox_state(request), ctx.token, request.headers.get("procore-company-id"))
     user = sandbox_state(request).users.get(ctx.token.user_id) if ctx.token.user_id is not None else None
     return JSONResponse(ser.user(user) if user is not None else ser.me(ctx.client))
 
@@ -35,7 +37,9 @@ async def me(request: Request) -> Response:
 @router.get("/companies")
 async def companies(request: Request) -> Response:
     """Companies the app is installed in; with a user's token, only those the user is a member of."""
-    items = sandbox_state(request).companies_for(rest_context(request).token)
+    token = rest_context(request).token
+    company_rules.check_company_header(sandbox_state(request), token, request.headers.get("procore-company-id"))
+    items = sandbox_state(request).companies_for(token)
     return paged(request, items, ser.company)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from sandbox.procore.company_rules import deliveries_off
 from sandbox.procore.state import (
     RESOURCE_NAMES,
     ChangeEvent,
@@ -177,6 +178,8 @@ class WebhookDispatcher:
         self._client: httpx.AsyncClient | None = None
 
     def on_change(self, event: ChangeEvent) -> None:
+        if deliveries_off(self.state, event.company_id):
+            return  # the company's rule: deliveries are lost (the receiver's reconcile must catch the change)
         for hook in matching_hooks(self.state, event):
             payload = event_payload(event, self.state.next_id())
             delivery: dict[str, Any] = {

@@ -1,3 +1,3 @@
-from services.aggregator.entrypoint import main
+from services.aggregator.cli import main
 
 main()

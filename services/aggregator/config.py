@@ -18,3 +18,13 @@ class AggregatorSettings(ServiceSettings):
     """Each further re-drive of one request waits twice as long as the one before, up to this."""
     publish_sweep_interval_s: float = Field(default=10.0, gt=0)
     """How often overdue publish requests are looked for."""
+    remap_quiet_s: float = Field(default=1.0, ge=0)
+    """Mapping and setup changes of an account are remapped once none came for this long…"""
+    remap_max_delay_s: float = Field(default=10.0, ge=0)
+    """…or once the oldest of them waited this long."""
+    remap_chunk_entries: int = Field(default=2000, ge=1)
+    """Entries re-checked per transaction of a remap at most (whole job site days)."""
+    remap_poll_interval_s: float = Field(default=0.25, gt=0)
+    """How often due remaps are looked for."""
+    auto_publish_interval_s: float = Field(default=60.0, gt=0)
+    """How often entries due under an account's auto-publish setting are looked for."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.aggregator import handlers
-from services.aggregator.adapters import repository as repo
+from services.aggregator.adapters import timelogs
+from services.aggregator.adapters.store import Store
 
 Progress = Callable[[int], None]
 
@@ -16,28 +19,52 @@ Progress = Callable[[int], None]
 async def count_groups(pool: asyncpg.Pool, account_id: str | None) -> dict[str, int]:
     """(job site, day) groups per account, to size the progress bar."""
     async with pool.acquire() as conn:
-        accounts = [account_id] if account_id else await repo.all_accounts(conn)
-        return {a: len(await repo.groups_of_account(conn, a)) for a in accounts}
+        accounts = [account_id] if account_id else await timelogs.all_accounts(conn)
+        return {a: len(await timelogs.groups_of_account(conn, a)) for a in accounts}
 
 
-async def rebuild(pool: asyncpg.Pool, account_id: str | None, chunk: int, advance: Progress) -> int:
-    """Recompute every entry from the stored timelogs, `chunk` groups per transaction.
+async def rebuild(pool: asyncpg.Pool, account_id: str | None, chunk: int, advance: Progress, workers: int = 2) -> int:
+    """Recompute every entry from the stored timelogs, `chunk` groups per transaction, `workers` at a time.
 
-    Publish state (Procore ids, published content) is kept: entries are settled in place, so a
-    rebuild of a correct database changes nothing, and a drifted one is repaired.
+    Each chunk is aggregated in SQL (`adapters.timelogs.totals_of_groups`) and compared with its stored entries; only
+    the status decisions run in Python, and only entries that changed are written. Publish state (Procore ids,
+    published content) is kept: entries are settled in place, so a rebuild of a correct database changes
+    nothing, and a drifted one is repaired. Chunks of one account wait for each other (a recompute holds its
+    account exclusively); while one worker's chunk is in PostgreSQL, another's status decisions run here.
     """
-    done = 0
     async with pool.acquire() as conn:
-        accounts = [account_id] if account_id else await repo.all_accounts(conn)
-    for account in accounts:
-        async with pool.acquire() as conn:
-            groups = sorted(await repo.groups_of_account(conn, account))
-        for start in range(0, len(groups), chunk):
-            part = groups[start : start + chunk]
+        accounts = [account_id] if account_id else await timelogs.all_accounts(conn)
+    queue: asyncio.Queue[list[timelogs.Group] | None] = asyncio.Queue(maxsize=workers * 2)
+    done = 0
+
+    async def work() -> None:
+        nonlocal done
+        while (part := await queue.get()) is not None:
             async with pool.acquire() as conn, conn.transaction():
-                await handlers.recompute_groups(conn, part)
+                await handlers.recompute_groups(Store(conn), part, revalidate=False)
             done += len(part)
             advance(len(part))
+
+    async def feed() -> None:
+        # `workers` accounts at a time, their chunks interleaved: concurrent workers mostly hold different accounts
+        ordered = sorted(accounts)
+        for start in range(0, len(ordered), workers):
+            pending = []
+            for account in ordered[start : start + workers]:
+                async with pool.acquire() as conn:
+                    groups = sorted(await timelogs.groups_of_account(conn, account))
+                pending.append([groups[i : i + chunk] for i in range(0, len(groups), chunk)])
+            for round_ in itertools.zip_longest(*pending):
+                for part in round_:
+                    if part:
+                        await queue.put(part)
+        for _ in range(workers):
+            await queue.put(None)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(feed())
+        for _ in range(workers):
+            tasks.create_task(work())
     return done
 
 

@@ -11,10 +11,18 @@ the algorithms it takes and the key.
 
 from __future__ import annotations
 
-from services.gateway import domain
 from services.gateway.adapters.signing_keys import SigningKeys
 from services.gateway.config import GatewaySettings
-from services.gateway.domain import NotAuthenticated, Principal, TokenRules
+from services.gateway.tokens import (
+    CORE_ALGORITHMS,
+    DEV_ALGORITHM,
+    DEV_RULES,
+    NotAuthenticated,
+    Principal,
+    TokenRules,
+    read_token,
+    token_header,
+)
 
 
 class TokenVerifier:
@@ -30,26 +38,24 @@ class TokenVerifier:
             keys = SigningKeys(
                 settings.jwks_url, settings.jwks_cache_ttl_s, settings.jwks_refresh_cooldown_s, settings.jwks_timeout_s
             )
-            rules = TokenRules(
-                settings.jwt_issuer, settings.jwt_audience, domain.CORE_ALGORITHMS, settings.jwt_leeway_s
-            )
+            rules = TokenRules(settings.jwt_issuer, settings.jwt_audience, CORE_ALGORITHMS, settings.jwt_leeway_s)
         # The settings allow JWT_SECRET in development only; checked again here, where it would matter.
         dev_secret = settings.jwt_secret.get_secret_value() if settings.development and settings.jwt_secret else None
         return cls(keys, rules, dev_secret)
 
     async def principal(self, token: str) -> Principal:
         """The caller of a valid token; `NotAuthenticated` naming the problem otherwise."""
-        header = domain.token_header(token)
-        if header.algorithm in domain.CORE_ALGORITHMS and self._core_keys is not None and self._core_rules:
+        header = token_header(token)
+        if header.algorithm in CORE_ALGORITHMS and self._core_keys is not None and self._core_rules:
             if not header.key_id:
                 raise NotAuthenticated("invalid token: no kid naming its signing key")
             key = await self._core_keys.key_for(header.key_id)
-            return domain.read_token(token, key, self._core_rules)
-        if header.algorithm == domain.DEV_ALGORITHM and self._dev_secret is not None:
-            return domain.read_token(token, self._dev_secret, domain.DEV_RULES)
+            return read_token(token, key, self._core_rules)
+        if header.algorithm == DEV_ALGORITHM and self._dev_secret is not None:
+            return read_token(token, self._dev_secret, DEV_RULES)
         accepted = [
-            *(domain.CORE_ALGORITHMS if self._core_keys is not None else ()),
-            *((domain.DEV_ALGORITHM,) if self._dev_secret is not None else ()),
+            *(CORE_ALGORITHMS if self._core_keys is not None else ()),
+            *((DEV_ALGORITHM,) if self._dev_secret is not None else ()),
         ]
         raise NotAuthenticated(
             f"token algorithm {header.algorithm!r} not accepted here (accepted: {', '.join(accepted) or 'none'})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,16 +20,19 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.responses import Response
 
-from services.gateway import api
+from services.gateway import api, dev_login
 from services.gateway.adapters.commands import KafkaCommandBus
+from services.gateway.adapters.live import LiveHub
 from services.gateway.adapters.mapping_internal import MappingInternal
 from services.gateway.auth import TokenVerifier
 from services.gateway.config import GatewaySettings
-from services.gateway.domain import DEV_AUDIENCE
+from services.gateway.errors import install_error_handlers
 from services.gateway.http_guard import BodyLimit, SecurityHeaders, page_policy
 from services.gateway.oauth_privacy import install_access_log_scrubber, scrub_server_span
 from services.gateway.rate_limits import CommandRateLimits
-from shared import db
+from services.gateway.tokens import DEV_AUDIENCE, live_ticket_key
+from services.gateway.week_cache import WeekCache
+from shared import db, metrics
 from shared.broker import make_broker
 from shared.events import SCHEMA_VERSION
 from shared.telemetry import instrument_asyncpg, make_tracer_provider
@@ -74,12 +78,22 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
         app.state.mapping_internal = MappingInternal(
             internal_http, settings.mapping_url, settings.internal_api_token.get_secret_value()
         )
+        # Live updates: one LISTEN connection for the whole process, fanned out to every client.
+        app.state.live = LiveHub(
+            settings.database_url.get_secret_value(), settings.aggregator_schema, settings.mapping_schema
+        )
+        app.state.week_cache = WeekCache(
+            lambda: app.state.live.listening, settings.week_cache_entries, settings.week_cache_ttl_s
+        )
+        app.state.live.watch(app.state.week_cache)
+        await app.state.live.start()
         try:
             await broker.start()
             app.state.broker = broker
             app.state.bus = KafkaCommandBus(broker, topics)
             yield
         finally:
+            await app.state.live.stop()
             await internal_http.aclose()
             await broker.stop()
             await app.state.pool.close()
@@ -99,8 +113,9 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier.from_settings(settings)
+    app.state.live_ticket_key = live_ticket_key(settings.internal_api_token.get_secret_value(), secrets.token_bytes(32))
     app.state.rate_limits = CommandRateLimits(settings.rate_limits, settings.rate_limit_storage)
-    api.install_error_handlers(app)
+    install_error_handlers(app)
     app.include_router(api.router)
     if settings.development:
         _add_docs(app)
@@ -109,7 +124,7 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
         warning = DEV_LOGIN_WARNING.format(host=settings.http_host, port=settings.http_port, audience=DEV_AUDIENCE)
         print(warning, file=sys.stderr, flush=True)
         log.warning("dev login is on: anyone reaching this gateway can sign in as any account (development only)")
-        app.include_router(api.dev_router)
+        app.include_router(dev_login.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -117,12 +132,23 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", RevalidatedStaticFiles(directory=STATIC), name="static")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_text() -> Response:
+        """Prometheus metrics of this process (text exposition format)."""
+        return Response(await metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outermost: every answer carries the headers, the 413s and 500s included.
     hsts = {"Strict-Transport-Security": "max-age=31536000"} if settings.https else {}
     app.add_middleware(SecurityHeaders, extra=hsts)
+    # Outside the others: the status counted is the one the client got.
+    app.add_middleware(metrics.HttpServerMetrics)
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=provider, excluded_urls="/health,/static/.*", server_request_hook=scrub_server_span
+        app,
+        tracer_provider=provider,
+        excluded_urls="/health,/metrics,/static/.*",
+        server_request_hook=scrub_server_span,
     )
     install_access_log_scrubber()
     return app

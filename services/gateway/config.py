@@ -5,8 +5,8 @@ from urllib.parse import urlsplit
 from limits import parse_many
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from services.gateway.domain import DEV_AUDIENCE
 from services.gateway.rate_limits import CommandGroup
+from services.gateway.tokens import DEV_AUDIENCE
 from shared.settings import ServiceSettings
 
 CALLBACK_PATH = "/oauth/procore/callback"
@@ -73,6 +73,12 @@ class GatewaySettings(ServiceSettings):
     """Enables /api/dev/login and /dev/login, which mint tokens for anyone: only with ENVIRONMENT=development and
     HTTP_HOST on loopback."""
 
+    # --- week views ----------------------------------------------------------------------------------------
+    week_cache_entries: int = Field(default=512, ge=0)
+    """Week views kept per process until their entries change (0: none; see week_cache.py)."""
+    week_cache_ttl_s: float = Field(default=300.0, gt=0)
+    """At most this long (job site and cost code names change without an entries notification)."""
+
     # --- HTTP hardening ------------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest request body accepted (Content-Length or streamed); larger ones get 413."""
@@ -86,6 +92,8 @@ class GatewaySettings(ServiceSettings):
     """Per account: manual mappings (a row at a time, so bursts are normal)."""
     rate_limit_sync: str = "10/minute"
     """Per account: sync and auto-map (each pulls whole Procore lists)."""
+    rate_limit_webhook: str = "1200/minute"
+    """Procore webhook deliveries per hook (a burst of edits in Procore; Procore retries what is refused)."""
     rate_limit_storage: str = "memory://"
     """Where the counters live (the `limits` library's storage URI: memory://, redis://host:6379, …). memory:// counts
     per gateway instance; several instances share limits through redis:// or memcached://."""
@@ -104,6 +112,9 @@ class GatewaySettings(ServiceSettings):
     through Kafka. Without it (and INTERNAL_API_TOKEN) connecting to Procore answers 503."""
     internal_api_token: SecretStr = SecretStr("")
     """Bearer token of the mapping service's internal API."""
+    trace_url_template: str = ""
+    """The trace viewer's page of one trace, `{trace_id}` standing for its id (Jaeger:
+    `http://localhost:16686/trace/{trace_id}`): entry history links each step to its trace. Empty: ids only."""
 
     @field_validator("jwks_url")
     @classmethod
@@ -159,7 +170,12 @@ class GatewaySettings(ServiceSettings):
         return enabled
 
     @field_validator(
-        "rate_limit_publish", "rate_limit_setup", "rate_limit_connect", "rate_limit_mapping", "rate_limit_sync"
+        "rate_limit_publish",
+        "rate_limit_setup",
+        "rate_limit_connect",
+        "rate_limit_mapping",
+        "rate_limit_sync",
+        "rate_limit_webhook",
     )
     @classmethod
     def _rate(cls, value: str) -> str:
@@ -193,6 +209,7 @@ class GatewaySettings(ServiceSettings):
             CommandGroup.CONNECT: self.rate_limit_connect,
             CommandGroup.MAPPING: self.rate_limit_mapping,
             CommandGroup.SYNC: self.rate_limit_sync,
+            CommandGroup.WEBHOOK: self.rate_limit_webhook,
         }
 
     @property

@@ -1,13 +1,59 @@
 """`python -m services.gateway`: read settings (fail fast), then serve the HTTP app."""
 
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
 from services.gateway.bootstrap import build_app
 from services.gateway.config import GatewaySettings
-from shared.app import serve
+from shared.logs import configure_logging
 from shared.settings import load_settings
-from shared.telemetry import configure_logging
+
+GRACEFUL_SHUTDOWN_S = 10
+"""How long requests in flight get to finish when the gateway stops."""
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn waits for every open response before it stops: live-update streams never end by themselves, so they
+    are ended first (each gets `bye` and reconnects)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        live = getattr(self._app.state, "live", None)
+        if live is not None:
+            live.close_streams()
+        await super().shutdown(sockets)
+
+
+def server(app: FastAPI, host: str, port: int, log_level: str) -> GatewayServer:
+    # log_config=None, log_level=None: uvicorn logs through the handler and levels shared.logs set.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=None,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    return GatewayServer(config, app)
+
+
+def create_app() -> FastAPI:
+    """The app from the environment, for `uvicorn --factory services.gateway.entrypoint:create_app --workers N`
+    (several worker processes on one port; each has its own pool and live connection)."""
+    settings = load_settings(GatewaySettings)
+    configure_logging("gateway", settings.log_level, settings.log_format, settings.log_levels)
+    return build_app(settings)
 
 
 def main() -> None:
     settings = load_settings(GatewaySettings)
-    configure_logging(settings.log_level)
-    serve(build_app(settings), settings.http_host, settings.http_port, settings.log_level)
+    configure_logging("gateway", settings.log_level, settings.log_format, settings.log_levels)
+    server(build_app(settings), settings.http_host, settings.http_port, settings.log_level).run()

@@ -25,6 +25,8 @@ class CommandGroup(StrEnum):
     CONNECT = "connect"
     MAPPING = "mapping"
     SYNC = "sync"
+    WEBHOOK = "webhook"
+    """Procore's webhook deliveries, counted per hook (by a digest of its Authorization header)."""
 
 
 class RateLimited(Exception):

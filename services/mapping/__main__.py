@@ -1,3 +1,3 @@
-from services.mapping.entrypoint import main
+from services.mapping.cli import main
 
 main()

@@ -6,33 +6,27 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import TypeVar
 
+import asyncpg
 import httpx
 from faststream.asgi import AsgiFastStream
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic import Field
 
-from services.mapping import handlers
-from services.mapping.adapters import internal_api
-from services.mapping.adapters.connections import TokenCipher
+from services.mapping import entrypoint, handlers, mapping_handlers, reference_events
+from services.mapping.adapters import internal_api, procore_links
+from services.mapping.adapters.procore_links import TokenCipher
+from services.mapping.adapters.sync_jobs import ClaimedJob, SyncJobStore
 from services.mapping.config import MappingSettings
-from services.mapping.connection import ConnectionDeps
-from shared import db
+from services.mapping.deps import MappingDeps
+from services.mapping.sync_jobs import Progress, SyncJobRunner
+from services.mapping.webhooks import WebhookKeeper, WebhookSettings
+from shared import db, metrics
 from shared.app import health_checks, make_service_app
 from shared.broker import consumer_options, ensure_topics, make_broker
-from shared.events import (
-    AutoMap,
-    CompleteProcoreConnection,
-    ConfigureSetup,
-    DisconnectProcore,
-    ReferenceDeleted,
-    ReferenceUpserted,
-    SetMapping,
-    SyncProcoreEntities,
-    UnbindProcoreCompany,
-)
+from shared.events import ReferenceDeleted, ReferenceUpserted
 from shared.outbox import OutboxRelay
 from shared.procore import OAuthApp, ProcoreClient
 from shared.telemetry import instrument_asyncpg, make_tracer_provider
@@ -41,18 +35,7 @@ SERVICE = "mapping"
 
 log = logging.getLogger(__name__)
 
-MappingInput = Annotated[
-    ConfigureSetup
-    | SetMapping
-    | CompleteProcoreConnection
-    | DisconnectProcore
-    | UnbindProcoreCompany
-    | SyncProcoreEntities
-    | AutoMap
-    | ReferenceUpserted
-    | ReferenceDeleted,
-    Field(discriminator="type"),
-]
+C = TypeVar("C", bound=handlers.Command)
 
 
 async def _no_token(company_id: int, force_refresh: bool) -> str:
@@ -63,7 +46,19 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
     provider = tracer_provider or make_tracer_provider(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     topics = settings.topics
     broker = make_broker(settings.kafka_bootstrap_servers, SERVICE, topics, provider, consumer=settings)
-    state: dict[str, Any] = {}
+    metrics.count_token_refreshes()
+
+    async def count_reauthorizations() -> None:
+        pool = resources.pool
+        if pool is None:
+            return
+        async with pool.acquire() as conn:
+            counts = await procore_links.count_needing_reauthorization(conn)
+        for grant_type in metrics.GRANT_TYPES:
+            metrics.NEEDS_REAUTHORIZATION.labels(grant_type).set(counts.get(grant_type, 0))
+
+    metrics.on_scrape(broker, count_reauthorizations)
+    resources = _Resources()
     # Sent by the outbox relay (written with the change that causes it); declared for the AsyncAPI document.
     broker.publisher(
         topics.mapping_changes,
@@ -79,23 +74,14 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
     async def publish_raw(body: bytes, topic: str, key: str, headers: dict[str, str]) -> None:
         await broker.publish(body, topic=topic, key=key.encode(), headers=headers)
 
-    def deps() -> ConnectionDeps:
-        found: ConnectionDeps = state["deps"]
-        return found
+    def running() -> Running:
+        if resources.running is None:
+            raise RuntimeError("the mapping service is not started")  # a message before the lifespan began
+        return resources.running
 
-    @broker.subscriber(
-        topics.mapping_commands,
-        topics.reference,
-        **consumer_options(SERVICE, settings.kafka_session_timeout_ms, topics.prefix),
-        description="Setup, connection, sync, auto-map and mapping commands from the gateway (checked against "
-        "the requester's permissions here); reference entities from MobiClocks core.",
+    broker.include_router(
+        entrypoint.router(topics, consumer_options(SERVICE, settings.kafka_session_timeout_ms, topics.prefix), running)
     )
-    async def on_mapping_input(event: MappingInput) -> None:
-        if isinstance(event, ReferenceUpserted | ReferenceDeleted):
-            await handlers.apply_reference_event(deps(), event)
-        else:
-            await handlers.handle_command(deps(), event)
-        state["relay"].notify()
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -107,21 +93,25 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
         )
         await db.migrate(dsn, settings.db_schema, "services.mapping.migrations")
         pool = await db.create_pool(dsn, settings.db_schema)
-        state["pool"] = pool
+        resources.pool = pool
         http = httpx.AsyncClient(
             timeout=settings.procore_timeout_s,
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            event_hooks=metrics.http_client_hooks(),
         )
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider)
         oauth = OAuthApp(
-            http, settings.login_url, settings.procore_client_id, settings.procore_client_secret.get_secret_value()
+            http,
+            settings.login_url,
+            settings.procore_client_id,
+            settings.procore_client_secret.get_secret_value(),
+            browser_login_url=settings.procore_browser_login_url,
         )
         procore = ProcoreClient(http, settings.procore_base_url, _no_token, max_attempts=settings.procore_max_attempts)
         relay = OutboxRelay(
             pool, publish_raw, settings.db_schema, settings.outbox_batch_size, settings.outbox_poll_interval_s
         )
-        state["relay"] = relay
-        state["deps"] = ConnectionDeps(
+        deps = MappingDeps(
             pool,
             cipher,
             oauth,
@@ -133,14 +123,40 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
             pkce=settings.procore_oauth_pkce,
             state_ttl_s=settings.oauth_state_ttl_s,
         )
+        jobs = SyncJobStore(pool, settings.mapping_instance_id, settings.sync_job_lease_s)
+
+        async def run_job(job: ClaimedJob, progress: Progress, store: SyncJobStore) -> None:
+            await mapping_handlers.run_sync_job(deps, job, progress, store.owner)
+
+        runner = SyncJobRunner(
+            jobs,
+            run_job,
+            max_jobs=settings.sync_jobs_max_running,
+            report_interval_s=settings.sync_job_lease_s / 5,
+            retry_max_s=settings.sync_job_retry_max_s,
+        )
+        keeper = WebhookKeeper(
+            resources.deps,
+            WebhookSettings(
+                settings.webhook_destination_url,
+                settings.webhook_keeper_interval_s,
+                settings.webhook_reconcile_interval_s,
+                settings.webhook_reconcile_days,
+            ),
+        )
+        resources.running = Running(deps, relay, runner, keeper)
         relay.start()
-        internal = await _start_internal_api(settings, lambda: state.get("deps"))
+        runner.start()
+        keeper.start()
+        internal = await _start_internal_api(settings, resources.deps)
         try:
             yield
         finally:
             if internal is not None:
                 await internal.stop()
-            state.pop("deps", None)
+            await runner.stop()
+            await keeper.stop()
+            resources.running = None
             await relay.stop()
             await http.aclose()
             await pool.close()
@@ -151,15 +167,55 @@ def build_app(settings: MappingSettings, tracer_provider: TracerProvider | None 
         title="MobiClocks Procore mapping",
         description="Owns setup, the Procore connection (its OAuth tokens), Procore entity sync, auto-map and "
         "the mapping of MobiClocks entities to Procore.",
-        check=health_checks(broker, lambda: state.get("pool")),
+        check=health_checks(broker, lambda: resources.pool),
         lifespan=lifespan,
-        components={"outbox relay": lambda: state.get("relay")},  # not ready while changes cannot be sent
+        # not ready while changes cannot be sent, or sync jobs can be neither claimed nor reported
+        components={
+            "outbox relay": lambda: resources.running.relay if resources.running else None,
+            "sync jobs": lambda: resources.running.sync_jobs if resources.running else None,
+        },
     )
     return app
 
 
+@dataclass(frozen=True)
+class Running:
+    """The resources of the started app (built in the lifespan, never at import time); what the subscribers use."""
+
+    deps: MappingDeps
+    relay: OutboxRelay
+    sync_jobs: SyncJobRunner
+    webhooks: WebhookKeeper
+
+    async def command(self, cmd: C, use_case: handlers.UseCase[C]) -> None:
+        await handlers.handle_command(self.deps, cmd, use_case)
+
+    async def reference(self, event: ReferenceUpserted | ReferenceDeleted) -> None:
+        await reference_events.apply_reference_event(self.deps.stores, event)
+
+    def wake_sync_jobs(self) -> None:
+        self.sync_jobs.wake()
+
+    def wake_webhooks(self) -> None:
+        self.webhooks.wake()
+
+    def notify_relay(self) -> None:
+        self.relay.notify()
+
+
+class _Resources:
+    """What the started app holds, for the subscribers, probes and metrics that outlive a lifespan."""
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+        self.running: Running | None = None
+
+    def deps(self) -> MappingDeps | None:
+        return self.running.deps if self.running is not None else None
+
+
 async def _start_internal_api(
-    settings: MappingSettings, deps: Callable[[], ConnectionDeps | None]
+    settings: MappingSettings, deps: Callable[[], MappingDeps | None]
 ) -> internal_api.InternalServer | None:
     """The token endpoint and the connection routes, on INTERNAL_HTTP_PORT only (never on the public port)."""
     token = settings.internal_api_token.get_secret_value()

@@ -1,6 +1,10 @@
+import os
+import secrets
+import socket
+
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from services.mapping.adapters.connections import fernet_key
+from services.mapping.adapters.procore_links import fernet_key
 from shared.settings import ProcoreSettings
 
 
@@ -19,6 +23,9 @@ class MappingSettings(ProcoreSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     """The relay wakes at once after a commit that queued changes; this poll catches the rest."""
     outbox_batch_size: int = Field(default=500, ge=1)
+    procore_browser_login_url: str = ""
+    """The login host as users' browsers reach it, for the authorization page ("Connect with Procore"); defaults to
+    PROCORE_LOGIN_URL. Differs only where the services reach it by another name (compose: the sandbox container)."""
     procore_oauth_pkce: bool = False
     """Send a PKCE challenge (RFC 7636, S256) with authorization requests. Off for Procore, whose documentation
     does not describe PKCE for its authorization endpoint; on for the sandbox, which implements it."""
@@ -28,6 +35,30 @@ class MappingSettings(ProcoreSettings):
     internal_http_port: int = Field(default=8093, ge=1, le=65535)
     """The internal API (token endpoint, OAuth completion) listens here, never on the public HTTP_PORT; it runs
     only when INTERNAL_API_TOKEN is set. Reachable by the publisher and the gateway only (not published)."""
+
+    mapping_instance_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}", min_length=1
+    )
+    """Names this instance as the runner of the sync jobs it claimed (unique per process)."""
+    sync_jobs_max_running: int = Field(default=4, ge=1)
+    """Sync jobs this instance runs at the same time (one per account), beside the consumer."""
+    sync_job_lease_s: float = Field(default=30.0, gt=0)
+    """A running sync job is renewed (and its progress written) every fifth of this; a job whose instance
+    vanished is taken up by another one after this long."""
+    sync_job_retry_max_s: float = Field(default=60.0, gt=0)
+    """A sync job that failed for something unavailable is tried again after 1, 2, 4 … s, at most this."""
+
+    webhook_destination_url: str = ""
+    """Where Procore delivers webhooks: the gateway's public `/webhooks/procore` URL, as Procore reaches it. Empty:
+    no hooks are registered (the reconcile alone then catches edits made in Procore, every interval below)."""
+    webhook_keeper_interval_s: float = Field(default=30.0, gt=0)
+    """How often missing hooks are registered (also at once after a setup or connection change)."""
+    webhook_reconcile_interval_s: float = Field(default=3600.0, gt=0)
+    """How often each chosen company is reconciled: what changed in Procore since the last time. Each reconcile costs
+    one list call per page of company timecards, and two per mapped project (manpower, quantity logs) — against
+    the company's Procore rate budget, which publishing shares."""
+    webhook_reconcile_days: int = Field(default=14, ge=1, le=366)
+    """Manpower and quantity logs can only be listed by date: the reconcile re-reads this many past days."""
 
     @field_validator("token_encryption_keys", "token_encryption_key")
     @classmethod

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from shared import events
-from shared.events import ProcoreEntity, permission_refusal
+from shared.events import Permission, ProcoreEntity, permission_refusal
 from shared.mapping_rules import (  # noqa: F401 - re-exported for the mapping service
     ENTITY_OF_KIND,
     MANY_TO_ONE,
@@ -23,7 +23,6 @@ from shared.mapping_rules import (  # noqa: F401 - re-exported for the mapping s
     PROJECT_SCOPED,
     TAB_LABEL,
     TABS_OF_MODULE,
-    Permission,
     tabs_for,
     two_way_entity,
 )
@@ -126,7 +125,7 @@ def auto_map(
         return AutoMapPlan([RowDecision(r.entity_id, Outcome.SKIPPED, "no Number field to match") for r in mobiclocks])
     by_number: dict[str, list[ProcoreRow]] = defaultdict(list)
     for p in procore:
-        key = normalize_number(p.number)
+        key = procore_key(entity, p)
         if key is not None:
             by_number[key].append(p)
     mc_by_number: dict[str, list[str]] = defaultdict(list)
@@ -141,10 +140,11 @@ def auto_map(
     for row in sorted(mobiclocks, key=lambda r: r.entity_id):
         key = normalize_number(row.number)
         existing = current.get(row.entity_id)
-        if key is None:
+        payroll = entity is ProcoreEntity.PAYROLL_TYPE
+        matches = payroll_matches(row, by_number) if payroll else by_number.get(key or "", [])
+        if not matches and key is None:
             decisions.append(RowDecision(row.entity_id, Outcome.SKIPPED, "has no number"))
             continue
-        matches = by_number.get(key, [])
         if not matches:
             decisions.append(RowDecision(row.entity_id, Outcome.SKIPPED, f"no Procore entity has number {row.number}"))
             continue
@@ -158,7 +158,7 @@ def auto_map(
                 )
             )
             continue
-        if one_to_one and len(mc_by_number[key]) > 1:
+        if one_to_one and key is not None and len(mc_by_number[key]) > 1:
             others = ", ".join(i for i in mc_by_number[key] if i != row.entity_id)
             decisions.append(
                 RowDecision(row.entity_id, Outcome.AMBIGUOUS, f"number {row.number} is shared with {others}")
@@ -185,6 +185,26 @@ def auto_map(
     return AutoMapPlan(decisions)
 
 
+def procore_key(entity: ProcoreEntity, p: ProcoreRow) -> str | None:
+    """What auto-map compares on Procore's side: the Number field. A payroll type's Number is its abbreviation
+    (`abbreviated_time_type`), which Procore lists only per project (`/timecard_time_types?project_id=`); the
+    company's list has nothing but `id` and `time_type` (spec: List Timecard Time Types). Synced from there, the
+    time type is compared by its `time_type`, the only thing Procore said about it."""
+    if entity is ProcoreEntity.PAYROLL_TYPE and normalize_number(p.number) is None:
+        return normalize_number(p.name)
+    return normalize_number(p.number)
+
+
+def payroll_matches(row: MobiClocksRow, by_key: Mapping[str, Sequence[ProcoreRow]]) -> list[ProcoreRow]:
+    """Procore time types whose key is the pay ID's Number, else (none has it) its name: "OT" finds the abbreviation
+    OT, "Overtime" finds the time type Overtime when Procore gave no abbreviation."""
+    for candidate in (row.number, row.name):
+        key = normalize_number(candidate)
+        if key is not None and by_key.get(key):
+            return list(by_key[key])
+    return []
+
+
 def one_to_one_conflict(entity: ProcoreEntity, mobiclocks_id: str, holders: Iterable[str]) -> str | None:
     """The other MobiClocks row that already holds this Procore entity in a one-to-one tab, if any."""
     if entity in MANY_TO_ONE:
@@ -194,3 +214,25 @@ def one_to_one_conflict(entity: ProcoreEntity, mobiclocks_id: str, holders: Iter
 
 def cost_code_label(name: str, number: str | None) -> str:
     return f"{number} {name}" if number else name
+
+
+REFRESH_BURNT: str = (
+    "Procore no longer accepts this connection: a token refresh's answer was lost on the way from Procore, and "
+    "Procore's refresh tokens work only once. Connect to Procore again (Setup → Connect) to resume publishing."
+)
+REFRESH_REFUSED: str = (
+    "Procore no longer accepts this connection ({reason}): the access was revoked or has expired. Connect to "
+    "Procore again (Setup → Connect) to resume publishing."
+)
+
+
+def reauthorization_message(procore_message: str, answer_lost: bool) -> str:
+    """What Setup says when Procore refused to renew the connection: a burnt refresh token (an earlier refresh's
+    answer was lost) says so; otherwise Procore's reason."""
+    return REFRESH_BURNT if answer_lost else REFRESH_REFUSED.format(reason=procore_message.rstrip("."))
+
+
+SERVICE_ACCOUNT_NEEDS_COMPANY: str = (
+    "Procore asks service accounts to name their company: enter the Company ID in Procore beside the client ID and "
+    "secret, and connect again"
+)

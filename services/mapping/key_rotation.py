@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.mapping.adapters import stored_secrets as stored
-from services.mapping.adapters.connections import TokenCipher, UndecryptableSecret
+from services.mapping.adapters.procore_links import TokenCipher, UndecryptableSecret
 
 
 @dataclass
@@ -29,8 +29,8 @@ class RotationReport:
 
 
 async def count_rows(pool: asyncpg.Pool) -> int:
-    async with pool.acquire() as conn:
-        return sum([await stored.count(conn, spec) for spec in stored.TABLES])
+    async with pool.acquire() as db:
+        return sum([await stored.count(db, spec) for spec in stored.TABLES])
 
 
 async def rotate(
@@ -41,12 +41,12 @@ async def rotate(
     for spec in stored.TABLES:
         after = None
         while True:
-            async with pool.acquire() as conn, conn.transaction():
-                rows = await stored.lock_batch(conn, spec, after, batch_size)
+            async with pool.acquire() as db, db.transaction():
+                rows = await stored.lock_batch(db, spec, after, batch_size)
                 for row in rows:
                     changed = _rotate_row(cipher, spec, row, report)
                     if changed:
-                        await stored.rewrite(conn, spec, row.key, changed)
+                        await stored.rewrite(db, spec, row.key, changed)
             if not rows:
                 break
             after = rows[-1].key

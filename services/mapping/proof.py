@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from shared import labels
+
 ALREADY_BOUND = "This Procore company is already connected to another MobiClocks account"
 APP_CREDENTIALS_PROVE_NOTHING = (
     "the app's own client credentials reach every company that installed the app, so they prove nothing: "
@@ -72,7 +74,8 @@ def plan_bindings(account_id: str, proven: Sequence[ReachedCompany], holders: Ma
 
 def connected_message(grant: str, mine: Sequence[str], taken: int, chosen: str | None) -> str:
     """The outcome of a new connection, for the person who connected."""
-    text = f"connected to Procore ({grant}); companies: {', '.join(mine) or 'none'}"
+    method = labels.CONNECTION_METHODS.get(grant, "a new connection")
+    text = f"Connected to Procore with {method}; companies: {', '.join(mine) or 'none'}"
     if taken:
         companies = "1 Procore company" if taken == 1 else f"{taken} Procore companies"
         text += f"; {companies} it reaches {'is' if taken == 1 else 'are'} already connected to another MobiClocks "

@@ -1,3 +1,3 @@
-from services.publisher.entrypoint import main
+from services.publisher.cli import main
 
 main()

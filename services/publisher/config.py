@@ -1,7 +1,7 @@
 import os
 import secrets
 import socket
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -20,10 +20,16 @@ class PublisherSettings(ProcoreSettings):
     """The mapping service's internal API (its INTERNAL_HTTP_PORT, never its public port): tokens of each account's
     own Procore connection come from it, one per company called.
     Empty: every account uses the app's client-credentials token (a service account)."""
+    procore_rate_limit_scope: Literal["token", "company"] = "token"
+    """Procore counts calls per token: every company reached with one connection (or the app's one token) shares its
+    budget and is paced together. `company`: one budget per company (a Procore, or the sandbox, counting so)."""
     procore_rate_limit_patience_s: float = Field(default=7200.0, gt=0)
     """How long one call may wait out Procore's rate limits before its round counts as unavailable."""
     publisher_max_active_companies: int = Field(default=64, ge=1)
     """Companies whose requests are sent at the same time (each company: one call at a time)."""
+    publisher_bulk_timecards: bool = True
+    """New timecards go to Procore up to 25 per call (v1.1 bulk_create); a company where Procore refuses it (403, no
+    beta access) is published one by one."""
     batch_max_records: int = Field(default=500, ge=1)
     """Publish requests read from Kafka (and stored) per batch."""
     batch_timeout_ms: int = Field(default=100, ge=1)

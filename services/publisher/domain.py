@@ -1,26 +1,27 @@
 """Pure publishing decisions: where each module lives in Procore, what Procore can take,
-whether a record may be overwritten, which listed record is the one we created, and when
-this instance may still write for a company (its lease)."""
+whether a record may be overwritten, which listed record is the one we created, and how
+timecard creates are grouped into bulk calls. (The lease rules are in `lease.py`.)"""
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from shared.events import Module, ProcoreOperation
-from shared.transient import Transient
+from shared import labels
+from shared.events import Module, ProcoreOperation, PublishToProcore, TimecardClock
+from shared.procore import records as procore_records
+from shared.procore.records import RECORD_PATHS
 
-CHANGED_IN_PROCORE = "changed in Procore since it was published"
-DELETED_IN_PROCORE = "deleted in Procore since it was published"
+CHANGED_IN_PROCORE = labels.CHANGED_IN_PROCORE
+DELETED_IN_PROCORE = labels.DELETED_IN_PROCORE
 MAX_TIMECARD_HOURS = Decimal(24)
 
-Extract = Callable[[Mapping[str, Any]], Any]
+Extract = procore_records.Extract
+parse_time = procore_records.parse_time
 
 
 def _field(name: str) -> Extract:
@@ -67,7 +68,7 @@ class Resource:
 
 RESOURCES: dict[Module, Resource] = {
     Module.MANPOWER: Resource(
-        path="manpower_logs",
+        path=RECORD_PATHS[Module.MANPOWER],
         wrapper="manpower_log",
         answers={
             "date": _field("date"),
@@ -81,7 +82,7 @@ RESOURCES: dict[Module, Resource] = {
         list_filters={"filters[status]": "all"},  # pending logs too, not only approved ones
     ),
     Module.TIMECARD: Resource(
-        path="timecard_entries",
+        path=RECORD_PATHS[Module.TIMECARD],
         wrapper="timecard_entry",
         answers={
             "date": _field("date"),
@@ -97,7 +98,7 @@ RESOURCES: dict[Module, Resource] = {
         marker_fields=("origin_data", "description"),
     ),
     Module.PRODUCTION_QUANTITY: Resource(
-        path="quantity_logs",
+        path=RECORD_PATHS[Module.PRODUCTION_QUANTITY],
         wrapper="quantity_log",
         answers={
             "date": _field("date"),
@@ -180,34 +181,84 @@ def with_marker(resource: Resource, body: dict[str, Any], marker: str) -> dict[s
     return body
 
 
+# --- Procore's stricter rules: time-entry mode, completed days, project directory -------
+
+DURATIONS_ONLY = (
+    "This Procore project's timesheet takes start and stop times, but the timelogs of this entry have durations only"
+    " (no clock-in and clock-out), and MobiClocks never invents times. Record the timelogs with clock times, or set"
+    " the project's time entry to hours in Procore, then republish"
+)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def with_clock_times(body: Mapping[str, Any], clock: TimecardClock | None) -> tuple[dict[str, Any], str | None]:
+    """A timecard body for a project whose timesheet takes start and stop times: `time_in` = the first clock-in,
+    `time_out` = the last clock-out, `lunch_time` = the gaps between the timelogs (minutes, a string as Procore's
+    project family takes it). Without clock times (durations only) the entry cannot go: the reason says so."""
+    if clock is None or clock.durations_only or clock.first_in is None or clock.last_out is None:
+        return dict(body), DURATIONS_ONLY
+    return {
+        **body,
+        "time_in": _iso(clock.first_in),
+        "time_out": _iso(clock.last_out),
+        "lunch_time": str(clock.lunch_minutes),
+    }, None
+
+
+def wants_start_stop(status: int, body: Any, sent: Mapping[str, Any]) -> bool:
+    """Procore refused an hours-only timecard because the project's timesheet takes start and stop times (a 422 on
+    `time_in`/`time_out` for a body that had none)."""
+    if status != 422 or "time_in" in sent:
+        return False
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    return isinstance(errors, Mapping) and bool({"time_in", "time_out"} & set(errors))
+
+
+def _error_text(message: str, body: Any) -> str:
+    parts = [message]
+    if isinstance(body, Mapping):
+        parts += [str(body.get("message") or ""), str(body.get("reason") or "")]
+        errors = body.get("errors")
+        if isinstance(errors, Mapping):
+            parts += [f"{name} {problem}" for name, problems in errors.items() for problem in _listed(problems)]
+    return " ".join(parts).lower()
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def refusal_reason(request: PublishToProcore, status: int, message: str, body: Any) -> str | None:
+    """Procore's refusals that have a precise reason of their own (its exact answers are not documented, so the
+    words are matched loosely): a completed day, a person outside the project's directory."""
+    if status not in (400, 403, 409, 422):
+        return None
+    text = _error_text(message, body)
+    if "complete" in text and ("daily log" in text or "daily_log" in text):
+        return (
+            f"Procore's daily log for {request.work_date.isoformat()} is completed — reopen it in Procore, then"
+            " republish"
+        )
+    if "directory" in text and ("party" in text or "person" in text or "user" in text):
+        party = request.payload.get("party_id")
+        person = request.person_name or (f"Procore person {party}" if party is not None else "The person")
+        project = f"Procore project {request.project_name or request.procore_project_id}"
+        return (
+            f"{person} is not in the directory of {project} — add them to the project's directory in Procore,"
+            " then republish"
+        )
+    return None
+
+
 # --- comparing what is in Procore with what we wrote -----------------------------------
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _same(ours: Any, theirs: Any) -> bool:
-    if ours in (None, "") and theirs in (None, ""):
-        return True
-    a, b = _decimal(ours), _decimal(theirs)
-    if a is not None and b is not None:
-        return a == b  # "8.0" (Procore) is our "8.00"
-    return str(ours) == str(theirs)
 
 
 def record_matches(resource: Resource, record: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
     """Whether Procore's record holds exactly the fields of `payload` we write."""
-    for name, ours in payload.items():
-        extract = resource.answers.get(name)
-        if extract is not None and not _same(ours, extract(record)):
-            return False
-    return True
+    return procore_records.fields_match(record, payload, resource.answers)
 
 
 def changed_since_publish(
@@ -216,13 +267,9 @@ def changed_since_publish(
     published_updated_at: datetime | None,
     published_payload: Mapping[str, Any] | None,
 ) -> bool:
-    """Someone edited the record after our last publish: its `updated_at`, else its content, moved."""
-    current_updated = parse_time(current.get("updated_at"))
-    if published_updated_at is not None and current_updated is not None:
-        return current_updated != published_updated_at
-    if published_payload:
-        return not record_matches(resource, current, published_payload)
-    return False
+    """Someone edited the record after our last publish (the shared rule, reading fields where Procore answers
+    them)."""
+    return procore_records.changed_since_published(current, published_updated_at, published_payload, resource.answers)
 
 
 def find_own(
@@ -283,56 +330,68 @@ def decide(
     return Step.WRITE, None
 
 
-# --- leases: one instance works a company at a time ------------------------------------
+# --- bulk creates (v1.1 project timecard bulk_create) ----------------------------------
+
+MAX_BULK = 25
+"""Procore's cap on one timecard `bulk_create` call."""
 
 
-class LeaseLost(Exception):
-    """Another instance took this company over (its fencing token moved on): stop working it, write nothing."""
+def bulkable(request: PublishToProcore) -> bool:
+    """A plain timecard create (a first publish): these may go to Procore 25 at a time."""
+    return (
+        request.module is Module.TIMECARD
+        and request.operation is ProcoreOperation.CREATE
+        and request.procore_id is None
+        and not request.force
+        and request.payload.get("origin_id") is not None  # how each created record is matched to its request
+    )
 
 
-class LeaseExpired(Transient):
-    """This instance could not renew the company's lease in time: no Procore write until it has renewed it."""
+def bulk_groups(
+    requests: list[PublishToProcore], max_size: int = MAX_BULK, *, hold_partial: bool = False
+) -> list[list[int]]:
+    """Split a company's pending requests (in arrival order) into runs sent together (indexes into `requests`), in
+    the order they are worked.
+
+    A run holds bulkable creates of one project, at most `max_size`; it is worked where its first request arrived,
+    so a later member goes ahead of requests of *other* entries in between (they do not depend on each other). Each
+    entry's own requests keep their order: a create of an entry with an earlier request in the batch runs alone,
+    in its place. Everything else is a run of its own.
+
+    `hold_partial` (more requests are pending than were read): a bulk run not yet full is held back, with every later
+    request of its entries, so that the next read fills it (25 timecards per call in a mixed backlog) — unless that
+    leaves nothing to work."""
+    groups: list[list[int]] = []
+    open_run: dict[int, int] = {}
+    seen: set[Any] = set()
+    for index, request in enumerate(requests):
+        if bulkable(request) and request.entry_id not in seen:
+            at = open_run.get(request.procore_project_id)
+            if at is not None and len(groups[at]) < max_size:
+                groups[at].append(index)
+            else:
+                open_run[request.procore_project_id] = len(groups)
+                groups.append([index])
+        else:
+            groups.append([index])
+        seen.add(request.entry_id)
+    if not hold_partial:
+        return groups
+    held: set[Any] = set()
+    now: list[list[int]] = []
+    for group in groups:
+        entries = {requests[i].entry_id for i in group}
+        partial_run = bulkable(requests[group[0]]) and len(group) < max_size
+        if partial_run or entries & held:
+            held |= entries
+        else:
+            now.append(group)
+    return now or groups
 
 
-@dataclass
-class Lease:
-    """A company this instance works, as this instance knows it.
-
-    PostgreSQL decides who holds the lease (owner, expiry, fencing token). Locally the lease is
-    good until `valid_until`: the start of the last successful renewal plus the TTL, minus a
-    safety margin, on the monotonic clock. A process that was paused or cut off from the database
-    finds that time passed when it wakes up, so it never writes to Procore on a lease that may
-    already be someone else's.
-    """
-
-    company_id: int
-    token: int
-    valid_until: float
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
-    lost: bool = False
-    handing_over: bool = False
-    """Asked to go to another instance (fair share): finish the current request, then release."""
-
-    def renewed(self, started_at: float, ttl_s: float, margin_s: float) -> None:
-        self.valid_until = max(self.valid_until, started_at + ttl_s - margin_s)
-
-    def check(self) -> None:
-        """Raise unless this instance may write for the company right now."""
-        if self.lost:
-            raise LeaseLost(f"company {self.company_id}: lease {self.token} was taken over")
-        if self.clock() >= self.valid_until:
-            raise LeaseExpired(f"company {self.company_id}: lease {self.token} not renewed in time")
-
-
-def fair_share(companies_with_work: int, live_instances: int) -> int:
-    """How many companies one instance should hold so that the live instances split them evenly."""
-    if companies_with_work <= 0:
-        return 0
-    return math.ceil(companies_with_work / max(live_instances, 1))
-
-
-def backoff_s(failures: int, base_s: float, max_s: float) -> float:
-    """Capped exponential wait before a company's worker tries again after `failures` failed rounds in a row."""
-    if failures <= 0:
-        return 0.0
-    return min(base_s * 2 ** min(failures - 1, 30), max_s)
+def bulk_item(body: Mapping[str, Any], project_id: int) -> dict[str, Any]:
+    """One `bulk_create` item: the flat v1.1 field set, `project_id` in it and `origin_id` as a string."""
+    item = {"project_id": project_id, **body}
+    if item.get("origin_id") is not None:
+        item["origin_id"] = str(item["origin_id"])
+    return item

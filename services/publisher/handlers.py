@@ -2,50 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import TypeAdapter
 
 from services.publisher import domain
-from services.publisher.adapters.attempts import Pending, Received, Started
-from services.publisher.adapters.procore import MaybeCreated, ProcoreRecords
-from services.publisher.domain import Lease, LeaseLost, Step
+from services.publisher.adapters.attempts import Pending, Started
+from services.publisher.adapters.procore import MaybeCreated
+from services.publisher.bulk_run import BulkRun
 from services.publisher.failures import Failure, classify, message_for
-from shared.events import ProcoreOperation, ProcorePublishFinished, PublishOutcome, PublishRequest, PublishToProcore
+from services.publisher.lease import Lease, LeaseLost
+from services.publisher.ports import Attempts, RecordsFor
+from services.publisher.publication import Publication, failed, finished
+from shared.events import ProcorePublishFinished, PublishOutcome, PublishRequest, PublishToProcore
 from shared.outbox import trace_headers
 from shared.procore import ProcoreError
-from shared.records import parse_records
+from shared.records import DeadLetterSink, parse_records
 
 log = logging.getLogger(__name__)
 _request: TypeAdapter[PublishToProcore] = TypeAdapter(PublishRequest)
-
-RecordsFor = Callable[[PublishToProcore, Lease], ProcoreRecords]
-
-
-class DeadLetterSink(Protocol):
-    async def send(self, record: Any, reason: str, headers: dict[str, str] | None = None) -> None: ...
-
-
-class Attempts(Protocol):
-    """The attempt log port (adapters.attempts.AttemptLog). Writes made while working a request carry its lease."""
-
-    async def receive(self, incoming: list[tuple[PublishToProcore, dict[str, str]]]) -> list[Received]: ...
-    async def start(self, request_id: Any, lease: Lease) -> Started: ...
-    async def note_deleted(self, request_id: Any, procore_id: int, lease: Lease) -> None: ...
-    async def note_error(self, request_id: Any, message: str, lease: Lease) -> int: ...
-    async def finish(
-        self,
-        result: ProcorePublishFinished,
-        lease: Lease,
-        trace: dict[str, str],
-        *,
-        uncertain: bool = False,
-        reconciled: bool = False,
-    ) -> bool: ...
 
 
 def parse_requests(
@@ -84,7 +62,13 @@ async def accept_records(
 
 
 async def process_request(
-    pending: Pending, lease: Lease, attempts: Attempts, records_for: RecordsFor, max_tries: int = 8
+    pending: Pending,
+    lease: Lease,
+    attempts: Attempts,
+    records_for: RecordsFor,
+    max_tries: int = 8,
+    *,
+    not_created: bool = False,
 ) -> ProcorePublishFinished:
     """Send one stored request to Procore, then store its result and queue its event together.
 
@@ -92,9 +76,22 @@ async def process_request(
     unavailable, and `LeaseLost` when another instance took the company over."""
     request = pending.request
     started = await attempts.start(request.request_id, lease)
-    run = _Publication(request, records_for(request, lease), started, attempts, lease)
+    if not_created:  # a bulk call refused this item, after any look-up it needed: nothing of it is in Procore
+        started = Started(started.tries, False, started.deleted_by_us)
+    records = records_for(request, lease)
+    run = Publication(request, records, started, attempts, lease)
     try:
-        outcome = Outcome(await run.perform(), reconciled=run.reconciled)
+        try:
+            result = await run.perform()
+        except ProcoreError as error:
+            if not run.refused_for_start_stop(error):
+                raise
+            # the project's timesheet takes start and stop times: learnt once, then every entry is sent so
+            records.start_stop_projects.add(request.procore_project_id)
+            log.info("Procore project %s takes start/stop times; sending clock times", request.procore_project_id)
+            run = Publication(request, records, started, attempts, lease, reconciled=run.reconciled)
+            result = await run.perform()
+        outcome = Outcome(result, reconciled=run.reconciled)
     except LeaseLost:
         raise
     except Exception as error:
@@ -102,6 +99,12 @@ async def process_request(
         if failure is Failure.UNAVAILABLE:
             raise
         message = message_for(error)
+        refused = _refusal(request, error)
+        if refused is not None:
+            log.info("request %s refused by Procore: %s (%s)", request.request_id, refused, message)
+            outcome = Outcome(failed(request, refused), reconciled=run.reconciled)
+            await attempts.finish(outcome.result, lease, trace_headers(), reconciled=outcome.reconciled)
+            return outcome.result
         if failure is Failure.SERVER_ERROR:
             errors = await attempts.note_error(request.request_id, message, lease)
             if errors < max_tries:
@@ -109,11 +112,78 @@ async def process_request(
             log.warning("request %s failed %d rounds (%s): failing its entry", request.request_id, errors, message)
         # a create may have landed unseen: the entry's next create looks for it first
         uncertain = isinstance(error, MaybeCreated) or failure is Failure.SERVER_ERROR
-        outcome = Outcome(_failed(request, message), uncertain=uncertain, reconciled=run.reconciled)
+        outcome = Outcome(failed(request, message), uncertain=uncertain, reconciled=run.reconciled)
     await attempts.finish(
         outcome.result, lease, trace_headers(), uncertain=outcome.uncertain, reconciled=outcome.reconciled
     )
     return outcome.result
+
+
+async def process_bulk(
+    group: Sequence[Pending],
+    lease: Lease,
+    attempts: Attempts,
+    records_for: RecordsFor,
+    max_tries: int = 8,
+    bulk_refused: set[int] | None = None,
+) -> list[ProcorePublishFinished]:
+    """Create a run of timecard entries (`domain.bulk_groups`) with one Procore `bulk_create` call.
+
+    The same guarantees as one by one: a run with a request started before (a crash, a lost answer) first looks for
+    its records (one listing for the run) and adopts what it finds; an answer lost on the way makes it look again
+    before anything is sent again (the rest stays pending, and its worker tries again); each created record is
+    matched to its request by our `origin_id`; an item Procore refused goes on its own (`process_request`), which
+    words its Failed reason, learns a start/stop project, and so on. A company where `bulk_create` is refused as a
+    whole (403: no beta access) is remembered in `bulk_refused` and published one by one from then on."""
+    refused_companies = bulk_refused if bulk_refused is not None else set()
+    if len(group) == 1 or lease.company_id in refused_companies:
+        return [await process_request(p, lease, attempts, records_for, max_tries) for p in group]
+    run = BulkRun(list(group), lease, attempts, records_for(group[0].request, lease))
+    try:
+        todo = await run.prepare()
+        if run.recovering and todo:
+            todo = await run.adopt_listed(todo)
+        if not todo:
+            return run.results
+        answer = await run.records.bulk_create([domain.bulk_item(body, run.records.project_id) for _, body in todo])
+    except LeaseLost:
+        raise
+    except MaybeCreated as error:
+        log.warning("bulk create of %d timecards may have landed (%s): looking for them", len(todo), error)
+        rest = await run.adopt_listed(todo)
+        if rest and classify(error) is Failure.UNAVAILABLE:
+            raise  # the rest stays pending; its next round looks first again
+        return run.results + [await process_request(p, lease, attempts, records_for, max_tries) for p, _ in rest]
+    except Exception as error:
+        if classify(error) is Failure.UNAVAILABLE:
+            raise
+        if isinstance(error, ProcoreError) and error.status == 403:
+            log.warning("company %s: bulk_create refused (%s); publishing one by one", lease.company_id, error)
+            refused_companies.add(lease.company_id)
+        # refused as a whole (nothing created): each request goes on its own and gets its own answer
+        return run.results + [
+            await process_request(p, lease, attempts, records_for, max_tries, not_created=True) for p, _ in todo
+        ]
+    waiting = {str(body.get("origin_id")): (p, body) for p, body in todo}
+    for record in answer.created:
+        matched = waiting.pop(str(record.get("origin_id")), None)
+        if matched is None:
+            log.warning("bulk_create answered a record %s we did not send", record.get("id"))
+            continue
+        await run.finish(matched[0], finished(matched[0].request, PublishOutcome.PUBLISHED, record, payload=matched[1]))
+    refused = {str(item.get("origin_id")) for item in answer.refused if isinstance(item, dict)}
+    project = run.records.project_id
+    if project not in run.records.start_stop_projects and any(
+        domain.wants_start_stop(422, item, {}) for item in answer.refused if isinstance(item, dict)
+    ):
+        # the project's timesheet takes start and stop times: its refused items go again, each with clock times
+        run.records.start_stop_projects.add(project)
+    for origin, (p, _) in waiting.items():
+        # refused item: certainly not created; missing from the answer: left open, so it looks first
+        run.results.append(
+            await process_request(p, lease, attempts, records_for, max_tries, not_created=origin in refused)
+        )
+    return run.results
 
 
 @dataclass
@@ -125,142 +195,9 @@ class Outcome:
     """We listed the day's records looking for one of ours."""
 
 
-def _finished(
-    request: PublishToProcore,
-    outcome: PublishOutcome,
-    record: dict[str, Any] | None = None,
-    message: str | None = None,
-    payload: dict[str, Any] | None = None,
-) -> ProcorePublishFinished:
-    return ProcorePublishFinished(
-        account_id=request.account_id,
-        request_id=request.request_id,
-        entry_id=request.entry_id,
-        entry_version=request.entry_version,
-        module=request.module,
-        outcome=outcome,
-        procore_id=int(record["id"]) if record else None,
-        procore_updated_at=domain.parse_time(record.get("updated_at")) if record else None,
-        published_payload=payload,
-        message=message,
-    )
-
-
-def _failed(request: PublishToProcore, message: str) -> ProcorePublishFinished:
-    return _finished(request, PublishOutcome.FAILED, message=message)
-
-
-def _origin_taken(error: ProcoreError) -> bool:
-    return error.status in (409, 422) and "origin_id" in f"{error.message} {error.body}"
-
-
-class _Publication:
-    """Make Procore hold the entry's content (or nothing), never a second record, never over someone's edit."""
-
-    def __init__(
-        self, request: PublishToProcore, records: ProcoreRecords, started: Started, attempts: Attempts, lease: Lease
-    ) -> None:
-        self.request = request
-        self.records = records
-        self.started = started
-        self.attempts = attempts
-        self.lease = lease
-        self.reconciled = False
-
-    async def perform(self) -> ProcorePublishFinished:
-        r = self.request
-        op = r.operation
-        body: dict[str, Any] = {}
-        if op is not ProcoreOperation.DELETE:
-            body, problem = domain.prepare(r.module, r.payload, r.marker)
-            if problem is not None:
-                return _failed(r, problem)
-        if op is ProcoreOperation.CREATE or r.procore_id is None:
-            return self._published(await self._create(body), body)
-        if r.force:
-            return await self._force(r.procore_id, body)
-
-        current = await self.records.get(r.procore_id)
-        step, reason = domain.decide(
-            op,
-            current,
-            resource=self.records.resource,
-            published_updated_at=r.published_updated_at,
-            published_payload=r.published_payload,
-            payload=body,
-            recovering=self.started.recovering,
-            deleted_by_us=self.started.deleted_by_us,
-        )
-        if step is Step.CONFLICT:
-            return _finished(r, PublishOutcome.CONFLICT, current, message=reason)
-        if step is Step.ADOPT:
-            assert current is not None
-            return self._published(current, body)
-        if step is Step.GONE:
-            return _finished(r, PublishOutcome.DELETED, message="already deleted in Procore")
-        if step is Step.CREATE:
-            return self._published(await self._create(body), body)
-        if op is ProcoreOperation.UPDATE:
-            record = await self.records.update(r.procore_id, body)
-            if record is None:  # deleted in Procore between our read and our write
-                return _finished(r, PublishOutcome.CONFLICT, message=domain.DELETED_IN_PROCORE)
-            return self._published(record, body)
-        await self._delete(r.procore_id)
-        if op is ProcoreOperation.DELETE:
-            return _finished(r, PublishOutcome.DELETED)
-        return self._published(await self._create(body), body)
-
-    async def _force(self, procore_id: int, body: dict[str, Any]) -> ProcorePublishFinished:
-        """Force publish: Procore gets MobiClocks' data whatever happened there; a deleted record is re-created."""
-        op = self.request.operation
-        if op is ProcoreOperation.UPDATE:
-            record = await self.records.update(procore_id, body)
-            return self._published(record if record is not None else await self._create(body), body)
-        await self._delete(procore_id)
-        if op is ProcoreOperation.DELETE:
-            return _finished(self.request, PublishOutcome.DELETED)
-        return self._published(await self._create(body), body)
-
-    def _published(self, record: dict[str, Any], body: dict[str, Any]) -> ProcorePublishFinished:
-        return _finished(self.request, PublishOutcome.PUBLISHED, record, payload=body)
-
-    async def _delete(self, procore_id: int) -> None:
-        await self.records.delete(procore_id)
-        if self.request.operation is ProcoreOperation.REPLACE:
-            await self.attempts.note_deleted(self.request.request_id, procore_id, self.lease)
-
-    async def _find_own(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        self.reconciled = True
-        listed = await self.records.list_day(self.request.work_date)
-        return domain.find_own(self.records.resource, listed, self.request.marker, body)
-
-    async def _adopt(self, found: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        log.info("adopting Procore record %s for entry %s", found.get("id"), self.request.entry_id)
-        if domain.record_matches(self.records.resource, found, body):
-            return found
-        updated = await self.records.update(int(found["id"]), body)
-        return updated if updated is not None else await self.records.create(body)
-
-    async def _create(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST once; after a crash or an answer that leaves it open, look for our record before posting again."""
-        if self.started.recovering:
-            found = await self._find_own(body)
-            if found is not None:
-                return await self._adopt(found, body)
-        unknown = 0
-        while True:
-            try:
-                return await self.records.create(body)
-            except MaybeCreated as error:
-                unknown += 1
-                log.warning("create for entry %s may have landed (%s): looking for it", self.request.entry_id, error)
-                found = await self._find_own(body)
-                if found is not None:
-                    return await self._adopt(found, body)
-                if unknown >= self.records.max_attempts:
-                    raise
-                await asyncio.sleep(min(0.2 * 2**unknown, 10.0))
-            except ProcoreError as error:
-                if _origin_taken(error) and (found := await self._find_own(body)) is not None:
-                    return await self._adopt(found, body)
-                raise
+def _refusal(request: PublishToProcore, error: BaseException) -> str | None:
+    """A Procore refusal with a precise reason of its own (completed day, person outside the project directory)."""
+    cause = error.cause if isinstance(error, MaybeCreated) else error
+    if not isinstance(cause, ProcoreError):
+        return None
+    return domain.refusal_reason(request, cause.status, cause.message, cause.body)

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from services.publisher.adapters.leases import Claimed, LeaseStore
-from services.publisher.domain import Lease, fair_share
+from services.publisher.budgets import TokenBudgets
+from services.publisher.lease import Lease, fair_share
 from shared.procore import RateLimiter, budget_key
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,11 @@ class LeaseKeeper:
         ttl_s: float,
         margin_s: float,
         clock: Callable[[], float] = time.monotonic,
+        budgets: TokenBudgets | None = None,
     ) -> None:
         self._store = store
         self._limiter = limiter
+        self._token_budgets = budgets
         self._ttl_s = ttl_s
         self._margin_s = margin_s
         self._clock = clock
@@ -53,8 +56,13 @@ class LeaseKeeper:
     def owner(self) -> str:
         return self._store.owner
 
+    def _snapshot(self, company_id: int) -> dict[str, object] | None:
+        if self._token_budgets is not None:
+            return self._token_budgets.snapshot(company_id)
+        return self._limiter.snapshot(budget_key(company_id))
+
     def _budgets(self) -> dict[int, dict[str, object] | None]:
-        return {c: self._limiter.snapshot(budget_key(c)) for c in list(self.held)}
+        return {c: self._snapshot(c) for c in list(self.held)}
 
     def _active(self) -> int:
         return sum(1 for lease in self.held.values() if not lease.handing_over)
@@ -63,7 +71,9 @@ class LeaseKeeper:
         changes = Changes()
         started = self._clock()
         asked = dict(self.held)
-        renewed = await self._store.renew({c: lease.token for c, lease in asked.items()}, self._budgets())
+        renewed, self.live, with_work = await self._store.tick(
+            {c: lease.token for c, lease in asked.items()}, self._budgets()
+        )
         for company_id, lease in asked.items():
             if company_id in renewed:
                 lease.renewed(started, self._ttl_s, self._margin_s)
@@ -71,14 +81,18 @@ class LeaseKeeper:
                 log.warning("lost the lease of company %s (token %s) to another instance", company_id, lease.token)
                 self.forget(lease)
                 changes.lost.append(lease)
-        self.live = await self._store.heartbeat()
-        self.fair = fair_share(await self._store.companies_with_work(), self.live)
+        self.fair = fair_share(with_work, self.live)
         changes.gained = await self._claim(self.fair - self._active(), None, started)
         excess = self._active() - self.fair
         if excess > 0:
             for lease in [x for x in self.held.values() if not x.handing_over][:excess]:
                 lease.handing_over = True
                 changes.hand_over.append(lease)
+        took = self._clock() - started
+        if took > self._ttl_s / 3:
+            log.warning(
+                "a lease tick took %.2f s (%d leases held, %d gained)", took, len(self.held), len(changes.gained)
+            )
         return changes
 
     async def claim(self, companies: Sequence[int]) -> list[tuple[Lease, float]]:
@@ -96,7 +110,10 @@ class LeaseKeeper:
         gained = []
         for c in claimed:
             lease = Lease(c.company_id, c.token, started + self._ttl_s - self._margin_s, self._clock)
-            self._limiter.restore(budget_key(c.company_id), c.budget)
+            if self._token_budgets is not None:
+                self._token_budgets.restore(c.company_id, c.budget)
+            else:
+                self._limiter.restore(budget_key(c.company_id), c.budget)
             self.held[c.company_id] = lease
             gained.append((lease, c.quiet_s))
             log.info("claimed company %s (token %s, quiet %.1f s)", c.company_id, c.token, c.quiet_s)
@@ -109,7 +126,7 @@ class LeaseKeeper:
 
     async def release(self, lease: Lease, *, idle: bool, quiet_s: float = 0.0) -> bool:
         """Give a company up, saving its budget. `idle`: only when it has no work left (False otherwise)."""
-        budget = self._limiter.snapshot(budget_key(lease.company_id))
+        budget = self._snapshot(lease.company_id)
         if not await self._store.release(lease.company_id, lease.token, budget, idle=idle, quiet_s=quiet_s):
             return False
         self.forget(lease)

@@ -24,13 +24,14 @@ from collections.abc import Awaitable, Callable
 
 from services.publisher.adapters.attempts import Pending
 from services.publisher.adapters.procore import MaybeCreated
-from services.publisher.domain import Lease, LeaseLost, backoff_s
 from services.publisher.failures import message_for
+from services.publisher.lease import Lease, LeaseLost, backoff_s
 from services.publisher.leasing import Changes, LeaseKeeper
 from shared.procore import ProcoreError
 from shared.transient import transient_cause
 
 log = logging.getLogger(__name__)
+MAX_HOLDS = 4
 
 
 class CompanyWorkers:
@@ -44,13 +45,20 @@ class CompanyWorkers:
         renew_interval_s: float,
         takeover_grace_s: float,
         max_active: int = 64,
-        batch_size: int = 100,
+        batch_size: int = 20,
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
+        process_run: Callable[[list[Pending], Lease], Awaitable[object]] | None = None,
+        runs: Callable[[list[Pending], bool], list[list[int]]] | None = None,
     ) -> None:
         self._keeper = keeper
         self._pending = pending
         self._process = process
+        self._process_run = process_run
+        """Several requests sent with one Procore call (bulk creates); `runs` says which go together."""
+        self._runs = runs
+        self._held: dict[int, int] = {}
+        """Rounds in a row a company held back a partial bulk run to fill it (bounded by `MAX_HOLDS`)."""
         self._ready = ready
         self._renew_interval_s = renew_interval_s
         self._grace_s = takeover_grace_s
@@ -134,7 +142,9 @@ class CompanyWorkers:
         )
 
     async def _keep(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 self._apply(await self._keeper.tick())
                 self.leases_healthy = True
@@ -144,7 +154,8 @@ class CompanyWorkers:
                 # Leases run out locally (no Procore write) and are renewed on the next tick that works.
                 self.leases_healthy = False
                 log.warning("could not renew the publisher's leases: %r", error)
-            await asyncio.sleep(self._renew_interval_s)
+            # start to start: a tick slowed down by a busy event loop does not push the next one back as well
+            await asyncio.sleep(max(0.0, self._renew_interval_s - (loop.time() - started)))
 
     async def _claim_woken(self) -> None:
         while self._to_claim:
@@ -160,7 +171,18 @@ class CompanyWorkers:
             for lease, quiet_s in gained:
                 self._run(lease, quiet_s)
 
-    async def _work(self, lease: Lease, quiet_s: float) -> None:
+    def _plan(self, company_id: int, batch: list[Pending]) -> list[list[int]]:
+        """Which requests of the batch go together (bulk runs), in the order they are worked. A partial run is held
+        back while more requests are pending than were read (a few rounds at most), so that runs fill up."""
+        if self._runs is None or self._process_run is None:
+            return [[i] for i in range(len(batch))]
+        hold = len(batch) >= self._batch_size and self._held.get(company_id, 0) < MAX_HOLDS
+        runs = self._runs(batch, hold)
+        held = sum(len(run) for run in runs) < len(batch)
+        self._held[company_id] = self._held.get(company_id, 0) + 1 if held else 0
+        return runs
+
+    async def _work(self, lease: Lease, quiet_s: float) -> None:  # noqa: C901 - the worker loop's outcomes kept together under one lease (fencing)
         company_id = lease.company_id
         current = asyncio.current_task()
         failures = 0
@@ -181,14 +203,18 @@ class CompanyWorkers:
                         if await self._keeper.release(lease, idle=True):
                             return
                         continue  # more work arrived through another instance
-                    for item in batch:
+                    runs = self._plan(company_id, batch)
+                    for run in runs:
                         if lease.lost or lease.handing_over:
                             break
                         await self._ready(company_id)
                         async with self._active:
                             self._in_flight.add(company_id)
                             try:
-                                await self._process(item, lease)
+                                if len(run) > 1 and self._process_run is not None:
+                                    await self._process_run([batch[i] for i in run], lease)
+                                else:
+                                    await self._process(batch[run[0]], lease)
                             finally:
                                 self._in_flight.discard(company_id)
                         failures = 0

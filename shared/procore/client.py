@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,17 +81,23 @@ class ProcoreClient:
         limiter: RateLimiter | None = None,
         max_attempts: int = 5,
         max_wait_s: float = 30.0,
+        budget: Hashable | None = None,
     ) -> None:
         self._http = http
+        self._budget = budget
+        """The rate budget every call spends (Procore counts per token); None: one per company (`budget_key`)."""
         self._base = base_url.rstrip("/")
         self._tokens = tokens
         self.limiter = limiter or RateLimiter()
         self._max_attempts = max_attempts
         self._max_wait_s = max_wait_s
 
-    def with_tokens(self, tokens: TokenProvider) -> ProcoreClient:
-        """The same pooled connection and rate budgets, another connection's tokens (one account's)."""
-        return ProcoreClient(self._http, self._base, tokens, self.limiter, self._max_attempts, self._max_wait_s)
+    def with_tokens(self, tokens: TokenProvider, budget: Hashable | None = None) -> ProcoreClient:
+        """The same pooled connection and rate limiter, another connection's tokens (one account's) and, when given,
+        the rate budget those tokens spend."""
+        return ProcoreClient(
+            self._http, self._base, tokens, self.limiter, self._max_attempts, self._max_wait_s, budget=budget
+        )
 
     async def request(
         self,
@@ -143,7 +149,7 @@ class ProcoreClient:
         force_refresh: bool,
         before_send: Callable[[], None] | None = None,
     ) -> httpx.Response:
-        budget = budget_key(company_id)
+        budget = self._budget if self._budget is not None else budget_key(company_id)
         await self.limiter.acquire(budget)
         try:
             token = await self._tokens(company_id or 0, force_refresh)

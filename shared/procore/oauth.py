@@ -83,9 +83,13 @@ class OAuthApp:
         client_secret: str,
         max_attempts: int = 4,
         clock: Callable[[], float] = time.time,
+        browser_login_url: str = "",
     ) -> None:
         self._http = http
         self.login_url = login_url.rstrip("/")
+        self.browser_login_url = (browser_login_url or login_url).rstrip("/")
+        """Where a user's browser is sent to authorize: the login host as the browser reaches it (in compose the
+        services reach the sandbox by its container name, the browser on the host by localhost)."""
         self.client_id = client_id
         self._client_secret = client_secret
         self._max_attempts = max_attempts
@@ -93,13 +97,21 @@ class OAuthApp:
 
     def for_client(self, client_id: str, client_secret: str) -> OAuthApp:
         """Another registered client (a customer's own service account) on the same login host and HTTP pool."""
-        return OAuthApp(self._http, self.login_url, client_id, client_secret, self._max_attempts, self._clock)
+        return OAuthApp(
+            self._http,
+            self.login_url,
+            client_id,
+            client_secret,
+            self._max_attempts,
+            self._clock,
+            self.browser_login_url,
+        )
 
     def authorize_url(self, redirect_uri: str, state: str, code_challenge: str | None = None) -> str:
         query = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri, "state": state}
         if code_challenge is not None:
             query |= {"code_challenge": code_challenge, "code_challenge_method": "S256"}
-        return f"{self.login_url}/oauth/authorize?{urlencode(query)}"
+        return f"{self.browser_login_url}/oauth/authorize?{urlencode(query)}"
 
     async def exchange_code(self, code: str, redirect_uri: str, code_verifier: str | None = None) -> OAuthTokens:
         fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}

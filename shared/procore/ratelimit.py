@@ -5,7 +5,9 @@ exhaustion in `X-Rate-Limit-Limit/-Remaining/-Reset`. We never assume a quota; f
 last answer we know `remaining` calls may go before `reset`, and we spread them evenly
 over that time (pacing) instead of bursting into the limit:
 
-- `remaining > 0`: the next call waits `(reset - now) / remaining` after the answer;
+- `remaining > 0`: the next call waits `(reset - now) / (remaining + 1)` after the answer, so the `remaining`
+  calls fall evenly *inside* the window (with `/ remaining` the last one would land on the reset itself and each
+  window would lose a call: 5 of 6 at a limit of 6 — measured in the publisher benchmark);
 - `remaining == 0`: the next call waits until just after `reset`;
 - 429/503: nothing for that company until `Retry-After` (or the reset), plus jitter.
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +44,9 @@ class Budget:
 
 
 def budget_key(company_id: int | None) -> int:
-    """Which rate budget a call spends. Procore counts calls per (app, company) today, and calls made without
-    a company header under one shared budget. The one place to change if budgets become per OAuth token."""
+    """Which rate budget a call spends when its client names none (`ProcoreClient(budget=…)`): one per company, and
+    calls made without a company header under one shared budget. Procore counts per token: the publisher names its
+    connection's budget instead (`services.publisher.budgets`)."""
     return company_id or 0
 
 
@@ -73,12 +76,13 @@ def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
 
 
 def pace(now: float, remaining: int, reset_at: float, margin_s: float) -> float:
-    """When the next call may go, given `remaining` calls until `reset_at` (pure)."""
+    """When the next call may go, given `remaining` calls until `reset_at` (pure): the remaining calls evenly spaced
+    before the reset, the last one a spacing before it."""
     if reset_at <= now:
         return now  # the window has already reset: its numbers say nothing any more
     if remaining <= 0:
         return reset_at + margin_s
-    return now + (reset_at - now) / remaining
+    return now + (reset_at - now) / (remaining + 1)
 
 
 class RateLimiter:
@@ -95,17 +99,17 @@ class RateLimiter:
         self._max_in_flight = max_in_flight
         self._margin_s = reset_margin_s
         self._sleep = sleep
-        self._budgets: dict[int, Budget] = {}
+        self._budgets: dict[Hashable, Budget] = {}
         self.rate_limited = 0
         """429 answers seen (all companies): a steady state should keep this at 0."""
 
-    def budget(self, company_id: int) -> Budget:
+    def budget(self, company_id: Hashable) -> Budget:
         b = self._budgets.get(company_id)
         if b is None:
             b = self._budgets[company_id] = Budget()
         return b
 
-    def delay_for(self, company_id: int) -> float:
+    def delay_for(self, company_id: Hashable) -> float:
         """Seconds to wait before the next call for this company (0 when free to go)."""
         b = self.budget(company_id)
         now = self._clock()
@@ -114,19 +118,19 @@ class RateLimiter:
             wait = max(wait, b.reset_at + self._margin_s - now)
         return wait
 
-    async def ready(self, company_id: int) -> None:
+    async def ready(self, company_id: Hashable) -> None:
         """Wait until the company's budget allows a call (without taking a slot)."""
         while (wait := self.delay_for(company_id)) > 0:
             await self._sleep(wait)
 
-    def snapshot(self, company_id: int) -> dict[str, Any] | None:
+    def snapshot(self, company_id: Hashable) -> dict[str, Any] | None:
         """The last known budget, to hand over to the next instance working this company (None: nothing known)."""
         b = self._budgets.get(company_id)
         if b is None or b.observed_at == 0.0:
             return None
         return {name: getattr(b, name) for name in _SAVED}
 
-    def restore(self, company_id: int, saved: Mapping[str, Any] | None) -> None:
+    def restore(self, company_id: Hashable, saved: Mapping[str, Any] | None) -> None:
         """Continue from a budget another instance saved, unless what we know ourselves is newer."""
         if not saved:
             return
@@ -138,13 +142,13 @@ class RateLimiter:
         for name in ("reset_at", "blocked_until", "next_at", "observed_at"):
             setattr(b, name, float(saved.get(name) or 0.0))
 
-    def reserve(self, company_id: int) -> None:
+    def reserve(self, company_id: Hashable) -> None:
         """Count a call about to be made, so concurrent callers don't overspend the last known budget."""
         b = self.budget(company_id)
         if b.remaining is not None:
             b.remaining -= 1
 
-    async def acquire(self, company_id: int) -> None:
+    async def acquire(self, company_id: Hashable) -> None:
         """Take one of the company's slots and wait until its budget allows the call."""
         b = self.budget(company_id)
         if b.slots is None:
@@ -158,14 +162,14 @@ class RateLimiter:
         b.holding += 1
         self.reserve(company_id)
 
-    def release(self, company_id: int) -> None:
+    def release(self, company_id: Hashable) -> None:
         """Give back a slot after a call that got no answer (connection error, timeout)."""
         b = self.budget(company_id)
         if b.holding > 0 and b.slots is not None:
             b.holding -= 1
             b.slots.release()
 
-    def observe(self, company_id: int, status: int, headers: Mapping[str, str]) -> None:
+    def observe(self, company_id: Hashable, status: int, headers: Mapping[str, str]) -> None:
         """Learn from an answer's headers and give back its slot."""
         now = self._clock()
         b = self.budget(company_id)

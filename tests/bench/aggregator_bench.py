@@ -1,8 +1,16 @@
 """Aggregator benchmark: one aggregator process, the real broker, real PostgreSQL.
 
-    python -m tests.bench.aggregator_bench throughput --events 200000
+    python -m tests.bench.aggregator_bench throughput --events 100000 [--stored 1000000] [--processes 2]
+    python -m tests.bench.aggregator_bench ceiling --events 100000 --stored 1000000
+    python -m tests.bench.aggregator_bench scaling --events 100000 --processes 2
     python -m tests.bench.aggregator_bench latency --rate 1000 --seconds 30
     python -m tests.bench.aggregator_bench scale --stored 1000000 --events 100000
+    python -m tests.bench.aggregator_bench remap --codes 1000
+
+`throughput` also runs the ceiling (`tests/bench/ceiling.py`: the same stream applied set-based, no broker,
+no status machine) on the same database with the same stored timelogs, and prints our figure, the ceiling's
+and the ratio. `scaling` runs the same stream through 1 and then N aggregator processes and compares the
+entries they leave.
 
 Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, otherwise starts a local broker and an
 embedded PostgreSQL. Every run uses its own topic prefix and schema and drops the schema at the
@@ -20,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -39,6 +47,8 @@ from shared.broker import ensure_topics
 from shared.events import Module, SetupChanged, TimelogUpserted
 from shared.provision import Layout
 from shared.topics import Topics
+from tests.bench import ceiling
+from tests.bench.aggregator_remap import RemapWorkload, other_setups, other_timelogs
 from tests.bench.generator import Generator, Shape
 from tests.support.database import drop_layout, layout_of, provision_layout, role_dsn
 from tests.support.entries import entry_rows, mismatches
@@ -82,7 +92,13 @@ def infrastructure() -> Iterator[tuple[str, str]]:
 
 
 @contextlib.asynccontextmanager
-async def aggregator(run: Run, batch: int) -> AsyncIterator[subprocess.Popen[bytes]]:
+async def aggregators(run: Run, batch: int, processes: int) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(aggregator(run, batch)) for _ in range(processes)]
+
+
+@contextlib.asynccontextmanager
+async def aggregator(run: Run, batch: int, root: Path = ROOT) -> AsyncIterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": run.kafka,
@@ -94,12 +110,23 @@ async def aggregator(run: Run, batch: int) -> AsyncIterator[subprocess.Popen[byt
         "BATCH_MAX_RECORDS": str(batch),
         "LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "services.aggregator"], cwd=ROOT, env=env)  # noqa: ASYNC220
+    proc = subprocess.Popen([sys.executable, "-m", "services.aggregator"], cwd=root, env=env)  # noqa: ASYNC220
     try:
         yield proc
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU these processes have used so far (Linux `/proc`; 0 elsewhere)."""
+    total = 0
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists():
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def produce(kafka: str, topic: str, events: list[bytes], keys: list[bytes]) -> float:
@@ -141,10 +168,11 @@ async def wait_consumed(run: Run, total: int, timeout_s: float) -> tuple[float, 
     raise SystemExit(f"not consumed within {timeout_s}s")
 
 
-def encode(events: list[object]) -> tuple[list[bytes], list[bytes]]:
+def encode(events: Sequence[object], exclude_none: bool = False) -> tuple[list[bytes], list[bytes]]:
+    """`exclude_none`: leave out optional fields not set (what an aggregator from before they existed accepts)."""
     values, keys = [], []
     for e in events:
-        values.append(e.model_dump_json().encode())  # type: ignore[attr-defined]
+        values.append(e.model_dump_json(exclude_none=exclude_none).encode())  # type: ignore[attr-defined]
         keys.append(f"{e.account_id}:{getattr(e, 'job_site_id', '')}".encode())  # type: ignore[attr-defined]
     return values, keys
 
@@ -167,44 +195,160 @@ async def setups_applied(run: Run) -> int:
         await conn.close()
 
 
-async def measure_throughput(run: Run, gen: Generator, events: int, batch: int, verify: bool) -> dict[str, float]:
-    stream = list(gen.events(events))
+async def measure_throughput(
+    run: Run, gen: Generator, events: int, batch: int, verify: bool, processes: int = 1
+) -> dict[str, float]:
+    stream: list[object] = list(gen.events(events))  # what encode takes
     values, keys = encode(stream)
-    async with aggregator(run, batch):
+    async with aggregators(run, batch, processes) as procs:
         # setups first (another consumer group), so the timelog backlog is measured on its own
         while await setups_applied(run) < gen.shape.accounts:  # noqa: ASYNC110 - polling the database
             await asyncio.sleep(0.2)
+        cpu_before = cpu_seconds([p.pid for p in procs])
         produced = await produce(run.kafka, run.topics.timelogs, values, keys)
         first, last = await wait_consumed(run, len(values), timeout_s=3600)
+        cpu = cpu_seconds([p.pid for p in procs]) - cpu_before
     result = {"events": float(len(values)), "produce_per_s": produced, "events_per_s": len(values) / (last - first)}
+    # less sensitive to the shared machine's other load than events/s: the aggregators' own CPU per event
+    result["aggregator_cpu_us_per_event"] = cpu / len(values) * 1e6
     if verify:
-        problems = mismatches(await entry_rows(run.dsn, run.schema), gen.live.values())
+        rows = await entry_rows(run.dsn, run.schema)
+        for preloaded in [k for k, r in rows.items() if r["account_id"].startswith("pre-")]:
+            del rows[preloaded]  # the stored timelogs' entries (see `preload`) are not the stream's
+        problems = mismatches(rows, gen.live.values())
         result["mismatches"] = float(len(problems))
     return result
 
 
 @cli.command()
 def throughput(
-    events: Annotated[int, typer.Option(help="Timelog events to apply.")] = 200_000,
+    events: Annotated[int, typer.Option(help="Timelog events to apply.")] = 100_000,
     batch: Annotated[int, typer.Option(help="BATCH_MAX_RECORDS of the aggregator.")] = 2000,
     verify: Annotated[bool, typer.Option(help="Compare the entries with a from-scratch recompute.")] = True,
+    stored: Annotated[int, typer.Option(help="Timelogs (and entries) stored before the stream.")] = 1_000_000,
+    ceiling_run: Annotated[bool, typer.Option("--ceiling/--no-ceiling", help="Also run the ceiling.")] = True,
+    ceiling_batch: Annotated[int, typer.Option(help="Events per batch of the ceiling.")] = 1000,
+    processes: Annotated[int, typer.Option(help="Aggregator processes (one consumer group).")] = 1,
     keep: bool = False,
 ) -> None:
-    """Sustained events/s of one aggregator process (a backlog consumed from the broker)."""
+    """Sustained events/s of the aggregator (a backlog consumed from the broker), and the ceiling's."""
 
     async def main(kafka: str, dsn: str) -> None:
         run = Run(kafka, dsn, f"bench{secrets.token_hex(3)}.", f"bench_{secrets.token_hex(3)}_aggregator")
         gen = Generator(Shape(), seed=3)
         try:
             await prepare(run, gen)
-            result = await measure_throughput(run, gen, events, batch, verify)
-            print(" ".join(f"{k}={v:.0f}" for k, v in result.items()))
+            await preload(run, stored, with_ceiling=ceiling_run)
+            result = await measure_throughput(run, gen, events, batch, verify, processes)
+            print(" ".join(f"{k}={v:.0f}" for k, v in result.items()), flush=True)
+            if ceiling_run:
+                limit = await measure_ceiling(run, Generator(Shape(), seed=3), events, ceiling_batch)
+                ratio = result["events_per_s"] / limit.events_per_s
+                print(
+                    f"ceiling_events_per_s={limit.events_per_s:.0f} ceiling_p99_batch={limit.p99_batch_ms:.0f}ms "
+                    f"ratio={ratio:.2f} stored={stored} processes={processes} load={os.getloadavg()[0]:.1f}"
+                )
         finally:
             if not keep:
                 await drop_layout(dsn, run.layout)
 
     with infrastructure() as (kafka, dsn):
         asyncio.run(main(kafka, dsn))
+
+
+@cli.command(name="ceiling")
+def ceiling_command(
+    events: Annotated[int, typer.Option(help="Timelog events to apply.")] = 100_000,
+    stored: Annotated[int, typer.Option(help="Timelogs (and entries) stored before the stream.")] = 1_000_000,
+    batch: Annotated[int, typer.Option(help="Events per batch.")] = 1000,
+) -> None:
+    """The database's ceiling alone: the stream applied set-based (no broker, no status machine)."""
+
+    async def main(kafka: str, dsn: str) -> None:
+        run = Run(kafka, dsn, f"ceil{secrets.token_hex(3)}.", f"ceil_{secrets.token_hex(3)}_aggregator")
+        try:
+            await provision_layout(run.dsn, run.layout)
+            await db.migrate(run.service_dsn, run.schema, "services.aggregator.migrations")
+            await preload(run, stored, with_ceiling=True)
+            limit = await measure_ceiling(run, Generator(Shape(), seed=3), events, batch)
+            print(f"ceiling_events_per_s={limit.events_per_s:.0f} p99_batch={limit.p99_batch_ms:.0f}ms")
+        finally:
+            await drop_layout(dsn, run.layout)
+
+    with infrastructure() as (kafka, dsn):
+        asyncio.run(main(kafka, dsn))
+
+
+@cli.command()
+def scaling(
+    events: Annotated[int, typer.Option(help="Timelog events to apply.")] = 100_000,
+    processes: Annotated[int, typer.Option(help="Aggregator processes of the second run.")] = 2,
+    batch: Annotated[int, typer.Option(help="BATCH_MAX_RECORDS of each aggregator.")] = 2000,
+    stored: Annotated[int, typer.Option(help="Timelogs (and entries) stored before the stream.")] = 0,
+) -> None:
+    """The same stream through 1 and then N aggregator processes: events/s of each, and whether they agree."""
+
+    async def main(kafka: str, dsn: str) -> None:
+        rates: dict[int, float] = {}
+        entries: dict[int, dict[uuid.UUID, tuple[object, ...]]] = {}
+        for n in (1, processes):
+            run = Run(kafka, dsn, f"scl{secrets.token_hex(3)}.", f"scl_{secrets.token_hex(3)}_aggregator")
+            gen = Generator(Shape(), seed=3)
+            try:
+                await prepare(run, gen)
+                await preload(run, stored, with_ceiling=False)
+                result = await measure_throughput(run, gen, events, batch, verify=True, processes=n)
+                rows = await entry_rows(dsn, run.schema)
+                entries[n] = {
+                    # not the version: it counts the batches that changed an entry, and batches are cut differently
+                    k: (r["content"], r["status"], r["errors"], r["seconds"], r["units"], r["members"])
+                    for k, r in rows.items()
+                }
+                rates[n] = result["events_per_s"]
+                print(" ".join(f"{k}={v:.0f}" for k, v in result.items()) + f" processes={n}", flush=True)
+            finally:
+                await drop_layout(dsn, run.layout)
+        same = entries[1] == entries[processes]
+        print(
+            f"speedup={rates[processes] / rates[1]:.2f} processes={processes} identical={same} "
+            f"entries={len(entries[1])} load={os.getloadavg()[0]:.1f}"
+        )
+
+    with infrastructure() as (kafka, dsn):
+        asyncio.run(main(kafka, dsn))
+
+
+async def preload(run: Run, stored: int, with_ceiling: bool) -> None:
+    """`stored` timelogs of 500 other accounts and their timecard entries; the same copied for the ceiling."""
+    conn = await asyncpg.connect(run.dsn, server_settings={"search_path": run.schema})
+    try:
+        t0 = time.perf_counter()
+        step = 500_000
+        for start in range(0, stored, step):
+            await conn.execute(PRELOAD_SQL, start, min(start + step, stored) - 1)
+        accounts = [f"pre-{a}" for a in range(500)]
+        if stored:
+            for i in range(0, len(accounts), 50):
+                await conn.execute(PRELOAD_ENTRIES_SQL, accounts[i : i + 50])
+        if with_ceiling:
+            await ceiling.prepare(conn)
+            if stored:
+                await ceiling.copy_preloaded(conn, accounts)
+        await conn.execute("ANALYZE timelogs; ANALYZE entries; ANALYZE entry_members")  # this schema only
+        if stored:
+            size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
+            print(f"preloaded {stored} timelogs in {time.perf_counter() - t0:.0f}s (database {size})", flush=True)
+    finally:
+        await conn.close()
+
+
+async def measure_ceiling(run: Run, gen: Generator, events: int, batch: int) -> ceiling.CeilingResult:
+    stream = list(gen.events(events))
+    conn = await asyncpg.connect(run.dsn, server_settings={"search_path": run.schema})
+    try:
+        return await ceiling.run(conn, stream, batch)
+    finally:
+        await conn.close()
 
 
 @cli.command()
@@ -276,10 +420,17 @@ def latency(
 def probe_event(n: int) -> TimelogUpserted:
     start = datetime(2026, 1, 5, 7, tzinfo=UTC)
     return TimelogUpserted(
-        account_id="probe", timelog_id=f"probe-{n}", revision=1, employee_id=f"probe-emp-{n}", company_id="co",
-        job_site_id=f"probe-site-{n}", work_date=date(2026, 1, 5), clock_in=start, clock_out=start + timedelta(hours=8),
+        account_id="probe",
+        timelog_id=f"probe-{n}",
+        revision=1,
+        employee_id=f"probe-emp-{n}",
+        company_id="co",
+        job_site_id=f"probe-site-{n}",
+        work_date=date(2026, 1, 5),
+        clock_in=start,
+        clock_out=start + timedelta(hours=8),
         pay_id="REG",
-    )  # fmt: skip
+    )
 
 
 def probe_entry_id(employee_id: str) -> uuid.UUID:
@@ -348,22 +499,123 @@ def scale(
         gen = Generator(Shape(), seed=9)
         try:
             await prepare(run, gen)
-            conn = await asyncpg.connect(dsn, server_settings={"search_path": run.schema})
-            t0 = time.perf_counter()
-            step = 500_000
-            for start in range(0, stored, step):
-                await conn.execute(PRELOAD_SQL, start, min(start + step, stored) - 1)
-            accounts = [f"pre-{a}" for a in range(500)]
-            for i in range(0, len(accounts), 50):
-                await conn.execute(PRELOAD_ENTRIES_SQL, accounts[i : i + 50])
-            await conn.execute("ANALYZE")
-            size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
-            await conn.close()
-            print(f"preloaded {stored} timelogs in {time.perf_counter() - t0:.0f}s (database {size})", flush=True)
+            await preload(run, stored, with_ceiling=False)
             result = await measure_throughput(run, gen, events, batch, verify=False)
             per_event_us = 1e6 / result["events_per_s"]
-            print(f"stored={stored} events={events} events_per_s={result['events_per_s']:.0f} "
-                  f"per_event={per_event_us:.0f}us")  # fmt: skip
+            print(
+                f"stored={stored} events={events} events_per_s={result['events_per_s']:.0f} "
+                f"per_event={per_event_us:.0f}us"
+            )
+        finally:
+            await drop_layout(dsn, run.layout)
+
+    with infrastructure() as (kafka, dsn):
+        asyncio.run(main(kafka, dsn))
+
+
+async def remap_state(run: Run, account: str) -> tuple[dict[str, int], int, list[asyncpg.Record]]:
+    """(the account's entries by status, its remap marks left, its remap rounds)."""
+    conn = await asyncpg.connect(run.dsn, server_settings={"search_path": run.schema})
+    try:
+        try:
+            rows = await conn.fetch(
+                "SELECT status, count(*) AS n FROM entries WHERE account_id = $1 GROUP BY 1", account
+            )
+        except asyncpg.UndefinedTableError:  # not migrated yet
+            return {}, 0, []
+        statuses = {r["status"]: r["n"] for r in rows}
+        try:
+            marks = await conn.fetchval("SELECT count(*) FROM remap_marks WHERE account_id = $1", account)
+            rounds = await conn.fetch("SELECT * FROM remap_rounds WHERE account_id = $1 ORDER BY id", account)
+        except asyncpg.UndefinedTableError:  # an aggregator from before issue 11 (`--root`): no remap tables
+            return statuses, 0, []
+        return statuses, int(marks), rounds
+    finally:
+        await conn.close()
+
+
+@cli.command()
+def remap(
+    codes: Annotated[int, typer.Option(help="Cost codes of the big account, all auto-mapped at once.")] = 1000,
+    per_code: Annotated[int, typer.Option(help="Timelogs (and timecard entries) per cost code.")] = 20,
+    days: Annotated[int, typer.Option(help="Days the big account's timelogs spread over.")] = 60,
+    others: Annotated[int, typer.Option(help="Other accounts producing timelogs meanwhile.")] = 50,
+    backlog: Annotated[int, typer.Option(help="Other accounts' timelogs queued for the whole run.")] = 60_000,
+    window: Annotated[float, typer.Option(help="Seconds measured without a remap first.")] = 10.0,
+    root: Annotated[
+        Path, typer.Option(help="Run the aggregator of this checkout (e.g. one from before issue 11, to compare).")
+    ] = ROOT,
+    limit: Annotated[float, typer.Option(help="Stop waiting for the remap to settle after this many seconds.")] = 600,
+    batch: int = 2000,
+) -> None:
+    """Other accounts' events/s without and during a big remap, and the time until the remap settled."""
+
+    async def main(kafka: str, dsn: str) -> None:
+        run = Run(kafka, dsn, f"remap{secrets.token_hex(3)}.", f"remap_{secrets.token_hex(3)}_aggregator")
+        work = RemapWorkload(codes=codes, timelogs_per_code=per_code, days=days)
+        entries = codes * per_code
+        try:
+            await provision_layout(run.dsn, run.layout)
+            if root == ROOT:  # another checkout's aggregator migrates its own schema when it starts
+                await db.migrate(run.service_dsn, run.schema, "services.aggregator.migrations")
+            await ensure_topics(run.kafka, run.topics.all())
+            async with aggregator(run, batch, root):
+                setups = [*work.setup(), *other_setups(others)]
+                await produce(run.kafka, run.topics.mapping_changes, *encode(setups, exclude_none=True))
+                await produce(run.kafka, run.topics.timelogs, *encode(list(work.timelogs())))
+                t0 = time.perf_counter()
+                while (await remap_state(run, work.account))[0] != {"non_publishable": entries}:  # noqa: ASYNC110
+                    await asyncio.sleep(0.5)
+                print(f"big account: {entries} entries in {time.perf_counter() - t0:.1f}s, none mapped", flush=True)
+                base = await committed(run.kafka, run.topics.timelogs, run.group)
+                stream = other_timelogs(others)
+                await produce(run.kafka, run.topics.timelogs, *encode([next(stream) for _ in range(backlog)]))
+                while await committed(run.kafka, run.topics.timelogs, run.group) == base:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+                # without a remap: other accounts' backlog consumed for `window` seconds
+                start, c0 = time.perf_counter(), await committed(run.kafka, run.topics.timelogs, run.group)
+                await asyncio.sleep(window)
+                quiet_rate = (await committed(run.kafka, run.topics.timelogs, run.group) - c0) / (
+                    time.perf_counter() - start
+                )
+                # the auto-map: every cost code of the big account mapped at once, the backlog still flowing
+                earlier = len((await remap_state(run, work.account))[2])  # the rounds of the setup's mappings
+                start, c0 = time.perf_counter(), await committed(run.kafka, run.topics.timelogs, run.group)
+                auto_map = encode(work.auto_map(), exclude_none=True)
+                mapped = await produce(run.kafka, run.topics.mapping_changes, *auto_map)
+                sent = time.perf_counter()
+                control = f"{run.group}.control"
+                while time.perf_counter() - start < limit:
+                    statuses, marks, rounds = await remap_state(run, work.account)
+                    if statuses == {"todo": entries} and marks == 0:
+                        break
+                    await asyncio.sleep(0.1)
+                settled = time.perf_counter()
+                rounds = rounds[earlier:]
+                applied = await committed(run.kafka, run.topics.mapping_changes, control)
+                done = await committed(run.kafka, run.topics.timelogs, run.group)
+                during_rate = (done - c0) / (settled - start)
+                left = base + backlog - done
+            work_s = sum((r["finished_at"] - r["started_at"]).total_seconds() for r in rounds)
+            if rounds:
+                origin = rounds[0]["first_marked_at"]
+                for r in rounds:
+                    print(
+                        f"  round: marks={r['marks']} groups={r['groups']} chunks={r['chunks']} "
+                        f"started={(r['started_at'] - origin).total_seconds():.1f}s "
+                        f"took={(r['finished_at'] - r['started_at']).total_seconds():.2f}s (since the first mark)"
+                    )
+            state = "settled" if statuses == {"todo": entries} else f"NOT settled ({statuses})"
+            print(
+                f"codes={codes} entries={entries} rounds={len(rounds)} mapping_events_produced_per_s={mapped:.0f} "
+                f"mapping_events_applied={applied - len(work.setup()) - others}\n"
+                f"{state} after {settled - start:.1f}s (after the last mapping change was produced: "
+                f"{settled - sent:.1f}s; the rounds themselves: {work_s:.2f}s)\n"
+                f"other_events_per_s_without={quiet_rate:.0f} other_events_per_s_during={during_rate:.0f} "
+                f"ratio={during_rate / quiet_rate:.2f} backlog_left={left} load={os.getloadavg()[0]:.1f}"
+            )
+            if left <= 0:
+                print("the other accounts' backlog ran out during the remap: raise --backlog")
         finally:
             await drop_layout(dsn, run.layout)
 

@@ -71,13 +71,25 @@ class Generator:
         hours = r.choice([2, 4, 4, 6, 8, 8, 8, 9.5, 10])
         cc = r.randrange(s.cost_codes)
         return TimelogUpserted(
-            account_id=self.account(a), timelog_id=f"tl-{self.counter}", revision=1, employee_id=f"emp-{emp}",
-            company_id=f"co-{company}", crew_tag=f"crew-{crew}", job_site_id=f"site-{r.randrange(s.job_sites)}",
-            work_date=day, clock_in=start, clock_out=start + timedelta(hours=hours), cost_code_id=f"cc-{cc}",
-            pay_class_id=None if r.random() < 0.7 else "pc-1", pay_id=r.choice(s.pay_ids),
-            quantities=[{"cost_code_id": f"cc-{cc}", "unit_of_measure": r.choice(["m3", "ea"]),
-                         "units": r.randint(1, 20)}] if r.random() < 0.3 else [],
-        )  # fmt: skip
+            account_id=self.account(a),
+            timelog_id=f"tl-{self.counter}",
+            revision=1,
+            employee_id=f"emp-{emp}",
+            company_id=f"co-{company}",
+            crew_tag=f"crew-{crew}",
+            job_site_id=f"site-{r.randrange(s.job_sites)}",
+            work_date=day,
+            clock_in=start,
+            clock_out=start + timedelta(hours=hours),
+            cost_code_id=f"cc-{cc}",
+            pay_class_id=None if r.random() < 0.7 else "pc-1",
+            pay_id=r.choice(s.pay_ids),
+            quantities=[
+                {"cost_code_id": f"cc-{cc}", "unit_of_measure": r.choice(["m3", "ea"]), "units": r.randint(1, 20)}
+            ]
+            if r.random() < 0.3
+            else [],
+        )
 
     def _edit(self, old: TimelogUpserted) -> TimelogUpserted:
         r = self.rng

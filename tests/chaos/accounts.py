@@ -1,4 +1,4 @@
-"""Set accounts up as devstack/demo.py does, through the public edges, and wait until the system shows it.
+"""Set accounts up as sandbox/demo.py does, through the public edges, and wait until the system shows it.
 
 Per account: a sandbox company (the control API, as if it existed in Procore) with a service account the
 customer created in it, MobiClocks reference entities (mobiclocks.reference), then what an administrator

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +29,15 @@ from tests.chaos.system import ROOT, ChaosSystem, Events, versions
 RESULTS = ROOT / "tests" / "chaos" / "RESULTS.md"
 DEFAULT_SERVICE_ENV = {"PROCORE_TIMEOUT_S": "5"}
 """The sandbox's timeout fault must outlast the client's timeout without making the run slow."""
+
+S3_SERVICE_ENV = {"KAFKA_FETCH_MAX_WAIT_MS": "2000", "KAFKA_SESSION_TIMEOUT_MS": "15000"}
+"""On s3:// storage Tansu answers a fetch whose object listing takes longer than the client's max wait (the services'
+default is 50 ms) with no records, also below the high watermark; as a partition grows (and on a loaded machine) every
+fetch comes back empty and consumers stop. moto lists 150 objects in up to ~0.5 s on a busy machine, so 500 ms was not
+enough either (seed 1001 failed with it); 2 s is. Measured with `python -m tests.chaos.probe_broker_restart` and
+described in RESULTS.md ("Findings about the infrastructure"). Tansu keeps a group's state in one s3 object that
+every member's heartbeat and commit rewrites (conditional PUTs, retried on conflict): on a busy machine heartbeats
+then outlast a 6 s session and members are expelled again and again (UnknownMemberId, rejoin); a 15 s session holds."""
 
 RUNS = ROOT / ".devstack" / "chaos"
 KEEP_RUNS = 10
@@ -56,6 +66,12 @@ def storage_for(choice: str, scenario: str) -> str:
     return choice
 
 
+def service_env_for(storage: str, profile_env: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
+    """The extra settings of every service process: defaults, the storage's, the profile's, then `--service-env`."""
+    storage_env = S3_SERVICE_ENV if storage == "s3" else {}
+    return {**DEFAULT_SERVICE_ENV, **storage_env, **profile_env, **overrides}
+
+
 async def _scenario(
     profile: Profile,
     seed: int,
@@ -67,7 +83,7 @@ async def _scenario(
     events: Events,
 ) -> ScenarioRun:
     """A fresh system per scenario: a verdict is about its own fault, never an earlier one's leftovers."""
-    env = {**DEFAULT_SERVICE_ENV, **profile.service_env, **service_env}
+    env = service_env_for(storage, profile.service_env, service_env)
     system = ChaosSystem(run_dir / name, profile.instances, env, events, storage)
     sender: Sender | None = None
     gateway: Gateway | None = None
@@ -109,11 +125,11 @@ async def _run(
     ]
 
 
-async def _main(*args: object) -> list[ScenarioRun]:
+async def _main(run: Awaitable[list[ScenarioRun]]) -> list[ScenarioRun]:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await _run(*args)  # type: ignore[arg-type]
+    return await run
 
 
 @app.command()
@@ -164,7 +180,7 @@ def main(
     events.say(f"chaos {profile.name} form, seed {seed}, scenarios {', '.join(names)}; logs in {run_dir}")
     t0 = time.monotonic()
     try:
-        runs = asyncio.run(_main(profile, seed, names, run_dir, extra, storage, events))
+        runs = asyncio.run(_main(_run(profile, seed, names, run_dir, extra, storage, events)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         events.say(f"interrupted; everything stopped; logs in {run_dir}")
         raise typer.Exit(130) from None

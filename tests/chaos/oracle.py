@@ -190,6 +190,15 @@ class Oracle:
             e.blockers = self._blockers(plan, e)
         return out
 
+    def non_publishable(self, account_id: str) -> dict[CellKey, tuple[int, int]]:
+        """Per cell: (entries that must be Non publishable, how many of them are fractional quantities)."""
+        cells: dict[CellKey, tuple[int, int]] = {}
+        for (module, site, day, _dims), e in self.entries(account_id).items():
+            if not e.publishable:
+                n, fractional = cells.get((module, site, day), (0, 0))
+                cells[(module, site, day)] = (n + 1, fractional + e.fractional)
+        return cells
+
     def cells(self, account_id: str) -> dict[CellKey, CellNumbers]:
         cells: dict[CellKey, CellNumbers] = defaultdict(CellNumbers)
         for (module, site, day, dims), e in self.entries(account_id).items():

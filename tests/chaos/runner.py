@@ -135,9 +135,19 @@ async def issue_command(
         run.commands.append(command)
         await send(ctx, run, [Outgoing(m.PUBLISH_COMMANDS, key, body)])
         return
-    response = await ctx.gateway.call(
-        "POST", plan.account_id, f"/api/modules/{module}/publish", json_body={"action": action, "scope": scope}
-    )
+    request: dict[str, Any] = {"action": action, "scope": scope}
+    for _ in range(3):  # a force publish confirms a preview; entries changing meanwhile (409) need a fresh one
+        if action == "force_publish":
+            preview = await ctx.gateway.call(
+                "POST", plan.account_id, f"/api/modules/{module}/force-publish/preview", json_body={"scope": scope}
+            )
+            if preview.status_code != 200:
+                response = preview
+                break
+            request["preview_id"] = preview.json()["preview_id"]
+        response = await ctx.gateway.call("POST", plan.account_id, f"/api/modules/{module}/publish", json_body=request)
+        if response.status_code != 409 or action != "force_publish":
+            break
     if response.status_code == 202:
         run.commands.append(command)
     elif response.status_code != 404:  # 404: no entries in that cell (yet)
@@ -163,15 +173,56 @@ async def drive_commands(ctx: Context, run: ScenarioRun) -> None:
 # --- recovery --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What one poll of the dashboards shows, compared with the recompute."""
+
+    differing: int
+    """Cells whose numbers differ."""
+    non_publishable_differing: int
+    """Cells with another number of Non publishable entries (statuses not caught up with the mappings yet)."""
+    counts: dict[str, int]
+    """Entries per status."""
+
+    def state(self) -> tuple[object, ...]:
+        return (self.differing, self.non_publishable_differing, *sorted(self.counts.items()))
+
+
+async def poll(ctx: Context, run: ScenarioRun) -> Progress:
+    differing = non_publishable_differing = 0
+    counts: dict[str, int] = {}
+    for plan in run.plans:
+        view = await readback.dashboard(ctx.gateway, plan)
+        differing += readback.cell_differences(view.cells, ctx.oracle.cells(plan.account_id))
+        non_publishable_differing += readback.non_publishable_differences(
+            view.non_publishable, ctx.oracle.non_publishable(plan.account_id)
+        )
+        for status, n in view.counts.items():
+            counts[status] = counts.get(status, 0) + n
+    return Progress(differing, non_publishable_differing, counts)
+
+
+def recovered(p: Progress) -> bool:
+    """Numbers and Non publishable statuses as the recompute says, and nothing Publishing."""
+    return p.differing == 0 and p.non_publishable_differing == 0 and not p.counts.get("publishing")
+
+
+def publish_settled(p: Progress) -> bool:
+    """Nothing left to publish or being published, and no entry held back by a mapping change not yet applied
+    (it would turn To do after the verdict)."""
+    busy = ("publishing", "todo", "updated", "deleted")
+    return p.non_publishable_differing == 0 and not any(p.counts.get(s) for s in busy)
+
+
 async def converge(
     ctx: Context,
     run: ScenarioRun,
     since: float,
     timeout_s: float,
-    done: Callable[[int, dict[str, int]], bool],
+    done: Callable[[Progress], bool],
     wait_for_publishing: bool = True,
 ) -> float | None:
-    """Poll the dashboards until `done(differing cells, status counts)`; seconds since `since`, or None.
+    """Poll the dashboards until `done(progress)`; seconds since `since`, or None.
 
     Gives up early when nothing has changed for the profile's stall time and nothing is Publishing (lost
     data does not come back); while entries are Publishing it waits the whole settle time, since a
@@ -181,22 +232,19 @@ async def converge(
     last: tuple[object, ...] | None = None
     changed_at = time.monotonic()
     while True:
-        differing, counts = 0, dict[str, int]()
-        for plan in run.plans:
-            view = await readback.dashboard(ctx.gateway, plan)
-            differing += readback.cell_differences(view.cells, ctx.oracle.cells(plan.account_id))
-            for status, n in view.counts.items():
-                counts[status] = counts.get(status, 0) + n
-        if done(differing, counts):
+        progress = await poll(ctx, run)
+        if done(progress):
             return time.monotonic() - since
-        state = (differing, *sorted(counts.items()))
-        if state != last:
-            last, changed_at = state, time.monotonic()
+        if progress.state() != last:
+            last, changed_at = progress.state(), time.monotonic()
         quiet = time.monotonic() - changed_at > ctx.profile.stall_s
-        stalled = quiet and not (wait_for_publishing and counts.get("publishing"))
+        stalled = quiet and not (wait_for_publishing and progress.counts.get("publishing"))
         if stalled or time.monotonic() > deadline:
             waited = f"stalled for {ctx.profile.stall_s:.0f}s" if stalled else f"not settled after {timeout_s:.0f}s"
-            run.tally.notes.append(f"{waited}: {differing} cells differ from the recompute; statuses {counts}")
+            run.tally.notes.append(
+                f"{waited}: {progress.differing} cells differ from the recompute, "
+                f"{progress.non_publishable_differing} in their Non publishable entries; statuses {progress.counts}"
+            )
             return None
         await asyncio.sleep(1.0)
 
@@ -267,20 +315,12 @@ async def run_scenario(ctx: Context, run: ScenarioRun, fault: Fault) -> Scenario
     fault_end = run.fault_end or time.monotonic()
     await ctx.system.ensure_all_up()
     ctx.events.say(f"scenario {run.name}: load done ({run.timelog_messages} timelog messages); waiting to converge")
-    run.recover_s = await converge(
-        ctx, run, fault_end, p.settle_s, lambda differing, counts: differing == 0 and not counts.get("publishing")
-    )
+    run.recover_s = await converge(ctx, run, fault_end, p.settle_s, recovered)
     ctx.events.say(f"scenario {run.name}: recovered in {run.recover_s}s; final publish")
     t_publish = time.monotonic()
     await final_publish(ctx, run)
-    busy = ("publishing", "todo", "updated", "deleted")
     run.publish_settle_s = await converge(
-        ctx,
-        run,
-        t_publish,
-        p.publish_settle_s,
-        lambda _d, counts: not any(counts.get(s) for s in busy),
-        wait_for_publishing=run.recover_s is not None,
+        ctx, run, t_publish, p.publish_settle_s, publish_settled, wait_for_publishing=run.recover_s is not None
     )
     ctx.events.say(f"scenario {run.name}: final publish settled in {run.publish_settle_s}s; checking")
     await judge(ctx, run)

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from devstack._proc import child_preexec
-from devstack.broker import LocalBroker, ensure_topics, resolve_broker_bin
+from devstack.broker import LocalBroker, create_topics_and_wait, resolve_broker_bin
 from devstack.ports import free_port
 from devstack.postgres import LocalPostgres, postgres_bin_dir
 from devstack.run import Infra, provision_database, service_specs
@@ -136,7 +136,7 @@ class ChaosSystem:
         await self.broker.astart()
         self.events.say(f"broker: Tansu ({self.broker.storage_url}) at {self.kafka}")
         topics = [*m.ALL_TOPICS, *(m.dead_letter_topic(s) for s in m.DEAD_LETTER_SERVICES)]
-        await ensure_topics(self.kafka, topics, partitions=4)
+        await create_topics_and_wait(self.kafka, topics, partitions=4)
         await self._wait_healthy(self.sandbox, f"{self.sandbox_url}/_sandbox/health")
         await self._build_instances()
         await asyncio.gather(*(self.start_instance(i) for i in self.instances))
@@ -242,7 +242,8 @@ class ChaosSystem:
 
     async def kill_broker(self) -> None:
         """kill -9 the broker; the S3 emulator (its storage) keeps running."""
-        assert self.broker is not None and self.broker.pid is not None
+        assert self.broker is not None
+        assert self.broker.pid is not None
         if not self.broker.storage_url.startswith("s3://"):
             raise RuntimeError("restarting a broker needs durable (s3) storage")
         with contextlib.suppress(ProcessLookupError):

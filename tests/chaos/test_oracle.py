@@ -8,9 +8,11 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
 from shared.events import TOPIC_CONTRACTS, adapter
 from tests.chaos import messages as m
+from tests.chaos import readback
 from tests.chaos.accounts import reference_events, setup_commands
 from tests.chaos.generator import Generator
 from tests.chaos.oracle import Oracle, hours
@@ -74,8 +76,10 @@ def test_a_move_leaves_the_old_entry_and_fills_the_new_one() -> None:
     oracle.observe(upsert("t2", 1, employee_id="emp-1"))
     oracle.observe(upsert("t1", 2, job_site_id="site-1"))
     manpower = {k[1]: e for k, e in oracle.entries("acc").items() if k[0] == "manpower"}
-    assert manpower["site-0"].manpower == 1 and manpower["site-0"].members == {"emp-1"}
-    assert manpower["site-1"].manpower == 1 and manpower["site-1"].total_hours == Decimal("1.00")
+    assert manpower["site-0"].manpower == 1
+    assert manpower["site-0"].members == {"emp-1"}
+    assert manpower["site-1"].manpower == 1
+    assert manpower["site-1"].total_hours == Decimal("1.00")
 
 
 def test_manpower_counts_distinct_employees_and_averages_either_reading() -> None:
@@ -103,8 +107,10 @@ def test_quantities_sum_per_cost_code_and_unit_and_fractions_are_not_publishable
     oracle.observe(upsert("t1", 1, quantities=q))
     oracle.observe(upsert("t2", 1, quantities=[{"cost_code_id": "cc-1", "unit_of_measure": "ea", "units": 4}]))
     pq = {k[3]: e for k, e in oracle.entries("acc").items() if k[0] == "production_quantity"}
-    assert pq[("cc-1", "m3")].units == Decimal("2.5") and pq[("cc-1", "m3")].blockers == ["fractional quantity"]
-    assert pq[("cc-1", "ea")].units == 4 and pq[("cc-1", "ea")].publishable
+    assert pq[("cc-1", "m3")].units == Decimal("2.5")
+    assert pq[("cc-1", "m3")].blockers == ["fractional quantity"]
+    assert pq[("cc-1", "ea")].units == 4
+    assert pq[("cc-1", "ea")].publishable
 
 
 def test_missing_mappings_make_entries_non_publishable() -> None:
@@ -117,6 +123,22 @@ def test_missing_mappings_make_entries_non_publishable() -> None:
     assert timecard.blockers == ["employee emp-3 not mapped", "cost code cc-2 not mapped"]
     (manpower,) = [e for k, e in by_key.items() if k[0] == "manpower" and k[1] == "site-0"]
     assert manpower.publishable
+
+
+def test_non_publishable_cells_count_each_blocked_entry_and_tolerate_fractions_shown_failed() -> None:
+    oracle = Oracle([plan()])
+    oracle.observe(upsert("t1", 1, job_site_id="site-2"))  # the unmapped job site: every module blocked
+    q = [{"cost_code_id": "cc-1", "unit_of_measure": "m3", "units": "0.5"}]
+    oracle.observe(upsert("t2", 1, quantities=q))  # mapped, but a fraction Procore cannot take
+    expected = oracle.non_publishable("acc")
+    day = DAY.isoformat()
+    assert expected[("manpower", "site-2", day)] == (1, 0)
+    assert expected[("production_quantity", "site-0", day)] == (1, 1)
+    assert ("manpower", "site-0", day) not in expected
+    seen = {("manpower", "site-2", day): 1, ("timecard", "site-2", day): 1, ("production_quantity", "site-0", day): 0}
+    assert readback.non_publishable_differences(seen, expected) == 0  # the fraction may show Failed
+    assert readback.non_publishable_differences({**seen, ("manpower", "site-2", day): 0}, expected) == 1
+    assert readback.non_publishable_differences({**seen, ("manpower", "site-0", day): 1}, expected) == 1
 
 
 def test_only_enabled_modules_have_entries() -> None:
@@ -187,6 +209,6 @@ def test_poison_is_rejected_by_the_contracts_and_the_unknown_account_is_not(inde
         adapter(TOPIC_CONTRACTS[contract]).validate_json(body)
         assert out.valid
     else:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValidationError):
             adapter(TOPIC_CONTRACTS[contract]).validate_json(body)
         assert not out.valid

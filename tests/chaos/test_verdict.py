@@ -75,12 +75,14 @@ def test_a_right_published_entry_passes() -> None:
 def test_wrong_lost_unexpected_and_stuck_entries_are_counted() -> None:
     tally = Tally()
     check_entries(tally, expected(), [timecard("publishing", "2.00")], after_final_publish=True)
-    assert tally.counts["wrong"] == 1 and tally.counts["stuck_publishing"] == 1
+    assert tally.counts["wrong"] == 1
+    assert tally.counts["stuck_publishing"] == 1
     tally = Tally()
     stray = SeenEntry("e2", ("timecard", "site-1", DAY, ("emp-0", "REG", None, None)), "todo", {}, None, 1)
     stray.row["timelog_duration"] = "3.00"
     check_entries(tally, expected(), [stray], after_final_publish=True)
-    assert tally.counts["lost"] == 1 and tally.counts["unexpected"] == 1
+    assert tally.counts["lost"] == 1
+    assert tally.counts["unexpected"] == 1
 
 
 def test_an_emptied_entry_whose_delete_was_refused_is_not_unexpected() -> None:
@@ -123,7 +125,8 @@ def test_procore_users_edits_must_survive_unless_forced() -> None:
     seen = [timecard("published", "1.00", 7)]
     tally = Tally()
     check_procore(tally, plan(), seen, {"timecard_entries": [record(7, "1.00")]}, [edit], [])
-    assert tally.counts["edits_overwritten"] == 1 and tally.counts["procore_mismatch"] == 0
+    assert tally.counts["edits_overwritten"] == 1
+    assert tally.counts["procore_mismatch"] == 0
     force = IssuedCommand(
         "acc",
         "timecard",

@@ -17,9 +17,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from shared.events import ReferenceKind, ReferenceUpserted, TimelogUpserted
+from shared.events import TimelogUpserted
+from tests.support.account import manpower_ready_account
 from tests.support.kafka import eventually, produce
-from tests.support.mapping import service_account
 from tests.support.system import System, running_system
 
 pytestmark = pytest.mark.e2e
@@ -39,86 +39,76 @@ async def test_make_run_publishes_a_timelog_and_stops_cleanly(
     base, sandbox_url = sys_.ready()
     account = "e2e-account"
 
-    async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as sandbox:
-        seeded = (
-            await sandbox.post(
-                "/_sandbox/companies",
-                json={"name": "E2E", "projects": [{"name": "Tower A"}], "vendors": [{"name": "Acme"}]},
-            )
-        ).json()
     async with httpx.AsyncClient(base_url=base, timeout=10) as gw:
         assert (await gw.get("/")).status_code == 200
         assert (await gw.get("/openapi.json")).status_code == 200
-        login = await gw.post(
-            "/api/dev/login",
-            json={
-                "account_id": account,
-                "user_id": "e2e",
-                "permissions": ["procore.publish", "procore.mapping", "procore.setup"],
-            },
-        )
-        assert login.status_code == 200, login.text
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        # The company's own service account proves the company is this account's.
-        client_id, secret = await service_account(sandbox_url, seeded["company_id"])
-        connect = await gw.post(
-            "/api/procore/connection",
-            json={"grant": "client_credentials", "client_id": client_id, "client_secret": secret},
-            headers=auth,
-        )
-        assert connect.status_code == 202, connect.text
-        await eventually(
-            lambda: gw.get(f"/api/commands/{connect.json()['command_id']}", headers=auth),
-            lambda r: r.json()["status"] == "done",
-            timeout_s=30,
-            what="connected",
-        )
-        setup = {"procore_company_id": seeded["company_id"], "enabled_modules": ["manpower"], "two_way": False}
-        assert (await gw.put("/api/setup", json=setup, headers=auth)).status_code == 202
-        for entity, mc_id, procore_id in (
-            ("project", "site-1", seeded["projects"][0]["id"]),
-            ("vendor", "co-1", seeded["vendors"][0]),
-        ):
-            response = await gw.put(f"/api/mappings/{entity}/{mc_id}", json={"procore_id": procore_id}, headers=auth)
-            assert response.status_code == 202, response.text
-
-        await produce(
+        ready = await manpower_ready_account(
+            gw,
+            sandbox_url,
             kafka_bootstrap,
-            topics.reference,
-            [ReferenceUpserted(account_id=account, kind=ReferenceKind.JOB_SITE, entity_id="site-1", name="Tower A")],
+            topics,
+            account=account,
+            user="e2e",
+            company="E2E",
+            site=("site-1", "Tower A"),
+            vendor="co-1",
+            timeout_s=30,
         )
+        auth, seeded = ready.auth, ready.company
         await produce(
             kafka_bootstrap,
             topics.timelogs,
             [
                 TimelogUpserted(
-                    account_id=account, timelog_id=f"tl-{i}", revision=1, employee_id=f"emp-{i}", company_id="co-1",
-                    crew_tag="Pour", job_site_id="site-1", work_date=DAY, duration_seconds=hours * 3600, pay_id="REG",
+                    account_id=account,
+                    timelog_id=f"tl-{i}",
+                    revision=1,
+                    employee_id=f"emp-{i}",
+                    company_id="co-1",
+                    crew_tag="Pour",
+                    job_site_id="site-1",
+                    work_date=DAY,
+                    duration_seconds=hours * 3600,
+                    pay_id="REG",
                 )
                 for i, hours in ((1, 8), (2, 6))
             ],
             key=f"{account}:site-1".encode(),
-        )  # fmt: skip
+        )
 
         async def rows() -> list[dict[str, object]]:
             response = await gw.get(f"/api/modules/manpower/cells/site-1/{DAY}", headers=auth)
             return list(response.json()["rows"]) if response.status_code == 200 else []
 
         (row,) = await eventually(rows, lambda r: len(r) == 1 and r[0]["status"] == "todo", timeout_s=30, what="To do")
-        assert row["manpower"] == 2 and Decimal(str(row["total_hours"])) == 14
+        assert row["manpower"] == 2
+        assert Decimal(str(row["total_hours"])) == 14
         response = await gw.post(
             "/api/modules/manpower/publish",
             json={"action": "publish", "scope": {"kind": "cell", "job_site_id": "site-1", "work_date": str(DAY)}},
             headers=auth,
         )
         assert response.status_code == 202, response.text
-        await eventually(rows, lambda r: r[0]["status"] == "published", timeout_s=30, what="Published")
+        (row,) = await eventually(rows, lambda r: r[0]["status"] == "published", timeout_s=30, what="Published")
+        # The history shows the publish's trace: the command and its result were recorded in one trace.
+        detail = (await gw.get(f"/api/entries/{row['entry_id']}", headers=auth)).json()
+        steps = {step["action"]: step for step in detail["history"]}
+        assert steps["publish"]["outcome"] is None, detail["history"]
+        assert steps["result"]["outcome"] == "published", detail["history"]
+        trace_id = steps["publish"]["trace_id"]
+        assert trace_id is not None, detail["history"]
+        assert len(trace_id) == 32, detail["history"]
+        assert int(trace_id, 16) != 0, detail["history"]
+        assert steps["result"]["trace_id"] == trace_id, detail["history"]
+        assert steps["publish"]["trace_url"] is None  # no TRACE_URL_TEMPLATE here
 
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as sandbox:
         logs = (
             await sandbox.get("/_sandbox/records/manpower_logs", params={"company_id": seeded["company_id"]})
         ).json()
-    assert len(logs) == 1 and logs[0]["num_workers"] == 2 and Decimal(logs[0]["num_hours"]) == 7
+    assert len(logs) == 1
+    assert logs[0]["num_workers"] == 2
+    assert Decimal(logs[0]["num_hours"]) == 7
 
     pids = sys_.child_pids()
     assert len(pids) == 5, sys_.lines

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from services.aggregator import handlers
+from services.aggregator.adapters.store import Store
 from shared import db
 from shared.events import MappingChanged, Module, ProcoreEntity, SetupChanged, TimelogUpserted
 from tests.support.database import ProvisionedDatabase, migrated
@@ -34,9 +35,9 @@ async def test_broken_vendor_mapping_is_explained_and_remapping_fixes_it(pool: a
     async def change(event: SetupChanged | MappingChanged | TimelogUpserted) -> None:
         async with pool.acquire() as conn, conn.transaction():
             if isinstance(event, TimelogUpserted):
-                await handlers.apply_timelog_events(conn, [event])
+                await handlers.apply_timelog_events(Store(conn), [event])
             else:
-                await handlers.apply_mapping_change(conn, event)
+                await handlers.apply_mapping_change(Store(conn), event)
 
     vendor = {"account_id": "a", "entity": ProcoreEntity.VENDOR, "mobiclocks_id": "c1"}
     await change(SetupChanged(account_id="a", procore_company_id=1, enabled_modules=[Module.MANPOWER], two_way=False))
@@ -44,10 +45,17 @@ async def test_broken_vendor_mapping_is_explained_and_remapping_fixes_it(pool: a
     await change(MappingChanged(**vendor, procore_id=20))
     await change(
         TimelogUpserted(
-            account_id="a", timelog_id="t1", revision=1, employee_id="e1", company_id="c1", job_site_id="s1",
-            work_date=date(2026, 3, 2), duration_seconds=3600, pay_id="REG",
+            account_id="a",
+            timelog_id="t1",
+            revision=1,
+            employee_id="e1",
+            company_id="c1",
+            job_site_id="s1",
+            work_date=date(2026, 3, 2),
+            duration_seconds=3600,
+            pay_id="REG",
         )
-    )  # fmt: skip
+    )
     assert await errors_of(pool) == ("todo", [])
 
     reason = "Procore vendor Acme no longer exists in Procore"

@@ -17,7 +17,8 @@ import asyncpg
 import pytest
 
 from services.aggregator import handlers
-from services.aggregator.adapters import repository as repo
+from services.aggregator.adapters import locks
+from services.aggregator.adapters.store import Store
 from shared import db
 from shared.events import Module, SetupChanged, TimelogDeleted, TimelogUpserted
 from shared.transient import transient_cause
@@ -48,7 +49,7 @@ async def enable(pool: asyncpg.Pool, *accounts: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         for account in accounts:
             setup = SetupChanged(account_id=account, procore_company_id=1, enabled_modules=list(Module), two_way=False)
-            await handlers.apply_mapping_change(conn, setup)
+            await handlers.apply_mapping_change(Store(conn), setup)
 
 
 def timelog(tid: str, rev: int, emp: str = "e1", site: str = "s1", hours: int = 8) -> TimelogUpserted:
@@ -71,7 +72,7 @@ async def waiting_on_a_lock(pool: asyncpg.Pool, pid: int) -> bool:
         return bool(await conn.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid))
 
 
-Work = Callable[[asyncpg.Connection], Awaitable[object]]
+Work = Callable[[Store], Awaitable[object]]
 
 
 async def race(pool: asyncpg.Pool, first: list[Timelog], second: list[Timelog] | Work) -> None:
@@ -79,12 +80,12 @@ async def race(pool: asyncpg.Pool, first: list[Timelog], second: list[Timelog] |
     async with pool.acquire() as a, pool.acquire() as b:
         tx_a = a.transaction()
         await tx_a.start()
-        await handlers.apply_timelog_events(a, first)
+        await handlers.apply_timelog_events(Store(a), first)
         work = partial(handlers.apply_timelog_events, events=second) if isinstance(second, list) else second
 
         async def apply_second() -> None:
             async with b.transaction():
-                await work(b)
+                await work(Store(b))
 
         other = asyncio.create_task(apply_second())
         pid = b.get_server_pid()
@@ -133,7 +134,8 @@ async def test_two_timelogs_creating_the_same_new_entry_add_up(
     await check(postgres_dsn, schema, [first, second, timelog("t3", 1, emp="e3", site="s3")])
     stored = await entry_rows(postgres_dsn, schema)
     (manpower,) = [r for r in stored.values() if r["module"] == "manpower" and r["job_site_id"] == "s1"]
-    assert manpower["content"]["manpower"] == "2" and manpower["members"] == {"e1": 1, "e2": 1}
+    assert manpower["content"]["manpower"] == "2"
+    assert manpower["members"] == {"e1": 1, "e2": 1}
 
 
 def from_accounts(count: int) -> list[Timelog]:
@@ -146,11 +148,11 @@ async def test_a_batch_from_many_accounts_holds_few_advisory_locks(pool: asyncpg
     batch = from_accounts(300)
     await enable(pool, *(e.account_id for e in batch))
     async with pool.acquire() as conn, conn.transaction():
-        await handlers.apply_timelog_events(conn, batch)
+        await handlers.apply_timelog_events(Store(conn), batch)
         held = await conn.fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
         )
-    assert 0 < held <= repo.ACCOUNT_BUCKETS
+    assert 0 < held <= locks.ACCOUNT_BUCKETS
 
 
 @pytest.mark.parametrize("accounts", [1, 300])
@@ -165,12 +167,12 @@ async def test_a_recompute_of_an_account_waits_for_a_batch_of_that_account(
     await check(postgres_dsn, schema, [e for e in batch if isinstance(e, TimelogUpserted)])
 
 
-async def with_retries(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
+async def with_retries(pool: asyncpg.Pool, work: Work) -> None:
     """What the consumer does: a transient failure (deadlock, concurrent creation) retries the whole transaction."""
     while True:
         try:
             async with pool.acquire() as conn, conn.transaction():
-                await work(conn)
+                await work(Store(conn))
             return
         except Exception as error:
             if transient_cause(error) is None:

@@ -18,9 +18,17 @@ DAY = date(2026, 11, 20)
 
 def timelog(tid: str, rev: int, site: str = "s1", hours: int = 8, emp: str = "e1") -> TimelogUpserted:
     return TimelogUpserted(
-        account_id="acc", timelog_id=tid, revision=rev, employee_id=emp, company_id="c1", crew_tag="A",
-        job_site_id=site, work_date=DAY, duration_seconds=hours * 3600, pay_id="REG",
-    )  # fmt: skip
+        account_id="acc",
+        timelog_id=tid,
+        revision=rev,
+        employee_id=emp,
+        company_id="c1",
+        crew_tag="A",
+        job_site_id=site,
+        work_date=DAY,
+        duration_seconds=hours * 3600,
+        pay_id="REG",
+    )
 
 
 async def entries(dsn: str, schema: str) -> list[dict[str, object]]:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.aggregator import domain, handlers
+from services.aggregator.adapters.store import Store
 from shared import db
 from shared.events import (
     DateRangeScope,
@@ -73,15 +74,19 @@ timelog_state = st.fixed_dictionaries(
 history = st.tuples(st.lists(timelog_state, min_size=1, max_size=4), st.booleans())
 
 
+# (batches of events, after which batch to publish, {"final": each timelog's last state, None once deleted})
+Scenario = tuple[list[list[TimelogUpserted | TimelogDeleted]], int, dict[str, dict[str, TimelogUpserted | None]]]
+
+
 @st.composite
-def scenario(draw: st.DrawFn) -> tuple[list[list[TimelogUpserted | TimelogDeleted]], int, dict[str, object]]:
+def scenario(draw: st.DrawFn) -> Scenario:
     histories = draw(st.lists(history, min_size=1, max_size=6))
     events: list[TimelogUpserted | TimelogDeleted] = []
     final: dict[str, TimelogUpserted | None] = {}
     for n, (states, deleted) in enumerate(histories):
         tid = f"t{n}"
         for rev, state in enumerate(states, start=1):
-            event = TimelogUpserted(account_id=ACCOUNT, timelog_id=tid, revision=rev, **state)  # type: ignore[arg-type]
+            event = TimelogUpserted(account_id=ACCOUNT, timelog_id=tid, revision=rev, **state)
             events.append(event)
             final[tid] = event
         if deleted:
@@ -113,9 +118,10 @@ async def reset(pool: asyncpg.Pool) -> None:
             " reference_names, outbox"
         )
         await handlers.apply_mapping_change(
-            conn, SetupChanged(account_id=ACCOUNT, procore_company_id=7, enabled_modules=list(Module), two_way=False)
+            Store(conn),
+            SetupChanged(account_id=ACCOUNT, procore_company_id=7, enabled_modules=list(Module), two_way=False),
         )
-        mapped = [(ProcoreEntity.PROJECT, s, None) for s in SITES]
+        mapped: list[tuple[ProcoreEntity, str, int | None]] = [(ProcoreEntity.PROJECT, s, None) for s in SITES]
         mapped += [(ProcoreEntity.VENDOR, c, None) for c in ("c1", "c2")]
         mapped += [(ProcoreEntity.EMPLOYEE, e, None) for e in EMPLOYEES]
         mapped += [(ProcoreEntity.PAYROLL_TYPE, p, None) for p in ("REG", "OT")]
@@ -123,23 +129,33 @@ async def reset(pool: asyncpg.Pool) -> None:
         mapped += [(ProcoreEntity.COST_CODE, c, 100 + i) for i, _ in enumerate(SITES) for c in ("cc1", "cc2")]
         for i, (entity, mc_id, project) in enumerate(mapped):
             await handlers.apply_mapping_change(
-                conn,
-                MappingChanged(account_id=ACCOUNT, entity=entity, mobiclocks_id=mc_id, procore_id=100 + i
-                               if entity is ProcoreEntity.PROJECT else 500 + i, procore_project_id=project),
-            )  # fmt: skip
+                Store(conn),
+                MappingChanged(
+                    account_id=ACCOUNT,
+                    entity=entity,
+                    mobiclocks_id=mc_id,
+                    procore_id=100 + i if entity is ProcoreEntity.PROJECT else 500 + i,
+                    procore_project_id=project,
+                ),
+            )
 
 
 async def publish_everything(pool: asyncpg.Pool) -> dict[uuid.UUID, tuple[str, frozenset[str]]]:
     """Publish all entries through the real command path; return what each was published with."""
     async with pool.acquire() as conn, conn.transaction():
         cmd = PublishEntries(
-            account_id=ACCOUNT, module=Module.TIMECARD, action=PublishAction.PUBLISH,
-            scope=DateRangeScope(date_from=DAY, date_to=DAY + timedelta(days=1)), **TEST_BACKEND.requester(),
-        )  # fmt: skip
+            account_id=ACCOUNT,
+            module=Module.TIMECARD,
+            action=PublishAction.PUBLISH,
+            scope=DateRangeScope(date_from=DAY, date_to=DAY + timedelta(days=1)),
+            **TEST_BACKEND.requester(),
+        )
         for module in Module:
-            await handlers.publish_entries(conn, cmd.model_copy(update={"module": module}), Topics())
-        requests = [json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
-                    for r in await conn.fetch("SELECT payload FROM outbox ORDER BY id")]  # fmt: skip
+            await handlers.publish_entries(Store(conn), cmd.model_copy(update={"module": module}), Topics())
+        requests = [
+            json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+            for r in await conn.fetch("SELECT payload FROM outbox ORDER BY id")
+        ]
         await conn.execute("DELETE FROM outbox")
         published: dict[uuid.UUID, tuple[str, frozenset[str]]] = {}
         for n, request in enumerate(requests):
@@ -153,31 +169,34 @@ async def publish_everything(pool: asyncpg.Pool) -> dict[uuid.UUID, tuple[str, f
                 frozenset(row["publishing_timelog_ids"]),
             )
             result = ProcorePublishFinished(
-                account_id=ACCOUNT, request_id=uuid.UUID(request["request_id"]),
-                entry_id=uuid.UUID(request["entry_id"]), entry_version=request["entry_version"],
+                account_id=ACCOUNT,
+                request_id=uuid.UUID(request["request_id"]),
+                entry_id=uuid.UUID(request["entry_id"]),
+                entry_version=request["entry_version"],
                 module=Module(request["module"]),
-                outcome=PublishOutcome.PUBLISHED, procore_id=10_000 + n,
-            )  # fmt: skip
-            assert await handlers.apply_publish_result(conn, result)
+                outcome=PublishOutcome.PUBLISHED,
+                procore_id=10_000 + n,
+            )
+            assert await handlers.apply_publish_result(Store(conn), result)
     return published
 
 
 def to_timelog(e: TimelogUpserted) -> domain.Timelog:
-    return handlers._to_timelog(e)
+    return handlers.to_timelog(e)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=scenario())
-async def test_entries_equal_a_recompute_whatever_the_order(pool: asyncpg.Pool, case) -> None:  # type: ignore[no-untyped-def]
+async def test_entries_equal_a_recompute_whatever_the_order(pool: asyncpg.Pool, case: Scenario) -> None:
     batches, publish_after, facts = case
-    final: dict[str, TimelogUpserted | None] = facts["final"]  # type: ignore[assignment]
+    final = facts["final"]
     await reset(pool)
     published: dict[uuid.UUID, tuple[str, frozenset[str]]] = {}
     for i, batch in enumerate(batches):
         if i == publish_after:
             published = await publish_everything(pool)
         async with pool.acquire() as conn, conn.transaction():
-            await handlers.apply_timelog_events(conn, batch)
+            await handlers.apply_timelog_events(Store(conn), batch)
     if publish_after == len(batches):
         published = await publish_everything(pool)
 
@@ -199,12 +218,15 @@ async def test_entries_equal_a_recompute_whatever_the_order(pool: asyncpg.Pool, 
         assert row is not None, f"missing entry {ref}"
         assert row["content"] == domain.content_of(ref.module, totals), ref
         assert (row["seconds"], Decimal(row["units"]), row["contributions"]) == (
-            totals.seconds, totals.units, totals.contributions
-        )  # fmt: skip
+            totals.seconds,
+            totals.units,
+            totals.contributions,
+        )
         assert by_entry.get(entry_id, {}) == dict(totals.members)
     for entry_id, row in stored.items():
         if entry_id not in expected_ids:
-            assert row["content"] is None and entry_id in published, "an empty entry must be gone unless published"
+            assert row["content"] is None, "an empty entry must be gone unless published"
+            assert entry_id in published, "an empty entry must be gone unless published"
 
     for entry_id, row in stored.items():
         status = row["status"]

@@ -131,7 +131,8 @@ async def test_a_request_nobody_answers_is_re_driven_until_a_publisher_does(
                 what="re-drives",
             )
             sent = await records_of(kafka_bootstrap, topics.publish_requests, 1)
-            assert len(sent) >= 3 and len({r.value for r in sent}) == 1, "the identical request, again and again"
+            assert len(sent) >= 3, "the identical request, again and again"
+            assert len({r.value for r in sent}) == 1, "the identical request, again and again"
             assert PublishToProcore.model_validate_json(sent[0].value).account_id == account
 
             async with started(publisher):
@@ -142,7 +143,8 @@ async def test_a_request_nobody_answers_is_re_driven_until_a_publisher_does(
                     what="Published",
                 )
                 records = await sandbox.records(Module.MANPOWER, company)
-                assert len(records) == 1 and records[0]["num_workers"] == 1
+                assert len(records) == 1
+                assert records[0]["num_workers"] == 1
                 # re-drives stop once the result is in; anything still in flight is answered from the attempt log
                 state = await entry_state(postgres_dsn, schema)
                 await records_of(kafka_bootstrap, topics.publish_results, 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def schema(postgres_dsn: str, unique: str):  # type: ignore[no-untyped-def]
+async def schema(postgres_dsn: str, unique: str) -> AsyncIterator[str]:
     name = f"t_{unique}_worker"
     yield name
     await db.drop_schemas(postgres_dsn, [name])
@@ -57,7 +58,8 @@ async def test_transient_failures_pause_the_consumer_until_they_pass_and_nothing
             lambda r: r[0] == 503 and any(k.startswith(f"consumer {worker.batch_topic}[") for k in r[1]["not_ready"]),
             what="not ready while the batch consumer is paused",
         )
-        assert body["database"] is True and body["broker"] is True
+        assert body["database"] is True
+        assert body["broker"] is True
         paused = body["not_ready"]
         assert all("Transient('a peer is not ready')" in why for why in paused.values()), body
         assert await worker.done() == {}, "nothing may be stored while the handler fails"
@@ -73,7 +75,8 @@ async def test_transient_failures_pause_the_consumer_until_they_pass_and_nothing
     assert "is transient (unavailable, not invalid)" in started[0]
     assert still, "a long pause is reported again while it lasts"
     assert len(still) < sum(probe.deliveries.values()) / 4, "rate-limited, not one line per try"
-    assert len(resumed) == len(started) and "paused (" in resumed[0]
+    assert len(resumed) == len(started)
+    assert "paused (" in resumed[0]
 
 
 async def test_a_database_outage_pauses_work_and_it_resumes_where_it_stopped(
@@ -182,13 +185,17 @@ async def test_oversized_and_malformed_messages_are_dead_lettered_at_once_and_th
         dead = await read_dead_letters(kafka_bootstrap, worker.dead_letter_topic)
 
     by_size = {d.size: d for d in dead}
-    assert len(dead) == 4 and len(by_size) == 4
+    assert len(dead) == 4
+    assert len(by_size) == 4
     assert by_size[len(big)].reason == f"message is {len(big)} bytes; the limit is {256 * 1024}"
-    assert by_size[len(big)].value == big and not by_size[len(big)].omitted
+    assert by_size[len(big)].value == big
+    assert not by_size[len(big)].omitted
     reference = by_size[len(huge)]
-    assert reference.omitted and reference.header(OMITTED_HEADER) == "true"
+    assert reference.omitted
+    assert reference.header(OMITTED_HEADER) == "true"
     assert reference.reason == f"message is {len(huge)} bytes; the limit is {256 * 1024}"
-    assert reference.value is not None and len(reference.value) < 2000
+    assert reference.value is not None
+    assert len(reference.value) < 2000
     assert [r for r in dead if r.header(REASON_HEADER) and "not valid JSON" in r.reason]
     assert any("id: Input should be a valid string" in r.reason for r in dead)
 

@@ -132,5 +132,6 @@ async def test_poison_messages_are_dead_lettered_once_each_and_every_valid_event
     assert reference.reason == f"message is {reference.size} bytes; the limit is {LIMIT}"
     assert reference.value is not None
     summary = json.loads(reference.value)
-    assert summary["size"] == reference.size and len(summary["sha256"]) == 64
+    assert summary["size"] == reference.size
+    assert len(summary["sha256"]) == 64
     assert summary["source"]["topic"] == topics.timelogs

@@ -108,9 +108,8 @@ async def test_each_role_may_do_exactly_what_the_model_intends(system: Provision
     assert (system.layout.read_schema("aggregator"), "entries") in objects
     readable = {(r["schema"], r["object"]) for r in rows if r["op"] == "SELECT" and r["allowed"] and r["object"]}
     if role == "gateway":
-        assert readable and all(
-            schema in {system.layout.read_schema(s) for s in READ_CONTRACTS} for schema, _ in readable
-        )
+        assert readable
+        assert all(schema in {system.layout.read_schema(s) for s in READ_CONTRACTS} for schema, _ in readable)
 
 
 async def test_read_contracts_hold_views_only_and_every_object_belongs_to_its_service(
@@ -141,7 +140,8 @@ async def test_read_contracts_hold_views_only_and_every_object_belongs_to_its_se
             system.layout.read_schema("mapping"),
         )
         names = [r["name"] for r in columns]
-        assert names and not [n for n in names if any(word in n for word in ("token", "secret", "client_id"))]
+        assert names
+        assert not [n for n in names if any(word in n for word in ("token", "secret", "client_id"))]
     finally:
         await conn.close()
 
@@ -161,7 +161,8 @@ async def test_every_role_has_minimal_attributes(system: ProvisionedDatabase) ->
     assert set(found) == set(system.layout.roles())
     for name, row in found.items():
         assert row["rolcanlogin"] is (name in {system.layout.role(s) for s in LOGIN_ROLES}), name
-        assert row["powerful"] is False and row["creates_schemas"] is False, name
+        assert row["powerful"] is False, name
+        assert row["creates_schemas"] is False, name
 
 
 class Allowed(Exception):
@@ -329,7 +330,8 @@ async def check_logins(pg: LocalPostgres, layout: Layout, passwords: dict[str, s
         stored = await admin.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", "pw_gateway")
     finally:
         await admin.close()
-    assert stored.startswith("SCRAM-SHA-256$4096:") and passwords["gateway"] not in stored
+    assert stored.startswith("SCRAM-SHA-256$4096:")
+    assert passwords["gateway"] not in stored
     for service in LOGIN_ROLES:
         conn = await asyncpg.connect(db.with_role(pg.dsn, layout.role(service), passwords[service]))
         try:

@@ -33,10 +33,17 @@ async def test_publisher_dead_letters_and_continues(
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=procore_sandbox_url)
     topics = cfg.topics
     good = PublishToProcore(
-        account_id="acc", entry_id=uuid.uuid4(), entry_version=1, module=Module.MANPOWER,
-        operation=ProcoreOperation.CREATE, procore_company_id=999_999, procore_project_id=1,
-        work_date=date(2026, 11, 20), payload={"num_workers": 1}, marker="[mc:test]",
-    )  # fmt: skip
+        account_id="acc",
+        entry_id=uuid.uuid4(),
+        entry_version=1,
+        module=Module.MANPOWER,
+        operation=ProcoreOperation.CREATE,
+        procore_company_id=999_999,
+        procore_project_id=1,
+        work_date=date(2026, 11, 20),
+        payload={"num_workers": 1},
+        marker="[mc:test]",
+    )
     bad_update = json.loads(good.model_dump_json()) | {"operation": "update", "request_id": str(uuid.uuid4())}
     async with running(cfg, which=("publisher",)):
         await produce(kafka_bootstrap, topics.publish_requests, [b"{", json.dumps(bad_update).encode(), good])
@@ -47,7 +54,8 @@ async def test_publisher_dead_letters_and_continues(
     assert "operation update needs procore_id" in reasons[1]
     result = json.loads(results[0].value)
     assert result["request_id"] == str(good.request_id)
-    assert result["outcome"] == "failed" and "not connected" in result["message"].lower()
+    assert result["outcome"] == "failed"
+    assert "not connected" in result["message"].lower()
 
 
 async def test_mapping_dead_letters_and_continues(
@@ -67,9 +75,11 @@ async def test_mapping_dead_letters_and_continues(
         dead = await consume(kafka_bootstrap, topics.dead_letter("mapping"), 1)
         changes = await consume(kafka_bootstrap, topics.mapping_changes, 1)
     reason = dict(dead[0].headers)[REASON_HEADER].decode()
-    assert "enabled_modules.0" in reason and "requested_by: Field required" in reason
+    assert "enabled_modules.0" in reason
+    assert "requested_by: Field required" in reason
     change = json.loads(changes[0].value)
-    assert change["type"] == "setup.changed" and change["enabled_modules"] == ["timecard"]
+    assert change["type"] == "setup.changed"
+    assert change["enabled_modules"] == ["timecard"]
 
 
 # --- the dead-letter command line: list, and replay each one once ---------------------------------
@@ -118,8 +128,10 @@ async def test_cli_lists_dead_letters_and_replays_chosen_ones_once(
             assert f"{worker.dead_letter_topic}: 3 of 3" in out
             header = out.splitlines()[1].split()
             assert header == ["SERVICE", "POSITION", "AGE", "SIZE", "SOURCE", "REPLAYED", "REASON"]
-            assert "message is not valid JSON" in out and "handler failed 3 times: ValueError" in out
-            assert "(omitted)" in out and f"{worker.single_topic}[" in out
+            assert "message is not valid JSON" in out
+            assert "handler failed 3 times: ValueError" in out
+            assert "(omitted)" in out
+            assert f"{worker.single_topic}[" in out
 
             code, out, _ = await cli(kafka_bootstrap, prefix, "list", "-s", "worker", "--reason-contains", "VALUEERROR")
             assert f"{worker.dead_letter_topic}: 1 of 3" in out
@@ -132,7 +144,8 @@ async def test_cli_lists_dead_letters_and_replays_chosen_ones_once(
             code, out, err = await cli(
                 kafka_bootstrap, prefix, "replay", "-s", "worker", "--offsets", fixme[0].position, "--dry-run"
             )
-            assert code == 0 and "would replay 1" in out, (out, err)
+            assert code == 0, (out, err)
+            assert "would replay 1" in out, (out, err)
             assert await replayed_copies(kafka_bootstrap, worker.single_topic) == []
 
             probe.broken.clear()  # the cause is fixed: now replay it, twice
@@ -143,19 +156,24 @@ async def test_cli_lists_dead_letters_and_replays_chosen_ones_once(
             assert [code for code, _, _ in runs] == [0, 0], runs
             (_, first_out, first_err), (_, second_out, _) = runs
             assert "replayed 1" in first_out
-            assert f"replay {worker.dead_letter_topic}: 100%" in first_err and "1/1" in first_err  # the progress bar
-            assert "1 already replayed, skipped" in second_out and "replayed 0" in second_out
+            assert f"replay {worker.dead_letter_topic}: 100%" in first_err
+            assert "1/1" in first_err
+            assert "1 already replayed, skipped" in second_out
+            assert "replayed 0" in second_out
             await eventually(worker.done, lambda done: done.get("fixme") == 7, what="the replayed message handled")
 
             copies = await replayed_copies(kafka_bootstrap, worker.single_topic)
             assert len(copies) == 1
-            assert copies[0].value == fixme[0].value and copies[0].key == fixme[0].key
+            assert copies[0].value == fixme[0].value
+            assert copies[0].key == fixme[0].key
             headers = dict(copies[0].headers)
             assert headers[REPLAYED_FROM_HEADER] == f"{worker.dead_letter_topic}:{fixme[0].position}".encode()
             assert not [k for k in headers if k.startswith("x-dead-letter-")]
 
             code, out, err = await cli(kafka_bootstrap, prefix, "replay", "-s", "worker", "--reason-contains", "limit")
-            assert code == 0 and "payload omitted" in err and "cannot be replayed" in err
+            assert code == 0
+            assert "payload omitted" in err
+            assert "cannot be replayed" in err
             assert len(await replayed_copies(kafka_bootstrap, worker.single_topic)) == 1
 
             code, out, _ = await cli(kafka_bootstrap, prefix, "list", "-s", "worker", "--reason-contains", "failed")
@@ -191,8 +209,12 @@ async def test_a_dead_letter_the_broker_refuses_as_too_large_is_sent_as_a_refere
     finally:
         await broker.stop()
     (dead,) = await read_dead_letters(kafka_bootstrap, topics.dead_letter("svc"))
-    assert dead.omitted and dead.reason == "invalid message: pad" and dead.size == len(value)
+    assert dead.omitted
+    assert dead.reason == "invalid message: pad"
+    assert dead.size == len(value)
     assert dead.value is not None
     body = json.loads(dead.value)
-    assert body["payload_omitted"].startswith("the broker refused") and "MessageSizeTooLarge" in body["payload_omitted"]
-    assert body["source"] == {"topic": source, "partition": 0, "offset": 0} and body["head"].startswith('{"pad": "xx')
+    assert body["payload_omitted"].startswith("the broker refused")
+    assert "MessageSizeTooLarge" in body["payload_omitted"]
+    assert body["source"] == {"topic": source, "partition": 0, "offset": 0}
+    assert body["head"].startswith('{"pad": "xx')

@@ -20,9 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack import testinfra
 from devstack._proc import pid_alive
-from devstack.broker import LocalBroker, ensure_topics
+from devstack.broker import LocalBroker, create_topics_and_wait
+from devstack.databases import drop_schemas_with_prefix
 from devstack.ports import free_port, wait_for_tcp
-from devstack.postgres import LocalPostgres, drop_schemas
+from devstack.postgres import LocalPostgres
 from devstack.processes import ServiceFailed, ServiceSpec, Supervisor, http_ready
 
 pytestmark = pytest.mark.integration
@@ -51,12 +52,13 @@ def test_free_port_and_wait_for_tcp() -> None:
 async def test_local_broker_roundtrip_with_header(tmp_path: Path) -> None:
     async with LocalBroker(log_dir=tmp_path) as broker:
         pid = broker.pid
-        assert pid is not None and pid_alive(pid)
+        assert pid is not None
+        assert pid_alive(pid)
         assert broker.bootstrap_servers == f"127.0.0.1:{broker.port}"
         assert broker.log_path.exists()
         topic = f"{testinfra.run_id()}.devstack.roundtrip"
-        assert await ensure_topics(broker.bootstrap_servers, [topic], partitions=2) == [topic]
-        assert await ensure_topics(broker.bootstrap_servers, [topic]) == []  # already there: tolerated
+        assert await create_topics_and_wait(broker.bootstrap_servers, [topic], partitions=2) == [topic]
+        assert await create_topics_and_wait(broker.bootstrap_servers, [topic]) == []  # already there: tolerated
 
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
         await producer.start()
@@ -82,7 +84,8 @@ def test_local_broker_sync_context_manager(tmp_path: Path) -> None:
     with LocalBroker(log_dir=tmp_path) as broker:
         pid = broker.pid
         assert pid is not None
-        assert broker.started_in is not None and broker.started_in < 10
+        assert broker.started_in is not None
+        assert broker.started_in < 10
     assert _wait_gone(pid, 1.0)
 
 
@@ -113,9 +116,10 @@ async def test_local_broker_s3_storage_survives_restart(tmp_path: Path) -> None:
     broker = LocalBroker(log_dir=tmp_path, storage="s3")
     await broker.astart()
     try:
-        assert broker.storage_url == "s3://tansu/" and broker.s3 is not None
+        assert broker.storage_url == "s3://tansu/"
+        assert broker.s3 is not None
         topic = f"{testinfra.run_id()}.devstack.s3"
-        await ensure_topics(broker.bootstrap_servers, [topic], partitions=1)
+        await create_topics_and_wait(broker.bootstrap_servers, [topic], partitions=1)
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
         await producer.start()
         try:
@@ -124,7 +128,8 @@ async def test_local_broker_s3_storage_survives_restart(tmp_path: Path) -> None:
             await producer.stop()
         old_pid = broker.pid
         await asyncio.to_thread(broker.stop, keep_s3=True)
-        assert old_pid is not None and _wait_gone(old_pid, 1.0)
+        assert old_pid is not None
+        assert _wait_gone(old_pid, 1.0)
         await broker.astart()  # same port, same S3 emulator
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest")
         await consumer.start()
@@ -136,7 +141,8 @@ async def test_local_broker_s3_storage_survives_restart(tmp_path: Path) -> None:
     finally:
         s3_pid = broker.s3.pid if broker.s3 else None
         await asyncio.to_thread(broker.stop)
-    assert s3_pid is not None and _wait_gone(s3_pid, 5.0)
+    assert s3_pid is not None
+    assert _wait_gone(s3_pid, 5.0)
 
 
 # -- postgres -------------------------------------------------------------------------------------
@@ -144,7 +150,8 @@ async def test_local_postgres_embedded(tmp_path: Path) -> None:
     pg = LocalPostgres(log_dir=tmp_path)
     with pg:
         pid = pg.pid
-        assert pid is not None and pg.embedded
+        assert pid is not None
+        assert pg.embedded
         data_dir = pg.data_dir
         assert data_dir is not None
         conn = await asyncpg.connect(pg.dsn)
@@ -154,7 +161,7 @@ async def test_local_postgres_embedded(tmp_path: Path) -> None:
             await conn.execute(f"create schema {prefix}a; create schema {prefix}b; create schema keep_me")
         finally:
             await conn.close()
-        assert await drop_schemas(pg.dsn, prefix) == [f"{prefix}a", f"{prefix}b"]
+        assert await drop_schemas_with_prefix(pg.dsn, prefix) == [f"{prefix}a", f"{prefix}b"]
         conn = await asyncpg.connect(pg.socket_dsn)  # the Unix socket works too
         try:
             assert await conn.fetchval("select count(*) from pg_namespace where nspname = 'keep_me'") == 1
@@ -182,7 +189,8 @@ async def test_local_postgres_persistent_data_dir_restart(tmp_path: Path) -> Non
 def test_local_postgres_external_dsn_is_passthrough() -> None:
     with LocalPostgres("postgresql://u@example.invalid/db") as pg:
         assert pg.dsn == "postgresql://u@example.invalid/db"
-        assert not pg.embedded and pg.pid is None
+        assert not pg.embedded
+        assert pg.pid is None
 
 
 async def test_postgres_dsn_embedded_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,7 +225,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def _spec(tmp_path: Path, name: str, crash_after: float = -1, **kw: object) -> ServiceSpec:
+def _spec(tmp_path: Path, name: str, crash_after: float = -1, restart: bool = True) -> ServiceSpec:
     script = tmp_path / "child.py"
     if not script.exists():
         script.write_text(CHILD)
@@ -227,7 +235,7 @@ def _spec(tmp_path: Path, name: str, crash_after: float = -1, **kw: object) -> S
         argv=[sys.executable, str(script), str(port), str(crash_after)],
         health_url=f"http://127.0.0.1:{port}/health",
         ready_timeout=15,
-        **kw,  # type: ignore[arg-type]
+        restart=restart,
     )
 
 
@@ -278,17 +286,22 @@ async def test_supervisor_restarts_a_killed_child_with_backoff_and_stops_cleanly
     await _wait_for_text(out, "devstack | victim exited (signal 9); restarting in 1 s (restart #1)")
     await _wait_for_text(out, "victim ready again in")
     second_pid = victim.pid
-    assert second_pid != first_pid and pid_alive(second_pid) and not pid_alive(first_pid)
+    assert second_pid != first_pid
+    assert pid_alive(second_pid)
+    assert not pid_alive(first_pid)
     assert victim.spec.health_url is not None
     assert await http_ready(victim.spec.health_url)
 
     os.kill(second_pid, signal.SIGKILL)  # again at once: the backoff doubles
     await _wait_for_text(out, "devstack | victim exited (signal 9); restarting in 2 s (restart #2)")
     await _wait_for_text(out, "victim ready again in", times=2)
-    assert victim.pid != second_pid and f"restarted victim (pid {victim.pid})" in out.getvalue()
+    assert victim.pid != second_pid
+    assert f"restarted victim (pid {victim.pid})" in out.getvalue()
 
-    assert not task.done() and not sup.failures  # nothing else was stopped
-    assert steady.restarts == 0 and pid_alive(steady.pid)
+    assert not task.done()
+    assert not sup.failures
+    assert steady.restarts == 0
+    assert pid_alive(steady.pid)
     sup.request_stop()
     assert await asyncio.wait_for(task, 15) == 0
     assert all(not pid_alive(pid) for pid in (steady.pid, victim.pid, first_pid, second_pid))
@@ -306,7 +319,8 @@ async def test_supervisor_stop_during_restart_backoff_leaves_no_child(tmp_path: 
     await _wait_for_text(out, "restarting in 8 s (restart #1)")
     sup.request_stop()
     assert await asyncio.wait_for(task, 5) == 0
-    assert victim.pid == old_pid and "restarted victim" not in out.getvalue()
+    assert victim.pid == old_pid
+    assert "restarted victim" not in out.getvalue()
 
 
 async def test_supervisor_run_fails_when_a_child_never_becomes_ready(tmp_path: Path) -> None:
@@ -414,7 +428,8 @@ def test_testinfra_env_var_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "envhost:9092")
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     monkeypatch.setattr(testinfra, "docker_available", lambda: pytest.fail("docker must not be probed"))
-    assert testinfra.kafka_source() == "env" and testinfra.postgres_source() == "env"
+    assert testinfra.kafka_source() == "env"
+    assert testinfra.postgres_source() == "env"
     with testinfra.kafka_bootstrap() as bootstrap, testinfra.postgres_dsn() as dsn:
         assert bootstrap == "envhost:9092"
         assert dsn == "postgresql://postgres@127.0.0.1:5432/test"
@@ -472,5 +487,8 @@ def test_testinfra_docker_disabled_by_env(monkeypatch: pytest.MonkeyPatch) -> No
 def test_run_id_is_stable_and_identifier_safe() -> None:
     rid = testinfra.run_id()
     assert rid == testinfra.run_id()
-    assert rid[0].isalpha() and rid.isalnum() and rid.islower() and len(rid) <= 12
+    assert rid[0].isalpha()
+    assert rid.isalnum()
+    assert rid.islower()
+    assert len(rid) <= 12
     assert os.environ.get("DEVSTACK_RUN_ID", rid) == rid

@@ -18,7 +18,7 @@ import pytest
 
 from services.gateway.bootstrap import build_app as build_gateway
 from services.gateway.config import GatewaySettings
-from services.gateway.domain import DEV_AUDIENCE, Principal, issue_dev_token
+from services.gateway.tokens import DEV_AUDIENCE, Principal, issue_dev_token
 from shared.broker import ensure_topics
 from tests.support.database import migrated, provisioned
 from tests.support.kafka import eventually
@@ -98,7 +98,8 @@ async def test_a_rotated_key_is_fetched_and_a_withdrawn_one_is_refused(
     async with key_server(old) as (server, jwks), gateway(production(cfg, jwks, jwks_cache_ttl_s=0.5)) as http:
         assert (await http.get("/api/me", headers=old.bearer("acc-1"))).status_code == 200
         unpublished = await http.get("/api/me", headers=new.bearer("acc-1"))
-        assert unpublished.status_code == 401 and "kid 'rsa-2026-2'" in unpublished.json()["detail"]
+        assert unpublished.status_code == 401
+        assert "kid 'rsa-2026-2'" in unpublished.json()["detail"]
         server.keys = [old, new]  # core publishes its next key and signs with it: the unknown kid fetches the set
         assert (await http.get("/api/me", headers=new.bearer("acc-1"))).status_code == 200
         server.keys = [new]  # and withdraws the old one: gone once the cached set expires (JWKS_CACHE_TTL_S)
@@ -137,7 +138,8 @@ async def test_a_key_server_that_cannot_be_reached_is_503_not_401(cfg: StackConf
     jwks = f"http://127.0.0.1:{_closed_port()}{KeyServer.PATH}"
     async with gateway(production(cfg, jwks, jwks_timeout_s=2)) as http:
         answer = await http.get("/api/me", headers=keys["rsa"].bearer("acc-1"))
-        assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"], answer.text
 
 
 async def test_development_tokens_and_foreign_claims_are_401_in_production(
@@ -153,7 +155,8 @@ async def test_development_tokens_and_foreign_claims_are_401_in_production(
             (key.bearer("acc-1", aud="another-service"), "aud"),
         ]:
             answer = await http.get("/api/me", headers=headers)
-            assert answer.status_code == 401 and why in answer.json()["detail"], answer.text
+            assert answer.status_code == 401, answer.text
+            assert why in answer.json()["detail"], answer.text
             assert answer.headers["www-authenticate"] == "Bearer"
 
 
@@ -172,8 +175,10 @@ async def test_every_answer_carries_the_security_headers(cfg: StackConfig, keys:
         }
         for what, answer in answers.items():
             csp = answer.headers.get("content-security-policy", "")
-            assert "script-src 'self'" in csp and "unsafe-inline" not in csp, what
-            assert "frame-ancestors 'none'" in csp and answer.headers["x-frame-options"] == "DENY", what
+            assert "script-src 'self'" in csp, what
+            assert "unsafe-inline" not in csp, what
+            assert "frame-ancestors 'none'" in csp, what
+            assert answer.headers["x-frame-options"] == "DENY", what
             assert answer.headers["x-content-type-options"] == "nosniff", what
             assert answer.headers["referrer-policy"] == "no-referrer", what
         assert answers["api"].headers["cache-control"] == "no-store"
@@ -189,7 +194,8 @@ async def test_bodies_over_the_limit_are_413_naming_it_and_nothing_is_sent(
     big = {**PUBLISH, "padding": "x" * 5000}
     async with key_server(keys["rsa"]) as (_, jwks), gateway(production(cfg, jwks, max_body_bytes=4096)) as http:
         declared = await http.post("/api/modules/manpower/publish", json=big, headers=headers)
-        assert declared.status_code == 413 and "4096 bytes" in declared.json()["detail"]
+        assert declared.status_code == 413
+        assert "4096 bytes" in declared.json()["detail"]
         assert declared.headers["x-frame-options"] == "DENY"
 
         async def stream() -> AsyncIterator[bytes]:
@@ -203,7 +209,8 @@ async def test_bodies_over_the_limit_are_413_naming_it_and_nothing_is_sent(
             headers={**headers, "Content-Type": "application/json"},
         )
         assert streamed.request.headers.get("transfer-encoding") == "chunked"
-        assert streamed.status_code == 413 and "4096 bytes" in streamed.json()["detail"]
+        assert streamed.status_code == 413
+        assert "4096 bytes" in streamed.json()["detail"]
         fits = await http.post("/api/modules/manpower/publish", json=PUBLISH, headers=headers)
         assert fits.status_code == 202, fits.text
     sent = [r for r in await topic_records(cfg.kafka, cfg.topics.publish_commands) if r["account_id"] == account]
@@ -225,7 +232,8 @@ async def test_commands_past_the_rate_limit_are_429_with_retry_after_and_not_sen
         assert [a.status_code for a in answers] == [202, 202, 429]
         limited = answers[2]
         assert 1 <= int(limited.headers["retry-after"]) <= 60
-        assert "publish" in limited.json()["detail"] and "2 per 1 minute" in limited.json()["detail"]
+        assert "publish" in limited.json()["detail"]
+        assert "2 per 1 minute" in limited.json()["detail"]
         calm_answer = await http.post("/api/modules/manpower/publish", json=PUBLISH, headers=keys["rsa"].bearer(calm))
         assert calm_answer.status_code == 202  # another account has its own budget
         syncs = [
@@ -254,7 +262,9 @@ async def test_development_serves_docs_under_their_own_policy_and_warns_about_de
         docs = await http.get("/docs")
         assert docs.status_code == 200
         policy = docs.headers["content-security-policy"]
-        assert "'sha256-" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+        assert "'sha256-" in policy
+        assert "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
         page = await http.get("/dev/login", params={"account_id": "acc-dev"})
         assert page.headers["content-security-policy"].startswith("default-src 'self'")
         assert '<script src="/static/dev-login.js">' in page.text

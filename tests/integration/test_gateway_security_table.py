@@ -18,6 +18,7 @@ under uvicorn, the aggregator in-process, the gateway in production mode in-proc
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,8 +33,9 @@ from starlette.routing import Mount
 
 from devstack.testinfra import run_id
 from services.gateway.bootstrap import build_app as build_gateway
-from services.gateway.domain import DEV_AUDIENCE, Principal, issue_dev_token
+from services.gateway.tokens import DEV_AUDIENCE, Principal, issue_dev_token
 from services.mapping.handlers import REQUIRED_PERMISSION
+from shared import labels
 from shared.broker import ensure_topics
 from shared.events import (
     NO_PERMISSIONS,
@@ -116,13 +118,18 @@ class World:
         return [self.owner, self.company_name, str(self.company_id), str(self.entry_id), self.site, self.company_mc]
 
     async def quiet(self) -> None:
-        """Until both services have sent everything they wrote (their outboxes are empty)."""
+        """Until both services have sent everything they wrote (their outboxes are empty) and the aggregator has
+        re-checked every entry a mapping change marked (its debounced remap is not pending)."""
         for schema in self.schemas:
+            pending = f'SELECT count(*) AS n FROM "{schema}".outbox'
+            remaps = await fetch(self.cfg.dsn, f"SELECT to_regclass('\"{schema}\".remap_marks') IS NOT NULL AS has")
+            if remaps[0]["has"]:
+                pending += f' UNION ALL SELECT count(*) FROM "{schema}".remap_marks'
             await eventually(
-                lambda s=schema: fetch(self.cfg.dsn, f'SELECT count(*) AS n FROM "{s}".outbox'),
-                lambda rows: rows[0]["n"] == 0,
+                functools.partial(fetch, self.cfg.dsn, pending),
+                lambda rows: all(row["n"] == 0 for row in rows),
                 timeout_s=30,
-                what=f"an empty outbox in {schema}",
+                what=f"an empty outbox and no pending remap in {schema}",
             )
 
     async def records(self) -> dict[str, list[dict[str, Any]]]:
@@ -196,20 +203,38 @@ async def _seed(
         account_id=owner, procore_company_id=company_id, enabled_modules=[Module.MANPOWER], **TEST_BACKEND.requester()
     )
     mappings = [
-        SetMapping(account_id=owner, entity=ProcoreEntity.PROJECT, mobiclocks_id=site, procore_id=project_id,
-                   **TEST_BACKEND.requester()),
-        SetMapping(account_id=owner, entity=ProcoreEntity.VENDOR, mobiclocks_id=company_mc, procore_id=vendor_id,
-                   **TEST_BACKEND.requester()),
-    ]  # fmt: skip
+        SetMapping(
+            account_id=owner,
+            entity=ProcoreEntity.PROJECT,
+            mobiclocks_id=site,
+            procore_id=project_id,
+            **TEST_BACKEND.requester(),
+        ),
+        SetMapping(
+            account_id=owner,
+            entity=ProcoreEntity.VENDOR,
+            mobiclocks_id=company_mc,
+            procore_id=vendor_id,
+            **TEST_BACKEND.requester(),
+        ),
+    ]
     await produce(cfg.kafka, cfg.topics.mapping_commands, [setup, *mappings], key=owner.encode())
     for command in (setup, *mappings):
         assert (await outcome(cfg.dsn, cfg.schemas["mapping"], command.event_id, 60))["status"] == "done"
     start = datetime(DAY.year, DAY.month, DAY.day, 7, tzinfo=UTC)
     timelog = TimelogUpserted(
-        account_id=owner, timelog_id=f"tl-{unique}", revision=1, employee_id="e1", company_id=company_mc,
-        crew_tag="Crew", job_site_id=site, work_date=DAY, clock_in=start, clock_out=start + timedelta(hours=8),
+        account_id=owner,
+        timelog_id=f"tl-{unique}",
+        revision=1,
+        employee_id="e1",
+        company_id=company_mc,
+        crew_tag="Crew",
+        job_site_id=site,
+        work_date=DAY,
+        clock_in=start,
+        clock_out=start + timedelta(hours=8),
         pay_id="p1",
-    )  # fmt: skip
+    )
     await produce(cfg.kafka, cfg.topics.timelogs, [timelog], key=f"{owner}:{site}".encode())
     entries = await eventually(
         lambda: fetch(
@@ -220,9 +245,20 @@ async def _seed(
         what="A's manpower entry, To do",
     )
     world = World(
-        cfg, gateway, key, owner, f"other-{unique}", company_id, company_name, vendor_id, project_id, site,
-        company_mc, entries[0]["entry_id"], setup.event_id,
-    )  # fmt: skip
+        cfg,
+        gateway,
+        key,
+        owner,
+        f"other-{unique}",
+        company_id,
+        company_name,
+        vendor_id,
+        project_id,
+        site,
+        company_mc,
+        entries[0]["entry_id"],
+        setup.event_id,
+    )
     await world.quiet()
     return world
 
@@ -254,11 +290,17 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/health"): "readiness: no account data",
     ("GET", "/health/ready"): "readiness: no account data",
     ("GET", "/health/live"): "liveness: no account data",
+    ("GET", "/metrics"): "Prometheus counters by route template and status, process statistics: no account data",
     ("GET", "/openapi.json"): "the API's contract: no account data",
     ("GET", "/"): "the dashboard page: static, it calls the API with the user's token",
     ("*", "/static"): "the dashboard's scripts and styles",
+    ("GET", "/api/labels"): "the product's names of things (statuses, modules, permissions): no account data",
+    ("GET", "/api/live"): "server-sent events, authenticated by a short-lived ticket (POST /api/live/ticket) rather "
+    "than the bearer token: tests/integration/test_gateway_live.py",
     ("GET", "/oauth/procore/callback"): "Procore's redirect: the browser's nonce cookie and the single-use state "
     "guard it (tests/integration/test_mapping_oauth_security.py)",
+    ("POST", "/webhooks/procore"): "Procore's webhook deliveries: authenticated by the hook's own secret, checked by "
+    "the mapping service, rate-limited per hook (tests/integration/test_procore_webhook_route.py)",
 }
 DEVELOPMENT_ONLY = {("GET", "/docs"), ("POST", "/api/dev/login"), ("GET", "/dev/login")}
 
@@ -280,6 +322,15 @@ ROUTES: dict[tuple[str, str], Route] = {
         ),
         "404",
     ),
+    ("POST", "/api/modules/{module}/force-publish/preview"): Route(
+        Permission.PUBLISH,
+        _send(
+            lambda w: "/api/modules/manpower/force-publish/preview",
+            lambda w: {"scope": {"kind": "entries", "entry_ids": [str(w.entry_id)]}},
+        ),
+        "404",
+    ),
+    ("POST", "/api/live/ticket"): Route(None, _send(lambda w: "/api/live/ticket", lambda w: None), "own scope"),
     ("PUT", "/api/setup"): Route(
         Permission.SETUP,
         _send(lambda w: "/api/setup", lambda w: {"procore_company_id": w.company_id, "enabled_modules": ["manpower"]}),
@@ -380,8 +431,8 @@ async def test_unauthenticated_and_unpermitted_callers_change_nothing_and_emit_n
                 answer = await _call(http, method, route.request, world, world.key.bearer(world.owner, lacking))
                 if answer.status_code != 403 or answer.json().get("permission") != route.needs.value:
                     problems.append(f"{method} {path} without {route.needs.value}: {answer.status_code} {answer.text}")
-                elif route.needs.value not in answer.json()["detail"]:
-                    problems.append(f"{method} {path}: the 403 does not name {route.needs.value}")
+                elif labels.PERMISSIONS[route.needs.value] not in answer.json()["detail"]:
+                    problems.append(f"{method} {path}: the 403 does not name {labels.PERMISSIONS[route.needs.value]}")
     assert problems == []
     assert await world.records() == sent, "something was emitted on Kafka"
     await world.quiet()
@@ -418,7 +469,8 @@ async def test_another_account_never_reaches_the_owners_data(world: World) -> No
         ).json()
         assert board["rows"] == []
         offered = (await http.get("/api/procore/connection", headers=world.key.bearer(world.other))).json()
-        assert offered["companies"] == [] and offered["procore_company_id"] is None
+        assert offered["companies"] == []
+        assert offered["procore_company_id"] is None
         pending = (await http.get(f"/api/commands/{world.command_id}", headers=world.key.bearer(world.other))).json()
         assert pending == {**pending, "status": "pending", "message": None}
 
@@ -428,7 +480,8 @@ async def test_another_account_never_reaches_the_owners_data(world: World) -> No
     new = [r for topic in world.topics for r in sent_after[topic] if r not in sent_before[topic]]
     assert {r["account_id"] for r in new} <= {world.other}, "a message about the owner's account was emitted"
     gateway_commands = [r for r in new if r["event_id"] in commands]
-    assert gateway_commands and all(r["permissions"] == ALL_PERMISSIONS for r in gateway_commands)
+    assert gateway_commands
+    assert all(r["permissions"] == ALL_PERMISSIONS for r in gateway_commands)
     assert not [
         r
         for r in sent_after[world.cfg.topics.publish_commands]
@@ -439,7 +492,8 @@ async def test_another_account_never_reaches_the_owners_data(world: World) -> No
             await outcome(world.cfg.dsn, world.cfg.schemas["mapping"], command_id, 60)
     unbind = next(r for r in new if r.get("type") == "procore.unbind_company")
     refused = await outcome(world.cfg.dsn, world.cfg.schemas["mapping"], unbind["event_id"], 60)
-    assert refused["status"] == "rejected" and "not connected to this account" in refused["message"]
+    assert refused["status"] == "rejected"
+    assert "not connected to this account" in refused["message"]
     await world.quiet()
     assert await snapshot(world.cfg.dsn, world.schemas, account=world.owner) == owner_before
 
@@ -506,7 +560,7 @@ async def test_commands_sent_straight_to_kafka_without_the_permission_are_refuse
     for cls, factory in FACTORIES.items():
         needed = COMMAND_NEEDS[cls]
         for case, who in _refused_requesters(needed).items():
-            reason = NO_PERMISSIONS if case == "no permissions list" else f"the permission {needed.value!r}"
+            reason = NO_PERMISSIONS if case == "no permissions list" else labels.permission_sentence(needed.value)
             sent.append((factory(world, who), case, reason))
     for command, _, _ in sent:
         topic = cfg.topics.publish_commands if isinstance(command, PublishEntries) else cfg.topics.mapping_commands

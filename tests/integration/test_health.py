@@ -14,6 +14,7 @@ import uvicorn
 from devstack.ports import free_port
 from services.gateway.bootstrap import build_app as build_gateway
 from services.gateway.config import GatewaySettings
+from services.gateway.tokens import Principal, issue_dev_token
 from shared import db
 from shared.readiness import Readiness
 from tests.integration.worker_app import running_worker
@@ -69,6 +70,17 @@ async def test_gateway_is_alive_but_not_ready_while_its_database_is_away(
         assert body == {"status": "not ready", "database": False, "broker": True}
         assert (await get(f"{base}/health"))[0] == 503
         assert await get(f"{base}/health/live") == (200, {"status": "alive"})
+        # A signed-in read while the database is away: unavailable (503, try again), not a server error.
+        token = issue_dev_token(Principal("u1", "acc-1"), "s" * 32, 600)
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+            week = await client.get(
+                f"{base}/api/modules/manpower/dashboard",
+                params={"week_start": "2026-11-23"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        assert week.status_code == 503, week.text
+        assert week.headers["Retry-After"]
+        assert "database" in week.json()["detail"]
 
         await proxy.restore()
         await eventually(lambda: get(f"{base}/health/ready"), lambda r: r == (200, ready), what="ready again")
@@ -108,7 +120,8 @@ async def test_event_driven_service_is_alive_while_a_consumer_waits_out_an_outag
             await eventually(worker.ready, lambda r: r[0] == 200, what="ready")
             await proxy.cut()
             _, body = await eventually(worker.ready, lambda r: r[0] == 503)
-            assert body["database"] is False and body["status"] == "not ready"
+            assert body["database"] is False
+            assert body["status"] == "not ready"
             assert await get(f"{worker.url}/health/live") == (200, {"status": "alive"})
             assert (await get(f"{worker.url}/health"))[0] == 503
             await proxy.restore()

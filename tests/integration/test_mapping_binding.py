@@ -169,7 +169,8 @@ async def test_an_intruder_is_never_offered_another_accounts_company_and_cannot_
                 json={"grant": "client_credentials", "client_id": "sandbox-client", "client_secret": "sandbox-secret"},
                 headers=them,
             )
-            assert app_own.status_code == 422 and "prove nothing" in app_own.json()["detail"]
+            assert app_own.status_code == 422
+            assert "prove nothing" in app_own.json()["detail"]
             # Its own service account: its own company only.
             client_id, secret = await service_account(world.cfg.procore_url, intruder_company)
             own = await intruder.post(
@@ -182,9 +183,11 @@ async def test_an_intruder_is_never_offered_another_accounts_company_and_cannot_
             both = await oauth_round_trip(intruder, them, world.carol)
             both_done = await world.done(both.command_id)
             assert both_done["status"] == "done"
-            assert "1 Procore company it reaches is already connected to another MobiClocks account" in both_done[
-                "message"
-            ] and str(world.demo_company["company_id"]) not in str(both_done)
+            assert (
+                "1 Procore company it reaches is already connected to another MobiClocks account"
+                in both_done["message"]
+            )
+            assert str(world.demo_company["company_id"]) not in str(both_done)
 
             offered = (await intruder.get("/api/procore/connection", headers=them)).json()
             assert [c["procore_company_id"] for c in offered["companies"]] == [intruder_company]
@@ -291,7 +294,8 @@ async def test_an_intruder_is_never_offered_another_accounts_company_and_cannot_
     )
     assert [r["name"] for r in synced] == ["Own"]
     setups = [c for c in await changes_on_topic(world.cfg, "intruder") if c["type"] == "setup.changed"]
-    assert setups and {c["procore_company_id"] for c in setups} == {intruder_company}
+    assert setups
+    assert {c["procore_company_id"] for c in setups} == {intruder_company}
 
 
 async def test_a_company_is_bound_once_by_the_database(world: World) -> None:
@@ -333,13 +337,16 @@ async def test_unbound_explicitly_then_bound_by_another_account(world: World) ->
         assert (await world.done(other.json()["command_id"]))["status"] == "rejected", "not acc-2's to release"
         unbind = await first.delete(f"/api/procore/companies/{company}", headers=auth("acc-1"))
         released = await world.done(unbind.json()["command_id"])
-        assert released["status"] == "done" and "no longer connected" in released["message"]
+        assert released["status"] == "done"
+        assert "no longer connected" in released["message"]
         assert company not in await world.bindings()
         view = (await first.get("/api/procore/connection", headers=auth("acc-1"))).json()
-        assert view["companies"] == [] and view["procore_company_id"] is None
+        assert view["companies"] == []
+        assert view["procore_company_id"] is None
 
         again = await world.done((await oauth_round_trip(second, auth("acc-2"), world.pat)).command_id)
-        assert again["status"] == "done" and "already connected" not in again["message"]
+        assert again["status"] == "done"
+        assert "already connected" not in again["message"]
         assert (await world.bindings())[company] == "acc-2"
         changes = [c for c in await changes_on_topic(world.cfg, "acc-1") if c["type"] == "setup.changed"]
         assert changes[-1]["procore_company_id"] is None
@@ -368,14 +375,16 @@ async def test_the_mapping_service_refuses_procore_calls_for_a_company_not_bound
     sync = SyncProcoreEntities(account_id="acc-other", entity=ProcoreEntity.VENDOR, **TEST_BACKEND.requester())
     await produce(kafka_bootstrap, world.cfg.topics.mapping_commands, [sync], key=b"acc-other")
     refused = await world.done(str(sync.event_id))
-    assert refused["status"] == "rejected" and f"Procore company {demo_company} is not bound" in refused["message"]
+    assert refused["status"] == "rejected"
+    assert f"Procore company {demo_company} is not bound" in refused["message"]
     assert await world.requests_for(demo_company, since) == [], "no call reached Procore"
 
     # The token endpoint: the bound company gets the token; another company, named or chosen, is refused.
     ok = await internal(
         world.mapping_url, "/procore-token", {"account_id": "acc-owner", "procore_company_id": demo_company}
     )
-    assert ok.status_code == 200 and ok.json()["procore_company_id"] == demo_company
+    assert ok.status_code == 200
+    assert ok.json()["procore_company_id"] == demo_company
     for body in (
         {"account_id": "acc-other", "procore_company_id": demo_company},
         {"account_id": "acc-other"},  # Setup's (broken) choice
@@ -384,5 +393,6 @@ async def test_the_mapping_service_refuses_procore_calls_for_a_company_not_bound
     ):
         answer = await internal(world.mapping_url, "/procore-token", body)
         assert answer.status_code == 403, (body, answer.text)
-        assert answer.json()["error"] == "company_not_bound" and "is not bound to account" in answer.json()["message"]
+        assert answer.json()["error"] == "company_not_bound"
+        assert "is not bound to account" in answer.json()["message"]
         assert "access_token" not in answer.json()

@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from services.gateway.bootstrap import build_app as build_gateway
-from services.mapping.adapters.connections import TokenCipher
+from services.mapping.adapters.procore_links import TokenCipher
+from services.mapping.domain import REFRESH_BURNT, SERVICE_ACCOUNT_NEEDS_COMPANY
+from shared import metrics
 from shared.broker import ensure_topics
 from shared.events import CompleteProcoreConnection, UnbindProcoreCompany
 from shared.procore import ConnectionTokens, NotConnected, ProcoreClient
@@ -98,10 +100,12 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
     headers = auth(account)
     connected = await oauth_round_trip(system.gateway, headers, system.login)
     done = await system.done(connected.command_id)
-    assert done["status"] == "done" and "connected to Procore (authorization_code)" in done["message"], done
+    assert done["status"] == "done", done
+    assert "Connected to Procore with a Procore user's consent (OAuth)" in done["message"], done
 
     connection = (await system.gateway.get("/api/procore/connection", headers=headers)).json()
-    assert connection["status"] == "connected" and connection["grant"] == "authorization_code"
+    assert connection["status"] == "connected"
+    assert connection["grant"] == "authorization_code"
     assert [(c["procore_company_id"], c["proof"]) for c in connection["companies"]] == [
         (system.company_id, "user_consent")
     ]
@@ -112,7 +116,8 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
     cipher = TokenCipher(TEST_TOKEN_KEY)
     row = await system.connection_row(account)
     access, refresh = cipher.decrypt(row["access_token"], account), cipher.decrypt(row["refresh_token"], account)
-    assert access not in row["access_token"] and refresh not in row["refresh_token"]
+    assert access not in row["access_token"]
+    assert refresh not in row["refresh_token"]
 
     # Served to other services over HTTP for the bound company: the stored (fresh) token, which Procore accepts.
     served = await internal_token(system, {"account_id": account, "procore_company_id": system.company_id})
@@ -129,9 +134,11 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
 
         # Forced refresh (Procore rejected the token): a new pair; the old refresh token is burnt.
         forced = await internal_token(system, {"account_id": account, "force_refresh": True, "rejected_token": access})
-        assert forced.status_code == 200 and forced.json()["access_token"] != access
+        assert forced.status_code == 200
+        assert forced.json()["access_token"] != access
         row = await system.connection_row(account)
-        assert cipher.decrypt(row["refresh_token"], account) != refresh and row["refresh_count"] == 1
+        assert cipher.decrypt(row["refresh_token"], account) != refresh
+        assert row["refresh_count"] == 1
         reused = await procore.post(
             "/oauth/token",
             json={
@@ -141,7 +148,8 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
                 "client_secret": "sandbox-secret",
             },
         )
-        assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+        assert reused.status_code == 400
+        assert reused.json()["error"] == "invalid_grant"
 
         # A stale 401 report (someone else already refreshed) does not spend another refresh token.
         again = await internal_token(system, {"account_id": account, "force_refresh": True, "rejected_token": access})
@@ -165,7 +173,8 @@ async def test_oauth_authorize_callback_token_refresh_rotation(system: System, s
 async def test_pkce_challenge_is_sent_and_its_verifier_proven(system: System, sandbox: str) -> None:
     authorize = await system.gateway.get("/api/procore/authorize", headers=auth("acc-pkce"))
     url = authorize.json()["authorize_url"]
-    assert "code_challenge=" in url and "code_challenge_method=S256" in url
+    assert "code_challenge=" in url
+    assert "code_challenge_method=S256" in url
     assert "redirect_uri=http%3A%2F%2Fgateway%2Foauth%2Fprocore%2Fcallback" in url, "fixed by settings"
     async with httpx.AsyncClient(base_url=sandbox) as control:
         await control.delete("/_sandbox/requests")
@@ -173,7 +182,8 @@ async def test_pkce_challenge_is_sent_and_its_verifier_proven(system: System, sa
     assert (await system.done(connected.command_id))["status"] == "done"
     async with httpx.AsyncClient(base_url=sandbox) as control:
         (exchange,) = (await control.get("/_sandbox/requests", params={"path": "/oauth/token"})).json()
-    assert exchange["status"] == 200 and "code_verifier" in exchange["body"]
+    assert exchange["status"] == 200
+    assert "code_verifier" in exchange["body"]
 
 
 async def test_refused_refresh_needs_reauthorization_and_says_so(system: System, sandbox: str) -> None:
@@ -184,21 +194,26 @@ async def test_refused_refresh_needs_reauthorization_and_says_so(system: System,
     async with httpx.AsyncClient(base_url=sandbox) as procore:
         await procore.post("/oauth/revoke", json={"token": refresh})
     refused = await internal_token(system, {"account_id": account, "force_refresh": True})
-    assert refused.status_code == 409 and "invalid" in refused.json()["message"]
+    assert refused.status_code == 409
+    assert "invalid" in refused.json()["message"]
     row = await system.connection_row(account)
-    assert row["status"] == "needs_reauthorization" and row["access_token"] is None and row["refresh_token"] is None
+    assert row["status"] == "needs_reauthorization"
+    assert row["access_token"] is None
+    assert row["refresh_token"] is None
     changes = await consume(system.cfg.kafka, system.cfg.topics.mapping_changes, 2)
     statuses = [json.loads(r.value).get("connection") for r in changes]
     assert statuses[-1] == "needs_reauthorization"
     view = (await system.gateway.get("/api/procore/connection", headers=auth(account))).json()
-    assert view["status"] == "needs_reauthorization" and view["message"]
+    assert view["status"] == "needs_reauthorization"
+    assert view["message"]
 
 
 async def test_internal_endpoint_needs_the_internal_token(system: System) -> None:
     assert (await internal_token(system, {"account_id": "x"}, token="wrong")).status_code == 401
     assert (await internal_token(system, {"account_id": "nobody"})).status_code == 404
     bad = await internal_token(system, {"acount_id": "x"})
-    assert bad.status_code == 422 and "account_id" in bad.json()["message"]
+    assert bad.status_code == 422
+    assert "account_id" in bad.json()["message"]
     async with httpx.AsyncClient() as http:
         start = await http.post(f"{system.mapping_url}/internal/oauth/start", json={})
     assert start.status_code == 401
@@ -211,14 +226,16 @@ async def test_customer_service_account_connects_the_app_credentials_prove_nothi
         json={"grant": "client_credentials", "client_id": "sandbox-client", "client_secret": "sandbox-secret"},
         headers=auth(account),
     )
-    assert app_own.status_code == 422 and "prove nothing" in app_own.json()["detail"], app_own.text
+    assert app_own.status_code == 422, app_own.text
+    assert "prove nothing" in app_own.json()["detail"], app_own.text
     client_id, secret = await service_account(system.cfg.procore_url, system.company_id)
     wrong = await system.gateway.post(
         "/api/procore/connection",
         json={"grant": "client_credentials", "client_id": client_id, "client_secret": "not-the-secret"},
         headers=auth(account),
     )
-    assert wrong.status_code == 422 and "Procore refused these credentials" in wrong.json()["detail"]
+    assert wrong.status_code == 422
+    assert "Procore refused these credentials" in wrong.json()["detail"]
     assert "not-the-secret" not in wrong.text
     assert (
         await fetch(
@@ -236,23 +253,28 @@ async def test_customer_service_account_connects_the_app_credentials_prove_nothi
     )
     assert accepted.status_code == 202, accepted.text
     done = await system.done(accepted.json()["command_id"])
-    assert done["status"] == "done" and "client_credentials" in done["message"], done
+    assert done["status"] == "done", done
+    assert "your company's own service account" in done["message"], done
     row = await system.connection_row(account)
-    assert row["grant_type"] == "client_credentials" and row["refresh_token"] is None
-    assert row["client_id"] == client_id and secret not in row["client_secret"]
+    assert row["grant_type"] == "client_credentials"
+    assert row["refresh_token"] is None
+    assert row["client_id"] == client_id
+    assert secret not in row["client_secret"]
     assert TokenCipher(TEST_TOKEN_KEY).decrypt(row["client_secret"], account) == secret
 
     # Renewed with the customer's credentials, never the app's.
     first = (await internal_token(system, {"account_id": account})).json()["access_token"]
     second = await internal_token(system, {"account_id": account, "force_refresh": True, "rejected_token": first})
-    assert second.status_code == 200 and second.json()["access_token"] != first
+    assert second.status_code == 200
+    assert second.json()["access_token"] != first
     async with httpx.AsyncClient(base_url=system.cfg.procore_url) as control:
         grants = (await control.get("/_sandbox/requests", params={"path": "/oauth/token"})).json()
     assert grants[-1]["body"]["client_id"] == client_id
 
     gone = await system.gateway.delete("/api/procore/connection", headers=auth(account))
     disconnected = await system.done(gone.json()["command_id"])
-    assert disconnected["status"] == "done" and "stay connected" in disconnected["message"]
+    assert disconnected["status"] == "done"
+    assert "stay connected" in disconnected["message"]
     assert (await internal_token(system, {"account_id": account})).status_code == 404
     view = (await system.gateway.get("/api/procore/connection", headers=auth(account))).json()
     assert [c["procore_company_id"] for c in view["companies"]] == [system.company_id], "still bound"
@@ -269,7 +291,8 @@ async def test_connecting_needs_the_setup_permission_at_both_layers(system: Syst
         ("DELETE", f"/api/procore/companies/{system.company_id}"),
     ):
         response = await system.gateway.request(method, path, json=body if method == "POST" else None, headers=mapper)
-        assert response.status_code == 403 and response.json()["permission"] == "procore.setup", path
+        assert response.status_code == 403, path
+        assert response.json()["permission"] == "procore.setup", path
     # Straight to the mapping service, bypassing the gateway: refused there too.
     start = await internal(
         system.mapping_url,
@@ -281,7 +304,8 @@ async def test_connecting_needs_the_setup_permission_at_both_layers(system: Syst
             "redirect_uri": "http://x/cb",
         },
     )
-    assert start.status_code == 403 and "procore.setup" in start.json()["message"]
+    assert start.status_code == 403
+    assert "Procore setup (administrator)" in start.json()["message"]
     sneaky = [
         CompleteProcoreConnection(account_id="acc-perm", requested_by="mallory", permissions=[]),
         UnbindProcoreCompany(
@@ -291,7 +315,8 @@ async def test_connecting_needs_the_setup_permission_at_both_layers(system: Syst
     await produce(system.cfg.kafka, system.cfg.topics.mapping_commands, list(sneaky), key=b"acc-perm")
     for command in sneaky:
         refused = await system.done(str(command.event_id))
-        assert refused["status"] == "rejected" and "procore.setup" in refused["message"]
+        assert refused["status"] == "rejected"
+        assert "Procore setup (administrator)" in refused["message"]
     assert (
         await fetch(
             system.cfg.dsn,
@@ -304,10 +329,83 @@ async def test_connecting_needs_the_setup_permission_at_both_layers(system: Syst
 
 async def test_forged_missing_or_denied_callbacks_go_back_to_setup_with_the_reason(system: System) -> None:
     forged = await system.gateway.get("/oauth/procore/callback?code=abc&state=not-a-state", follow_redirects=False)
-    assert forged.status_code == 303 and "connect_error=" in forged.headers["location"]
+    assert forged.status_code == 303
+    assert "connect_error=" in forged.headers["location"]
     assert "unknown" in forged.headers["location"]
-    assert forged.headers["referrer-policy"] == "no-referrer" and forged.headers["cache-control"] == "no-store"
+    assert forged.headers["referrer-policy"] == "no-referrer"
+    assert forged.headers["cache-control"] == "no-store"
     denied = await system.gateway.get(
         "/oauth/procore/callback?error=access_denied&error_description=User+said+no", follow_redirects=False
     )
     assert "User+said+no" in denied.headers["location"] or "User%20said%20no" in denied.headers["location"]
+
+
+async def test_a_refresh_whose_answer_is_lost_burns_the_token_and_setup_says_to_connect_again(
+    system: System, sandbox: str
+) -> None:
+    """The sandbox's `lose_refresh_answers` rule: Procore rotates the pair, the answer never arrives, the old refresh
+    token is burnt. The first caller is told to try again; the next refresh is refused, the connection needs
+    reauthorization with the reason, and from then on nobody asks Procore again (no retry storm)."""
+    account = "acc-burnt"
+    connected = await oauth_round_trip(system.gateway, auth(account), system.login)
+    assert (await system.done(connected.command_id))["status"] == "done"
+    lost_before = metrics.REFRESH_ANSWERS_LOST._value.get()
+    async with httpx.AsyncClient(base_url=sandbox) as control:
+        rules = await control.put(f"/_sandbox/companies/{system.company_id}/rules", json={"lose_refresh_answers": True})
+        assert rules.status_code == 200
+        assert rules.json()["lose_refresh_answers"] is True
+        try:
+            first = await internal_token(system, {"account_id": account, "force_refresh": True})
+            assert first.status_code == 503, first.text  # unavailable for now: the caller tries again
+            assert (await system.connection_row(account))["refresh_answer_lost_at"] is not None
+            assert metrics.REFRESH_ANSWERS_LOST._value.get() == lost_before + 1
+            second = await internal_token(system, {"account_id": account, "force_refresh": True})
+            assert second.status_code == 409, second.text
+            assert second.json()["message"] == REFRESH_BURNT, second.text
+            row = await system.connection_row(account)
+            assert row["status"] == "needs_reauthorization"
+            assert row["refresh_token"] is None
+            asked = len((await control.get("/_sandbox/requests", params={"path": "/oauth/token"})).json())
+            for _ in range(5):  # the publisher's retries: refused here, Procore is not asked again
+                assert (await internal_token(system, {"account_id": account, "force_refresh": True})).status_code == 409
+            assert len((await control.get("/_sandbox/requests", params={"path": "/oauth/token"})).json()) == asked
+        finally:
+            await control.put(f"/_sandbox/companies/{system.company_id}/rules", json={"lose_refresh_answers": False})
+    view = (await system.gateway.get("/api/procore/connection", headers=auth(account))).json()
+    assert view["status"] == "needs_reauthorization"
+    assert view["message"] == REFRESH_BURNT
+
+
+async def test_a_service_account_names_its_company_on_companies_when_procore_asks_for_it(system: System) -> None:
+    """The sandbox's `service_account_company_header` rule (Procore's documented rule for service accounts):
+    `/companies` without Procore-Company-Id is refused; Setup says to enter the company ID, and with it the
+    connection is proven (the header names the company; Procore checks the service account is installed there)."""
+    account = "acc-sa-header"
+    client_id, secret = await service_account(system.cfg.procore_url, system.company_id)
+    async with httpx.AsyncClient(base_url=system.cfg.procore_url) as control:
+        rules = f"/_sandbox/companies/{system.company_id}/rules"
+        assert (await control.put(rules, json={"service_account_company_header": True})).status_code == 200
+        try:
+            body = {"grant": "client_credentials", "client_id": client_id, "client_secret": secret}
+            without = await system.gateway.post("/api/procore/connection", json=body, headers=auth(account))
+            assert without.status_code == 202, without.text
+            refused = await system.done(without.json()["command_id"])
+            assert refused["status"] == "rejected", refused
+            assert refused["message"] == SERVICE_ACCOUNT_NEEDS_COMPANY, refused
+            assert (await system.gateway.get("/api/procore/connection", headers=auth(account))).json()[
+                "companies"
+            ] == []
+
+            named = {**body, "procore_company_id": system.company_id}
+            accepted = await system.gateway.post("/api/procore/connection", json=named, headers=auth(account))
+            assert accepted.status_code == 202, accepted.text
+            done = await system.done(accepted.json()["command_id"])
+            assert done["status"] == "done", done
+            view = (await system.gateway.get("/api/procore/connection", headers=auth(account))).json()
+            assert [c["procore_company_id"] for c in view["companies"]] == [system.company_id]
+            calls = (await control.get("/_sandbox/requests", params={"path": "/rest/v1.0/companies"})).json()
+            mine = [c for c in calls if c["client_id"] == client_id]
+            assert [c["status"] for c in mine] == [400, 200], mine
+            assert mine[-1]["headers"]["procore-company-id"] == str(system.company_id)
+        finally:
+            await control.put(rules, json={"service_account_company_header": False})

@@ -90,8 +90,9 @@ async def command(cfg: StackConfig, command_id: str) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer
 
     async def probe() -> dict[str, Any] | None:
-        consumer = AIOKafkaConsumer(cfg.topics.mapping_commands, bootstrap_servers=cfg.kafka,
-                                    auto_offset_reset="earliest", group_id=None)  # fmt: skip
+        consumer = AIOKafkaConsumer(
+            cfg.topics.mapping_commands, bootstrap_servers=cfg.kafka, auto_offset_reset="earliest", group_id=None
+        )
         await consumer.start()
         try:
             batch = await consumer.getmany(timeout_ms=1000)
@@ -113,15 +114,25 @@ async def test_overview_and_tabs_follow_the_setup(gateway: tuple[httpx.AsyncClie
     http, _ = gateway
     a = (await http.get("/api/mapping", headers=auth(A))).json()
     assert [t["entity"] for t in a["tabs"]] == [
-        "vendor", "project", "employee", "classification", "cost_code", "payroll_type",
-    ]  # fmt: skip
-    assert a["two_way"] is False and a["mapped_projects"] == [{"procore_project_id": 10, "name": "Tower A"}]
+        "vendor",
+        "project",
+        "employee",
+        "classification",
+        "cost_code",
+        "payroll_type",
+    ]
+    assert a["two_way"] is False
+    assert a["mapped_projects"] == [{"procore_project_id": 10, "name": "Tower A"}]
     vendor = next(t for t in a["tabs"] if t["entity"] == "vendor")
-    assert vendor["auto_map"] is False and vendor["many_to_one"] is False
+    assert vendor["auto_map"] is False
+    assert vendor["many_to_one"] is False
     cost_code = next(t for t in a["tabs"] if t["entity"] == "cost_code")
-    assert cost_code["auto_map"] and cost_code["number_field"] == "full_code" and cost_code["needs_project"]
+    assert cost_code["auto_map"]
+    assert cost_code["number_field"] == "full_code"
+    assert cost_code["needs_project"]
     b = (await http.get("/api/mapping", headers=auth(B))).json()
-    assert [t["entity"] for t in b["tabs"]] == ["vendor", "project"] and b["two_way"] is True
+    assert [t["entity"] for t in b["tabs"]] == ["vendor", "project"]
+    assert b["two_way"] is True
     assert "two-way" in b["message"]
 
 
@@ -133,10 +144,13 @@ async def test_project_tab_rows_options_sync_and_report(gateway: tuple[httpx.Asy
     assert (rows["s1"]["procore_id"], rows["s1"]["procore_name"], rows["s1"]["source"]) == (10, "Tower A", "auto")
     assert rows["s2"]["procore_id"] is None
     assert [o["procore_id"] for o in tab["procore_options"]] == [11, 10]  # gone ones are not offered
-    assert tab["last_sync"]["total"] == 3 and tab["last_auto_map"]["mapped"] == 1
+    assert tab["last_sync"]["total"] == 3
+    assert tab["last_auto_map"]["mapped"] == 1
     cost_codes = (await http.get("/api/mapping/cost_code", headers=auth(A))).json()
-    assert cost_codes["procore_project_id"] == 10 and cost_codes["procore_options"][0]["number"] == "03-300"
-    assert cost_codes["message"] is None and [r["mobiclocks_id"] for r in cost_codes["rows"]] == ["cc1"]
+    assert cost_codes["procore_project_id"] == 10
+    assert cost_codes["procore_options"][0]["number"] == "03-300"
+    assert cost_codes["message"] is None
+    assert [r["mobiclocks_id"] for r in cost_codes["rows"]] == ["cc1"]
     unmapped = await http.get("/api/mapping/cost_code?procore_project_id=11", headers=auth(A))
     assert unmapped.status_code == 404
 
@@ -147,7 +161,8 @@ async def test_cost_codes_show_nothing_until_a_project_is_mapped(
     http, _ = gateway
     for entity in ("cost_code", "classification"):
         tab = (await http.get(f"/api/mapping/{entity}", headers=auth(C))).json()
-        assert tab["rows"] == [] and "Map at least one project first" in tab["message"]
+        assert tab["rows"] == []
+        assert "Map at least one project first" in tab["message"]
 
 
 async def test_accounts_never_see_or_change_each_others_mappings(
@@ -163,7 +178,8 @@ async def test_accounts_never_see_or_change_each_others_mappings(
     put = await http.put("/api/mappings/project/s1", json={"procore_id": 10, "account_id": A}, headers=auth(C))
     assert put.status_code == 202
     sent = SetMapping.model_validate(await command(cfg, put.json()["command_id"]))
-    assert sent.account_id == C and sent.requested_by == "u1"
+    assert sent.account_id == C
+    assert sent.requested_by == "u1"
     assert sent.permissions == ["procore.mapping", "procore.publish", "procore.setup"]
 
 
@@ -187,7 +203,9 @@ async def test_two_way_accounts_get_409_for_manual_mapping_and_auto_map(
 ) -> None:
     http, _ = gateway
     put = await http.put("/api/mappings/project/s9", json={"procore_id": 90}, headers=auth(B))
-    assert put.status_code == 409 and "two-way" in put.json()["detail"] and "linked" in put.json()["detail"]
+    assert put.status_code == 409
+    assert "two-way" in put.json()["detail"]
+    assert "linked" in put.json()["detail"]
     auto = await http.post("/api/mapping/project/auto-map", json={}, headers=auth(B))
     assert auto.status_code == 409
 
@@ -201,17 +219,23 @@ async def test_sync_and_auto_map_send_commands_with_the_requester(
     sent = SyncProcoreEntities.model_validate(await command(cfg, sync.json()["command_id"]))
     assert (sent.account_id, sent.entity.value, sent.permissions) == (A, "vendor", ["procore.mapping"])
     no_number = await http.post("/api/mapping/vendor/auto-map", json={}, headers=auth(A))
-    assert no_number.status_code == 422 and "Number field" in no_number.json()["message"]
+    assert no_number.status_code == 422
+    assert "Number field" in no_number.json()["message"]
     auto = await http.post("/api/mapping/project/auto-map", json={"overwrite_manual": True}, headers=auth(A))
     assert auto.status_code == 202
     body = await command(cfg, auto.json()["command_id"])
-    assert body["type"] == "mapping.auto_map" and body["overwrite_manual"] is True
+    assert body["type"] == "mapping.auto_map"
+    assert body["overwrite_manual"] is True
     assert UUID(auto.json()["command_id"])
 
 
 async def test_dashboard_has_setup_and_data_mapping_screens(gateway: tuple[httpx.AsyncClient, StackConfig]) -> None:
     http, _ = gateway
     page = (await http.get("/")).text
-    assert 'data-view="mapping"' in page and 'data-view="setup"' in page and "/static/mapping.js" in page
-    script = await http.get("/static/mapping.js")
-    assert script.status_code == 200 and "window.AdminViews" in script.text
+    assert '<script type="module" src="/static/app.js">' in page
+    assert "/static/mapping.js" in page
+    for screen in ("mapping", "setup"):  # ES modules the entry point imports
+        script = await http.get(f"/static/{screen}.js")
+        assert script.status_code == 200
+        assert "function show(params)" in script.text
+        assert "export" in script.text

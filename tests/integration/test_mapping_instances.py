@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import BaseModel
 
 from sandbox.procore import SandboxState
 from shared.broker import ensure_topics
 from shared.events import (
     AutoMap,
+    Command,
     ConfigureSetup,
     Module,
     ProcoreEntity,
@@ -81,17 +81,17 @@ class Two:
     def schema(self) -> str:
         return self.cfg.schemas["mapping"]
 
-    async def send(self, *commands: BaseModel) -> list[dict[str, Any]]:
+    async def send(self, *commands: Command) -> list[dict[str, Any]]:
         """Commands in order on the account's own partition; waits for each outcome."""
         await produce(self.cfg.kafka, self.cfg.topics.mapping_commands, list(commands), key=self.account.encode())
-        return [await outcome(self.cfg.dsn, self.schema, c.event_id) for c in commands]  # type: ignore[attr-defined]
+        return [await outcome(self.cfg.dsn, self.schema, c.event_id) for c in commands]
 
-    async def spread(self, commands: list[list[BaseModel]]) -> list[dict[str, Any]]:
+    async def spread(self, commands: list[list[Command]]) -> list[dict[str, Any]]:
         """Each list of commands on its own partition (in order there); waits for every outcome."""
         partitions = await partitions_of(self.cfg.kafka, self.cfg.topics.mapping_commands)
         placed = [(partitions[i % len(partitions)], c) for i, group in enumerate(commands) for c in group]
         await produce_to_partitions(self.cfg.kafka, self.cfg.topics.mapping_commands, placed)
-        return [await outcome(self.cfg.dsn, self.schema, c.event_id) for _, c in placed]  # type: ignore[attr-defined]
+        return [await outcome(self.cfg.dsn, self.schema, c.event_id) for _, c in placed]
 
     async def balanced(self, timeout_s: float = 60.0) -> None:
         """Until every instance has consumed commands (the group has given each some partitions)."""
@@ -179,7 +179,8 @@ async def test_concurrent_token_requests_to_both_instances_refresh_once(two: Two
     assert len(tokens) == 1, "every caller gets the one refreshed token"
     assert await two.token_grants() == grants + 1, "exactly one refresh reached Procore"
     after = await two.connection()
-    assert after["status"] == "connected" and after["refresh_count"] == before["refresh_count"] + 1
+    assert after["status"] == "connected"
+    assert after["refresh_count"] == before["refresh_count"] + 1
     async with httpx.AsyncClient(base_url=sandbox.url) as procore:
         (token,) = tokens
         listed = await procore.get("/rest/v1.0/companies", headers={"Authorization": f"Bearer {token}"})
@@ -192,7 +193,8 @@ async def test_concurrent_token_requests_to_both_instances_refresh_once(two: Two
         again = await asyncio.gather(*(two.token(i, rejected) for i in callers))
         assert [a.status_code for a in again] == [200] * 12, [a.text for a in again]
         renewed = {a.json()["access_token"] for a in again}
-        assert len(renewed) == 1 and token not in renewed
+        assert len(renewed) == 1
+        assert token not in renewed
         assert await two.token_grants() == grants + 1
         (new_token,) = renewed
         listed = await procore.get("/rest/v1.0/companies", headers={"Authorization": f"Bearer {new_token}"})

@@ -127,7 +127,9 @@ async def start(browser: httpx.AsyncClient, account: str, login: str) -> tuple[s
     authorize = await browser.get("/api/procore/authorize", headers=auth(account))
     assert authorize.status_code == 200, authorize.text
     cookie = authorize.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/oauth/procore/callback" in cookie
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
+    assert "path=/oauth/procore/callback" in cookie
     return await consent(authorize.json()["authorize_url"], login)
 
 
@@ -138,13 +140,15 @@ async def test_login_csrf_a_callback_in_another_browser_is_refused(flow: Flow) -
         # The victim's browser has its own flow going (its own cookie): the attacker's state is not for it.
         await victim.get("/api/procore/authorize", headers=auth("acc-victim"))
         refused = await victim.get(callback, follow_redirects=False)
-        assert refused.status_code == 303 and "another+browser" in refused.headers["location"], refused.headers
+        assert refused.status_code == 303, refused.headers
+        assert "another+browser" in refused.headers["location"], refused.headers
         # A browser without any cookie: refused too.
         callback, _, _ = await start(attacker, "acc-attacker", flow.login)
         async with flow.browser() as bare:
             cookieless = await bare.get(callback, follow_redirects=False)
         assert "another+browser" in cookieless.headers["location"]
-    assert await flow.connections("acc-attacker") == [] and await flow.connections("acc-victim") == []
+    assert await flow.connections("acc-attacker") == []
+    assert await flow.connections("acc-victim") == []
 
 
 async def test_a_state_works_once(flow: Flow) -> None:
@@ -165,7 +169,8 @@ async def test_an_expired_state_is_refused(flow: Flow) -> None:
             f"""UPDATE "{flow.cfg.schemas["mapping"]}".oauth_attempts SET expires_at = now() - interval '1 s'""",
         )
         late = await browser.get(callback, follow_redirects=False)
-    assert "expired" in late.headers["location"] and await flow.connections("acc-late") == []
+    assert "expired" in late.headers["location"]
+    assert await flow.connections("acc-late") == []
 
 
 async def test_the_code_and_the_state_never_reach_spans_access_logs_or_kafka(flow: Flow) -> None:
@@ -185,7 +190,8 @@ async def test_the_code_and_the_state_never_reach_spans_access_logs_or_kafka(flo
 
     # uvicorn's access log: the callback line is there, scrubbed.
     (line,) = [line for line in flow.access_log.lines if "/oauth/procore/callback" in line]
-    assert "code=REDACTED" in line and "state=REDACTED" in line
+    assert "code=REDACTED" in line
+    assert "state=REDACTED" in line
     for name, value in secrets.items():
         assert not [line for line in flow.access_log.lines if value in line], f"the {name} is in the access log"
 
@@ -197,7 +203,8 @@ async def test_the_code_and_the_state_never_reach_spans_access_logs_or_kafka(flo
     rows = await fetch(
         flow.cfg.dsn, f'SELECT state_hash::text AS h FROM "{flow.cfg.schemas["mapping"]}".oauth_attempts'
     )
-    assert rows and all(connected.state not in r["h"] for r in rows)
+    assert rows
+    assert all(connected.state not in r["h"] for r in rows)
 
 
 async def topics_containing(cfg: StackConfig, secret: str) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.mapping.adapters.connections import TokenCipher
+from services.mapping.adapters.procore_links import TokenCipher
 from shared.broker import ensure_topics
 from shared.events import (
     ConfigureSetup,
@@ -110,6 +110,7 @@ async def test_changes_committed_before_a_crash_are_sent_by_the_next_relay(
     async with mapping_instance(cfg):
         sent = await sent_changes(cfg, account)
     assert before + [{k: v for k, v in c.items() if k not in ("key", "topic")} for c in pending] == sent
-    assert sent[-2]["mobiclocks_id"] == "site-1" and sent[-2]["procore_id"] == project
+    assert sent[-2]["mobiclocks_id"] == "site-1"
+    assert sent[-2]["procore_id"] == project
     outcomes = await fetch(postgres_dsn, f'SELECT command_id FROM "{schema}".command_outcomes')
     assert {str(r["command_id"]) for r in outcomes} == {str(setup.event_id), connect["command_id"]}, "none redone"

@@ -39,15 +39,24 @@ async def test_sync_of_10000_people_respects_the_rate_limit(
     async with httpx.AsyncClient(base_url=f"{sandbox}/_sandbox", timeout=30) as control:
         company = (await control.post("/companies", json={"name": "Big", "generate": {"people": PEOPLE}})).json()
         company_id = company["company_id"]
-        settings = {"per_page_max": PER_PAGE, "rate_limit_spike": SPIKE, "rate_limit_hourly": 1000,
-                    "rate_limit_time_scale": TIME_SCALE}  # fmt: skip
+        settings = {
+            "per_page_max": PER_PAGE,
+            "rate_limit_spike": SPIKE,
+            "rate_limit_hourly": 1000,
+            "rate_limit_time_scale": TIME_SCALE,
+        }
         (await control.put("/settings", json=settings)).raise_for_status()
     cfg = StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox)
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
     account = f"acc-{unique}"
     perms = ["procore.setup", "procore.mapping"]
-    setup = ConfigureSetup(account_id=account, procore_company_id=company_id, enabled_modules=[Module.TIMECARD],
-                           requested_by="admin", permissions=perms)  # fmt: skip
+    setup = ConfigureSetup(
+        account_id=account,
+        procore_company_id=company_id,
+        enabled_modules=[Module.TIMECARD],
+        requested_by="admin",
+        permissions=perms,
+    )
     sync = SyncProcoreEntities(account_id=account, entity=ProcoreEntity.EMPLOYEE, requested_by="m", permissions=perms)
 
     async with serve_mapping(mapping_settings(cfg)) as mapping_url:
@@ -59,7 +68,8 @@ async def test_sync_of_10000_people_respects_the_rate_limit(
         done = await outcome(cfg.dsn, cfg.schemas["mapping"], sync.event_id, timeout_s=60)
         elapsed = time.monotonic() - started
 
-    assert done["status"] == "done" and done["details"]["total"] == PEOPLE, done
+    assert done["status"] == "done", done
+    assert done["details"]["total"] == PEOPLE, done
     rows = await fetch(
         cfg.dsn,
         f'SELECT count(*) AS n FROM "{cfg.schemas["mapping"]}".procore_entities WHERE account_id = $1'

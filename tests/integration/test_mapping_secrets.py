@@ -16,8 +16,8 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from services.mapping.adapters.connections import TokenCipher
 from services.mapping.adapters.internal_api import OAUTH_COMPLETE, OAUTH_START, PATH, SERVICE_ACCOUNT
+from services.mapping.adapters.procore_links import TokenCipher
 from services.mapping.bootstrap import build_app as build_mapping
 from services.mapping.config import MappingSettings
 from shared.broker import ensure_topics
@@ -116,6 +116,7 @@ async def rotate_keys(settings: MappingSettings, keys: str) -> tuple[int, str, s
         DATABASE_URL=settings.database_url.get_secret_value(),
         DB_SCHEMA=settings.db_schema,
         PROCORE_BASE_URL=settings.procore_base_url,
+        PROCORE_LOGIN_URL=settings.login_url,
         PROCORE_CLIENT_ID=settings.procore_client_id,
         PROCORE_CLIENT_SECRET=settings.procore_client_secret.get_secret_value(),
         TOKEN_ENCRYPTION_KEYS=keys,
@@ -142,21 +143,24 @@ async def test_keys_rotate_while_the_service_refreshes_tokens(cfg: StackConfig, 
         started = await internal(url, "/oauth/start", start)
         assert started.status_code == 200
     before = await all_secrets(cfg)
-    assert {c for _, c in before} and all(TokenCipher([OLD]).decrypt(v, a) for a, v in before)
+    assert {c for _, c in before}
+    assert all(TokenCipher([OLD]).decrypt(v, a) for a, v in before)
     assert len(before) == 6  # access + refresh, access + client secret, two PKCE verifiers (one used, one not)
 
     # The new key first, the old one still accepted; rotate while refreshes rotate the refresh token meanwhile.
     both = mapping_settings(cfg, token_encryption_keys=f"{NEW},{OLD}")
     async with serve_mapping(both) as url:
         rotation = asyncio.create_task(rotate_keys(both, f"{NEW},{OLD}"))
-        refreshed = []
+        refreshed: list[int] = []
         while not rotation.done() or len(refreshed) < 3:  # every refresh rotates the refresh token
             refreshed.append((await token(url, by_user, user_company, force=True)).status_code)
         code, out, err = await rotation
         assert code == 0, err
         assert set(refreshed) == {200}, f"a refresh token was lost to the rotation: {refreshed}"
-        assert "rotate-keys" in err and "100%" in err, "a progress bar"
-        assert "rows" in out and "re-encrypted under the first key" in out
+        assert "rotate-keys" in err, "a progress bar"
+        assert "100%" in err, "a progress bar"
+        assert "rows" in out
+        assert "re-encrypted under the first key" in out
 
         after = await all_secrets(cfg)
         assert len(after) == 6
@@ -167,7 +171,8 @@ async def test_keys_rotate_while_the_service_refreshes_tokens(cfg: StackConfig, 
 
     # Idempotent: nothing left to do.
     code, out, err = await rotate_keys(both, f"{NEW},{OLD}")
-    assert code == 0 and ", 0 secrets re-encrypted" in out, out + err
+    assert code == 0, out + err
+    assert ", 0 secrets re-encrypted" in out, out + err
 
     # The old key can go: the service works with the new one alone, Procore accepts what it hands out.
     async with serve_mapping(mapping_settings(cfg, token_encryption_keys=NEW)) as url:
@@ -200,6 +205,7 @@ async def test_a_ciphertext_copied_into_another_accounts_row_is_refused(
             second,
         )
         refused = await token(url, second, company_b)
-        assert refused.status_code == 409 and "another account" in refused.json()["message"], refused.text
+        assert refused.status_code == 409, refused.text
+        assert "another account" in refused.json()["message"], refused.text
         assert (await token(url, second, company_b, force=True)).status_code == 409
         assert (await token(url, first, company_a)).status_code == 200, "A's own row still works"

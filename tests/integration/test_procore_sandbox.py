@@ -159,21 +159,26 @@ def test_client_credentials_token_json_and_form(base_url: str, control: httpx.Cl
     assert response.status_code == 200
     validate_httpx_response(response)
     token = response.json()
-    assert token["token_type"] == "bearer" and token["expires_in"] == 5400
-    assert "refresh_token" not in token and isinstance(token["created_at"], int)
+    assert token["token_type"] == "bearer"
+    assert token["expires_in"] == 5400
+    assert "refresh_token" not in token
+    assert isinstance(token["created_at"], int)
 
     form = httpx.post(f"{base_url}/oauth/token", data=body)
-    assert form.status_code == 200 and form.json()["access_token"] != token["access_token"]
+    assert form.status_code == 200
+    assert form.json()["access_token"] != token["access_token"]
     multipart = httpx.post(f"{base_url}/oauth/token", files={k: (None, v) for k, v in body.items()})
     assert multipart.status_code == 200
 
     me = httpx.get(f"{base_url}/rest/v1.0/me", headers={"Authorization": f"Bearer {token['access_token']}"})
-    assert me.status_code == 200 and me.json()["id"]
+    assert me.status_code == 200
+    assert me.json()["id"]
     info = httpx.get(f"{base_url}/oauth/token/info", headers={"Authorization": f"Bearer {token['access_token']}"})
     assert info.json()["application"]["uid"] == "sandbox-client"
 
     bad = httpx.post(f"{base_url}/oauth/token", json=body | {"client_secret": "nope"})
-    assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
+    assert bad.status_code == 401
+    assert bad.json()["error"] == "invalid_client"
 
 
 def test_authorization_code_flow_with_rotating_refresh_tokens(base_url: str, control: httpx.Client) -> None:
@@ -193,7 +198,8 @@ def test_authorization_code_flow_with_rotating_refresh_tokens(base_url: str, con
     assert authorize.status_code == 302
     location = urlsplit(authorize.headers["location"])
     query = parse_qs(location.query)
-    assert location.netloc == "app.test" and query["state"] == ["xyz"]
+    assert location.netloc == "app.test"
+    assert query["state"] == ["xyz"]
     creds = {"client_id": "web-app", "client_secret": client["client_secret"]}
     first = httpx.post(
         f"{base_url}/oauth/token",
@@ -231,7 +237,8 @@ def test_authorization_code_flow_with_rotating_refresh_tokens(base_url: str, con
         f"{base_url}/oauth/token",
         json=creds | {"grant_type": "refresh_token", "refresh_token": pair1["refresh_token"]},
     )
-    assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+    assert reuse.status_code == 400
+    assert reuse.json()["error"] == "invalid_grant"
 
     projects = httpx.get(
         f"{base_url}/rest/v1.0/projects",
@@ -241,7 +248,8 @@ def test_authorization_code_flow_with_rotating_refresh_tokens(base_url: str, con
             "Procore-Company-Id": str(ids["company_id"]),
         },
     )
-    assert projects.status_code == 200 and len(projects.json()) == 2
+    assert projects.status_code == 200
+    assert len(projects.json()) == 2
 
 
 def test_expired_and_revoked_tokens_get_401(base_url: str, control: httpx.Client) -> None:
@@ -250,7 +258,8 @@ def test_expired_and_revoked_tokens_get_401(base_url: str, control: httpx.Client
     assert api.get("/rest/v1.0/me").status_code == 200
     time.sleep(1.1)
     expired = api.get("/rest/v1.0/me")
-    assert expired.status_code == 401 and expired.json()["message"] == "Access token expired"
+    assert expired.status_code == 401
+    assert expired.json()["message"] == "Access token expired"
 
     control.put("/settings", json={"token_lifetime_s": 5400})
     api = Procore(base_url, None)
@@ -261,7 +270,8 @@ def test_expired_and_revoked_tokens_get_401(base_url: str, control: httpx.Client
     assert httpx.post(f"{base_url}/oauth/revoke", json={"token": api.token}).status_code == 200
     assert api.get("/rest/v1.0/companies").status_code == 401
     unknown = httpx.get(f"{base_url}/rest/v1.0/me", headers={"Authorization": "Bearer nope"})
-    assert unknown.status_code == 401 and "message" in unknown.json()
+    assert unknown.status_code == 401
+    assert "message" in unknown.json()
 
 
 # ---------------------------------------------------------------- company header
@@ -273,7 +283,8 @@ def test_company_header_required_and_app_must_be_installed(
     api: Procore = world["api"]
     cid = world["company_id"]
     missing = api.get("/rest/v1.0/projects", params={"company_id": cid}, company=False, validate=False)
-    assert missing.status_code == 400 and missing.json()["message"] == "Missing Procore-Company-Id header!"
+    assert missing.status_code == 400
+    assert missing.json()["message"] == "Missing Procore-Company-Id header!"
     with pytest.raises(SpecValidationError, match="Procore-Company-Id"):
         validate_httpx_request(missing.request)
     assert api.get("/rest/v1.0/companies", company=False).status_code == 200
@@ -281,7 +292,8 @@ def test_company_header_required_and_app_must_be_installed(
 
     other = seed(control, name="Not Installed", installed_clients=[])["company_id"]
     forbidden = api.get("/rest/v1.0/projects", params={"company_id": other}, headers={"Procore-Company-Id": str(other)})
-    assert forbidden.status_code == 403 and forbidden.json()["message"] == "App is not connected to this company"
+    assert forbidden.status_code == 403
+    assert forbidden.json()["message"] == "App is not connected to this company"
     nonexistent = api.get("/rest/v1.0/vendors", params={"company_id": 1}, headers={"Procore-Company-Id": "1"})
     assert nonexistent.status_code == 403
 
@@ -319,12 +331,15 @@ def test_pagination_headers_across_pages(control: httpx.Client, world: dict[str,
     control.post("/companies", json={"id": cid, "generate": {"people": 247}})
     path = f"/rest/v1.0/companies/{cid}/people"
     first = api.get(path, params={"per_page": 100})
-    assert first.headers["Total"] == "250" and first.headers["Per-Page"] == "100"
-    assert 'rel="next"' in first.headers["Link"] and 'rel="prev"' not in first.headers["Link"]
+    assert first.headers["Total"] == "250"
+    assert first.headers["Per-Page"] == "100"
+    assert 'rel="next"' in first.headers["Link"]
+    assert 'rel="prev"' not in first.headers["Link"]
     assert 'page=3&per_page=100>; rel="last"' in first.headers["Link"]
     last = api.get(path, params={"per_page": 100, "page": 3})
     assert len(last.json()) == 50
-    assert 'rel="next"' not in last.headers["Link"] and 'rel="prev"' in last.headers["Link"]
+    assert 'rel="next"' not in last.headers["Link"]
+    assert 'rel="prev"' in last.headers["Link"]
 
     seen: list[int] = []
     url: str | None = f"{path}?per_page=60"
@@ -337,7 +352,8 @@ def test_pagination_headers_across_pages(control: httpx.Client, world: dict[str,
 
     control.put("/settings", json={"per_page_max": 40})
     capped = api.get(path, params={"per_page": 2000})
-    assert capped.headers["Per-Page"] == "40" and len(capped.json()) == 40
+    assert capped.headers["Per-Page"] == "40"
+    assert len(capped.json()) == 40
 
 
 # ---------------------------------------------------------------- manpower logs
@@ -363,13 +379,17 @@ def test_manpower_log_lifecycle(control: httpx.Client, world: dict[str, Any]) ->
     )
     assert created.status_code == 201, created.text
     log = created.json()
-    assert log["date"] == TODAY.isoformat() and log["status"] == "approved"
-    assert log["num_hours"] == "7.5" and log["man_hours"] == "30.0" and log["vendor"]["id"] == vendor
+    assert log["date"] == TODAY.isoformat()
+    assert log["status"] == "approved"
+    assert log["num_hours"] == "7.5"
+    assert log["man_hours"] == "30.0"
+    assert log["vendor"]["id"] == vendor
     assert log["cost_code"] == {"id": code, "name": "Concrete"}
 
     assert api.get(f"{path}/{log['id']}").json()["notes"] == "crew A [mc:1]"
     patched = api.patch(f"{path}/{log['id']}", {"manpower_log": {"num_workers": 5}})
-    assert patched.status_code == 200 and patched.json()["num_workers"] == 5
+    assert patched.status_code == 200
+    assert patched.json()["num_workers"] == 5
     assert patched.json()["updated_at"] > log["updated_at"]
 
     pending = api.patch(f"{path}/{log['id']}", {"manpower_log": {"status": "pending"}}).json()
@@ -378,10 +398,12 @@ def test_manpower_log_lifecycle(control: httpx.Client, world: dict[str, Any]) ->
     assert [m["id"] for m in api.get(path, params={"filters[status]": "all"}).json()] == [log["id"]]
 
     deleted = api.delete(f"{path}/{log['id']}")
-    assert deleted.status_code == 200 and deleted.content == b""
+    assert deleted.status_code == 200
+    assert deleted.content == b""
     assert api.get(f"{path}/{log['id']}").status_code == 404
     stored = control.get("/records/manpower_logs", params={"project_id": pid}).json()
-    assert stored[0]["deleted"] is True and stored[0]["created_by_client_id"] == "sandbox-client"
+    assert stored[0]["deleted"] is True
+    assert stored[0]["created_by_client_id"] == "sandbox-client"
 
 
 def test_manpower_validation_errors(world: dict[str, Any]) -> None:
@@ -390,13 +412,16 @@ def test_manpower_validation_errors(world: dict[str, Any]) -> None:
     other_code = world["projects"][1]["cost_codes"][0]["id"]
     path = f"/rest/v1.0/projects/{pid}/manpower_logs"
     bad_vendor = api.post(path, {"manpower_log": {"num_workers": 1, "contact_id": 999}})
-    assert bad_vendor.status_code == 422 and "contact_id" in bad_vendor.json()["errors"]
+    assert bad_vendor.status_code == 422
+    assert "contact_id" in bad_vendor.json()["errors"]
     validate_httpx_response(bad_vendor)
     bad_code = api.post(path, {"manpower_log": {"num_workers": 1, "cost_code_id": other_code}})
-    assert bad_code.status_code == 422 and "cost code" in bad_code.json()["message"]
+    assert bad_code.status_code == 422
+    assert "cost code" in bad_code.json()["message"]
     assert api.post("/rest/v1.0/projects/123/manpower_logs", {"manpower_log": {"num_workers": 1}}).status_code == 404
     missing = api.post(path, {"num_workers": 1}, validate=False)
-    assert missing.status_code == 400 and "manpower_log" in missing.json()["message"]
+    assert missing.status_code == 400
+    assert "manpower_log" in missing.json()["message"]
 
 
 def test_daily_logs_default_to_today(world: dict[str, Any]) -> None:
@@ -434,7 +459,9 @@ def test_quantity_log_lifecycle_and_integer_rule(world: dict[str, Any]) -> None:
     )
     assert created.status_code == 201
     log = created.json()
-    assert log["quantity"] == 12 and log["unit"] == "CY" and log["cost_code"]["name"] == "Steel"
+    assert log["quantity"] == 12
+    assert log["unit"] == "CY"
+    assert log["cost_code"]["name"] == "Steel"
     assert api.get(path).json() == []
     assert [q["id"] for q in api.get(path, params={"log_date": YESTERDAY}).json()] == [log["id"]]
 
@@ -452,7 +479,8 @@ def test_quantity_log_lifecycle_and_integer_rule(world: dict[str, Any]) -> None:
     validate_httpx_response(fractional)
 
     patched = api.patch(f"{path}/{log['id']}", {"quantity_log": {"quantity": 13}}).json()
-    assert patched["quantity"] == 13 and patched["updated_at"] > log["updated_at"]
+    assert patched["quantity"] == 13
+    assert patched["updated_at"] > log["updated_at"]
     assert api.delete(f"{path}/{log['id']}").status_code == 200
     assert api.get(f"{path}/{log['id']}").status_code == 404
 
@@ -482,11 +510,13 @@ def test_project_timecard_entries(control: httpx.Client, world: dict[str, Any]) 
     created = api.post(path, body)
     assert created.status_code == 201, created.text
     entry = created.json()
-    assert entry["hours"] == "8.0" and entry["party"]["id"] == ann
+    assert entry["hours"] == "8.0"
+    assert entry["party"]["id"] == ann
     assert entry["timecard_time_type"]["abbreviated_time_type"] == "REG"
 
     duplicate = api.post(path, body | {"timecard_entry": body["timecard_entry"] | {"party_id": bob}})
-    assert duplicate.status_code == 422 and duplicate.json()["errors"] == {"origin_id": ["has already been taken"]}
+    assert duplicate.status_code == 422
+    assert duplicate.json()["errors"] == {"origin_id": ["has already been taken"]}
     control.put("/settings", json={"duplicate_origin_status": 409})
     assert api.post(path, body).status_code == 409
 
@@ -494,15 +524,18 @@ def test_project_timecard_entries(control: httpx.Client, world: dict[str, Any]) 
         path,
         {"timecard_entry": {"party_id": bob, "time_in": "07:00", "time_out": "15:30", "lunch_time": "30"}},
     ).json()
-    assert timed["hours"] == "8.0" and timed["lunch_time"] == 30
+    assert timed["hours"] == "8.0"
+    assert timed["lunch_time"] == 30
     assert api.post(path, {"timecard_entry": {"hours": "8"}}, validate=False).status_code == 422
     bad_type = api.post(path, {"timecard_entry": {"hours": "8", "party_id": ann, "timecard_time_type_id": 7}})
-    assert bad_type.status_code == 422 and "timecard_time_type_id" in bad_type.json()["errors"]
+    assert bad_type.status_code == 422
+    assert "timecard_time_type_id" in bad_type.json()["errors"]
     bad_lit = api.post(path, {"timecard_entry": {"hours": "8", "party_id": ann, "line_item_type_id": labor}})
     assert bad_lit.status_code == 422
 
     patched = api.patch(f"{path}/{entry['id']}", {"timecard_entry": {"hours": "9.25"}}).json()
-    assert patched["hours"] == "9.25" and patched["updated_at"] > entry["updated_at"]
+    assert patched["hours"] == "9.25"
+    assert patched["updated_at"] > entry["updated_at"]
     assert sorted(e["id"] for e in api.get(path).json()) == sorted([entry["id"], timed["id"]])
     assert api.delete(f"{path}/{entry['id']}").status_code == 200
     # The origin_id of a deleted entry can be reused.
@@ -523,7 +556,8 @@ def test_company_timecard_entries_incremental_sync(world: dict[str, Any]) -> Non
     )
     assert before.status_code == 201, before.text
     first = before.json()
-    assert first["project"]["id"] == pid and first["lunch_time"] is None
+    assert first["project"]["id"] == pid
+    assert first["lunch_time"] is None
     no_date = api.post(
         path,
         {"project_id": pid, "timecard_entry": {"hours": "4", "party_id": world["people"][0]}},
@@ -543,7 +577,8 @@ def test_company_timecard_entries_incremental_sync(world: dict[str, Any]) -> Non
     assert len(api.get(path).json()) == 2
 
     deleted = api.delete(f"{path}/{first['id']}")
-    assert deleted.status_code == 200 and deleted.json()["deleted_at"] is not None
+    assert deleted.status_code == 200
+    assert deleted.json()["deleted_at"] is not None
     gone = api.get(path, params={"filters[deleted_at]": "2000-01-01...2999-01-01"}).json()
     assert [e["id"] for e in gone] == [first["id"]]
     assert [e["id"] for e in api.get(path).json()] == [second["id"]]
@@ -552,7 +587,8 @@ def test_company_timecard_entries_incremental_sync(world: dict[str, Any]) -> Non
     patched = api.patch(
         f"{path}/{second['id']}", {"project_id": pid, "timecard_entry": {"date": YESTERDAY, "hours": "3"}}
     )
-    assert patched.status_code == 200 and patched.json()["hours"] == "3.0"
+    assert patched.status_code == 200
+    assert patched.json()["hours"] == "3.0"
 
 
 def test_updated_at_strictly_increasing_under_rapid_writes(world: dict[str, Any]) -> None:
@@ -564,8 +600,10 @@ def test_updated_at_strictly_increasing_under_rapid_writes(world: dict[str, Any]
     for n in range(2, 12):
         stamps.append(api.patch(f"{path}/{log['id']}", {"manpower_log": {"num_workers": n}}).json()["updated_at"])
         ids.append(api.post(path, {"manpower_log": {"num_workers": n}}).json()["id"])
-    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-    assert ids == sorted(ids) and all(i > 2**40 for i in ids)
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) == len(stamps)
+    assert ids == sorted(ids)
+    assert all(i > 2**40 for i in ids)
 
 
 # ---------------------------------------------------------------- rate limits
@@ -586,7 +624,8 @@ def test_rate_limits_per_company_with_headers(control: httpx.Client, base_url: s
     assert remaining == [2, 1, 0]
     limited = api.get("/rest/v1.0/vendors", params={"company_id": cid})
     assert limited.status_code == 429
-    assert int(limited.headers["Retry-After"]) >= 1 and limited.headers["X-Rate-Limit-Remaining"] == "0"
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["X-Rate-Limit-Remaining"] == "0"
     assert "surpassed the max number of requests" in limited.json()["message"]
 
     other_api = Procore(base_url, other)
@@ -609,7 +648,8 @@ def test_status_latency_and_timeout_faults(control: httpx.Client, world: dict[st
     cid = world["company_id"]
     control.post("/faults", json={"path": "/rest/v1.0/vendors", "status": 503, "retry_after": 7, "times": 1})
     unavailable = api.get("/rest/v1.0/vendors", params={"company_id": cid})
-    assert unavailable.status_code == 503 and unavailable.headers["Retry-After"] == "7"
+    assert unavailable.status_code == 503
+    assert unavailable.headers["Retry-After"] == "7"
     assert api.get("/rest/v1.0/vendors", params={"company_id": cid}).status_code == 200
 
     control.post("/faults", json={"path": "/rest/v1.0/vendors", "kind": "latency", "latency_ms": 300})
@@ -654,9 +694,11 @@ def test_control_edits_bump_updated_at_and_delete(control: httpx.Client, world: 
     path = f"/rest/v1.0/projects/{pid}/quantity_logs"
     log = api.post(path, {"quantity_log": {"quantity": 5, "unit": "EA"}}).json()
     edited = control.patch(f"/records/quantity_logs/{log['id']}", json={"quantity": 6})
-    assert edited.status_code == 200 and edited.json()["created_by_client_id"] == "sandbox-client"
+    assert edited.status_code == 200
+    assert edited.json()["created_by_client_id"] == "sandbox-client"
     current = api.get(f"{path}/{log['id']}").json()
-    assert current["quantity"] == 6 and current["updated_at"] > log["updated_at"]
+    assert current["quantity"] == 6
+    assert current["updated_at"] > log["updated_at"]
     assert control.patch(f"/records/quantity_logs/{log['id']}", json={"quantity": 1.5}).status_code == 422
     assert control.delete(f"/records/quantity_logs/{log['id']}").json()["deleted"] is True
     assert api.get(f"{path}/{log['id']}").status_code == 404
@@ -683,8 +725,10 @@ def test_request_log_filters_and_clear(control: httpx.Client, base_url: str, wor
     entries = control.get("/requests", params={"company_id": cid}).json()
     assert [e["method"] for e in entries] == ["GET", "POST"]
     post = entries[1]
-    assert post["headers"]["procore-company-id"] == str(cid) and post["headers"]["authorization"] is True
-    assert post["body"] == {"manpower_log": {"num_workers": 1}} and post["status"] == 201
+    assert post["headers"]["procore-company-id"] == str(cid)
+    assert post["headers"]["authorization"] is True
+    assert post["body"] == {"manpower_log": {"num_workers": 1}}
+    assert post["status"] == 201
     assert post["client_id"] == "sandbox-client"
     oauth = control.get("/requests", params={"path": "/oauth/token"}).json()
     assert oauth[0]["body"]["client_secret"] == "***"
@@ -770,14 +814,19 @@ def test_webhook_hooks_triggers_and_delivery(control: httpx.Client, world: dict[
     _wait_for(lambda: len(_Receiver.events) == 1)
     headers, event = _Receiver.events[0]
     assert headers["Authorization"] == "Bearer hook-secret"
-    assert event["resource_name"] == "Manpower Logs" and event["event_type"] == "create"
-    assert event["resource_id"] == log["id"] and event["company_id"] == cid and event["project_id"] == pid
-    assert event["metadata"]["source_application_id"] == "sandbox-client" and len(event["ulid"]) == 26
+    assert event["resource_name"] == "Manpower Logs"
+    assert event["event_type"] == "create"
+    assert event["resource_id"] == log["id"]
+    assert event["company_id"] == cid
+    assert event["project_id"] == pid
+    assert event["metadata"]["source_application_id"] == "sandbox-client"
+    assert len(event["ulid"]) == 26
 
     control.patch(f"/records/manpower_logs/{log['id']}", json={"num_workers": 3})
     _wait_for(lambda: len(_Receiver.events) == 2)
     update = _Receiver.events[1][1]
-    assert update["event_type"] == "update" and update["metadata"]["source_application_id"] is None
+    assert update["event_type"] == "update"
+    assert update["metadata"]["source_application_id"] is None
     api.delete(f"/rest/v1.0/projects/{pid}/manpower_logs/{log['id']}")  # no delete trigger: nothing sent
 
     deliveries = control.get("/webhook-deliveries").json()
@@ -792,7 +841,7 @@ def test_webhook_hooks_triggers_and_delivery(control: httpx.Client, world: dict[
 
 
 def test_cli_prints_ready_line() -> None:
-    with socket_port() as port:
+    with FreePort() as port:
         pass
     proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox.procore", "--host", "127.0.0.1", "--port", str(port)],
@@ -811,7 +860,7 @@ def test_cli_prints_ready_line() -> None:
         proc.wait(timeout=10)
 
 
-class socket_port:
+class FreePort:
     """Pick a free port (closed again before use)."""
 
     def __enter__(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -19,21 +19,15 @@ import pytest
 from services.publisher.adapters.attempts import AttemptLog
 from services.publisher.adapters.leases import LeaseStore
 from services.publisher.adapters.procore import ProcoreRecords
-from services.publisher.domain import RESOURCES, Lease, LeaseExpired, LeaseLost
+from services.publisher.domain import RESOURCES
+from services.publisher.lease import Lease, LeaseExpired, LeaseLost
 from shared import db
 from shared.events import Module, ProcorePublishFinished, PublishOutcome
 from shared.procore import ProcoreClient, RateLimiter, TokenSource
-from tests.sandbox_fixtures import run_sandbox
 from tests.support.database import ProvisionedDatabase, migrated
 from tests.support.publisher import Company, Sandbox, checked_sandbox, request_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with run_sandbox() as url:
-        yield url
 
 
 @dataclass
@@ -81,7 +75,8 @@ async def test_one_owner_at_a_time_and_every_takeover_grows_the_token(parts: Par
     await parts.attempts.receive([(request, {})])
 
     (claimed,) = await first.claim(5)
-    assert claimed.company_id == parts.company.id and claimed.quiet_s == 0
+    assert claimed.company_id == parts.company.id
+    assert claimed.quiet_s == 0
     assert await second.claim(5) == []  # held: not free for anybody else
     assert await first.renew({parts.company.id: claimed.token}, {parts.company.id: {"remaining": 3}}) == {
         parts.company.id
@@ -97,7 +92,9 @@ async def test_one_owner_at_a_time_and_every_takeover_grows_the_token(parts: Par
     assert await second.release(parts.company.id, taken.token, {"remaining": 1}, idle=True) is False  # work left
     assert await second.release(parts.company.id, taken.token, {"remaining": 1}, idle=False) is True
     (again,) = await first.claim(5)
-    assert again.token == taken.token + 1 and again.budget == {"remaining": 1} and again.quiet_s == 0
+    assert again.token == taken.token + 1
+    assert again.budget == {"remaining": 1}
+    assert again.quiet_s == 0
     with pytest.raises(LeaseLost):
         await second.release(parts.company.id, taken.token, None, idle=False)
 
@@ -159,7 +156,8 @@ async def test_an_old_owner_cannot_write_to_the_attempt_log_or_procore_after_a_t
 
     # The new owner continues: it finds the request started by someone else and reconciles first.
     resumed = await parts.attempts.start(request.request_id, new)
-    assert resumed.recovering and resumed.tries == 2
+    assert resumed.recovering
+    assert resumed.tries == 2
     record = await parts.records(new).create({"date": "2026-11-20", "num_workers": 1, "notes": request.marker})
     assert await parts.attempts.finish(result.model_copy(update={"procore_id": record["id"]}), new, {"x": "y"})
     assert await parts.pool.fetchval("SELECT count(*) FROM outbox") == 1

@@ -9,14 +9,12 @@ the way a network partition or a stopped server does.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from shared.events import Module, PublishOutcome, PublishToProcore
-from tests.sandbox_fixtures import run_sandbox
 from tests.support.database import role_dsn
 from tests.support.mapping import INTERNAL_TOKEN, connect_service_account, mapping_settings, serve_mapping
 from tests.support.proxy import TcpProxy
@@ -24,7 +22,6 @@ from tests.support.publisher import (
     Requests,
     Results,
     Sandbox,
-    checked_sandbox,
     health,
     request_for,
     rows,
@@ -35,23 +32,6 @@ from tests.support.stack import StackConfig
 
 pytestmark = pytest.mark.integration
 MODULES = [Module.MANPOWER, Module.TIMECARD, Module.PRODUCTION_QUANTITY]
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with run_sandbox() as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[Sandbox]:
-    async with checked_sandbox(sandbox_url) as handle:
-        yield handle
-
-
-@pytest.fixture
-def cfg(kafka_bootstrap: str, postgres_dsn: str, unique: str, schemas: dict[str, str], sandbox_url: str) -> StackConfig:
-    return StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox_url)
 
 
 def proxy_for(url: str) -> TcpProxy:

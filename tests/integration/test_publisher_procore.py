@@ -8,79 +8,23 @@ After every test, every request the publisher sent is checked against the OpenAP
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
-from services.publisher.bootstrap import build_app
-from services.publisher.config import PublisherSettings
-from shared.broker import ensure_topics
 from shared.events import Module, ProcoreOperation, PublishOutcome
-from tests.sandbox_fixtures import run_sandbox
 from tests.support.publisher import (
-    Requests,
-    Results,
     Sandbox,
-    assert_match_spec,
     payload_for,
     request_for,
+    wired_publisher,
 )
 from tests.support.stack import StackConfig
 
 pytestmark = pytest.mark.integration
 MODULES = [Module.MANPOWER, Module.TIMECARD, Module.PRODUCTION_QUANTITY]
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    """A sandbox of these tests' own: they change its settings and faults."""
-    with run_sandbox() as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[Sandbox]:
-    handle = Sandbox(sandbox_url)
-    handle.start_seq = await handle.last_seq()
-    try:
-        yield handle
-        assert_match_spec(await handle.requests(since=handle.start_seq))
-    finally:
-        await handle.clear_faults()
-        await handle.http.post("/_sandbox/reset")
-        await handle.aclose()
-
-
-@pytest.fixture
-def cfg(kafka_bootstrap: str, postgres_dsn: str, unique: str, schemas: dict[str, str], sandbox_url: str) -> StackConfig:
-    return StackConfig(kafka_bootstrap, postgres_dsn, f"{unique}.", schemas, procore_url=sandbox_url)
-
-
-def settings(cfg: StackConfig, **overrides: Any) -> PublisherSettings:
-    return PublisherSettings(**(cfg.common("publisher") | cfg.procore() | overrides))
-
-
-@asynccontextmanager
-async def publisher(cfg: StackConfig, provider: TracerProvider | None = None, **overrides: Any) -> AsyncIterator[None]:
-    await ensure_topics(cfg.kafka, cfg.topics.all())
-    app = build_app(settings(cfg, **overrides), provider)
-    async with app.start_lifespan_context():
-        yield
-
-
-@asynccontextmanager
-async def wired(cfg: StackConfig, **overrides: Any) -> AsyncIterator[tuple[Requests, Results]]:
-    async with (
-        publisher(cfg, **overrides),
-        Requests(cfg.kafka, cfg.topics.publish_requests) as requests,
-        Results(cfg.kafka, cfg.topics.publish_results) as results,
-    ):
-        yield requests, results
 
 
 def live(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -93,14 +37,16 @@ def live(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("module", MODULES)
 async def test_create_update_replace_delete(cfg: StackConfig, sandbox: Sandbox, module: Module) -> None:
     company = await sandbox.company()
-    async with wired(cfg) as (requests, results):
+    async with wired_publisher(cfg) as (requests, results):
         create = request_for(module, company)
         await requests.send(create)
         created = await results.wait(create.request_id)
         assert created.outcome is PublishOutcome.PUBLISHED, created.message
         (record,) = await sandbox.records(module, company)
-        assert record["id"] == created.procore_id and record["project_id"] == company.project
-        assert created.procore_updated_at is not None and created.published_payload is not None
+        assert record["id"] == created.procore_id
+        assert record["project_id"] == company.project
+        assert created.procore_updated_at is not None
+        assert created.published_payload is not None
 
         changed = payload_for(module, company, create.marker)
         if module is Module.MANPOWER:
@@ -112,23 +58,30 @@ async def test_create_update_replace_delete(cfg: StackConfig, sandbox: Sandbox, 
         update = request_for(module, company, ProcoreOperation.UPDATE, payload=changed, after=created)
         await requests.send(update)
         updated = await results.wait(update.request_id)
-        assert updated.outcome is PublishOutcome.PUBLISHED and updated.procore_id == created.procore_id
+        assert updated.outcome is PublishOutcome.PUBLISHED
+        assert updated.procore_id == created.procore_id
         (record,) = await sandbox.records(module, company)
         if module is Module.MANPOWER:
-            assert record["num_workers"] == 4 and Decimal(record["num_hours"]) == Decimal("6.25")
-            assert record["vendor"]["id"] == company.vendor and create.marker in record["notes"]
+            assert record["num_workers"] == 4
+            assert Decimal(record["num_hours"]) == Decimal("6.25")
+            assert record["vendor"]["id"] == company.vendor
+            assert create.marker in record["notes"]
         elif module is Module.TIMECARD:
-            assert Decimal(record["hours"]) == Decimal("9.25") and record["party"]["id"] == company.person
-            assert record["origin_id"] == create.payload["origin_id"] and record["cost_code"]["id"] == company.cost_code
+            assert Decimal(record["hours"]) == Decimal("9.25")
+            assert record["party"]["id"] == company.person
+            assert record["origin_id"] == create.payload["origin_id"]
+            assert record["cost_code"]["id"] == company.cost_code
             assert record["timecard_time_type"]["id"] == company.time_type
         else:
-            assert record["quantity"] == 20 and record["unit"] == "m3"
+            assert record["quantity"] == 20
+            assert record["unit"] == "m3"
             assert record["cost_code"]["id"] == company.cost_code
 
         replace = request_for(module, company, ProcoreOperation.REPLACE, payload=changed, after=updated)
         await requests.send(replace)
         replaced = await results.wait(replace.request_id)
-        assert replaced.outcome is PublishOutcome.PUBLISHED and replaced.procore_id != created.procore_id
+        assert replaced.outcome is PublishOutcome.PUBLISHED
+        assert replaced.procore_id != created.procore_id
         (record,) = await sandbox.records(module, company)
         assert record["id"] == replaced.procore_id
 
@@ -143,10 +96,14 @@ async def test_create_update_replace_delete(cfg: StackConfig, sandbox: Sandbox, 
     # create: POST; update: GET + PATCH; replace: GET + DELETE + POST; delete: GET + DELETE
     assert rest == [
         ("POST", False),
-        ("GET", True), ("PATCH", True),
-        ("GET", True), ("DELETE", True), ("POST", False),
-        ("GET", True), ("DELETE", True),
-    ]  # fmt: skip
+        ("GET", True),
+        ("PATCH", True),
+        ("GET", True),
+        ("DELETE", True),
+        ("POST", False),
+        ("GET", True),
+        ("DELETE", True),
+    ]
 
 
 # --------------------------------------------------------------------- conflicts and force
@@ -157,12 +114,13 @@ async def test_edited_in_procore_is_a_conflict_and_force_overwrites(
     cfg: StackConfig, sandbox: Sandbox, module: Module
 ) -> None:
     company = await sandbox.company()
-    edit = {
+    edits: dict[Module, dict[str, object]] = {
         Module.MANPOWER: {"num_workers": 9},
         Module.TIMECARD: {"hours": "2.0"},
         Module.PRODUCTION_QUANTITY: {"quantity": 99},
-    }[module]
-    async with wired(cfg) as (requests, results):
+    }
+    edit = edits[module]
+    async with wired_publisher(cfg) as (requests, results):
         create = request_for(module, company)
         await requests.send(create)
         created = await results.wait(create.request_id)
@@ -181,7 +139,8 @@ async def test_edited_in_procore_is_a_conflict_and_force_overwrites(
         force = request_for(module, company, ProcoreOperation.UPDATE, payload=create.payload, after=created, force=True)
         await requests.send(force)
         forced = await results.wait(force.request_id)
-        assert forced.outcome is PublishOutcome.PUBLISHED and forced.procore_id == created.procore_id
+        assert forced.outcome is PublishOutcome.PUBLISHED
+        assert forced.procore_id == created.procore_id
     (record,) = await sandbox.records(module, company)
     key = next(iter(edit))
     assert Decimal(str(record[key])) == Decimal(str(create.payload[key]))
@@ -189,7 +148,7 @@ async def test_edited_in_procore_is_a_conflict_and_force_overwrites(
 
 async def test_conflict_by_content_when_no_baseline_time(cfg: StackConfig, sandbox: Sandbox) -> None:
     company = await sandbox.company()
-    async with wired(cfg) as (requests, results):
+    async with wired_publisher(cfg) as (requests, results):
         create = request_for(Module.MANPOWER, company)
         await requests.send(create)
         created = await results.wait(create.request_id)
@@ -204,7 +163,7 @@ async def test_conflict_by_content_when_no_baseline_time(cfg: StackConfig, sandb
 async def test_deleted_in_procore(cfg: StackConfig, sandbox: Sandbox) -> None:
     company = await sandbox.company()
     module = Module.TIMECARD
-    async with wired(cfg) as (requests, results):
+    async with wired_publisher(cfg) as (requests, results):
         create = request_for(module, company)
         await requests.send(create)
         created = await results.wait(create.request_id)
@@ -225,9 +184,11 @@ async def test_deleted_in_procore(cfg: StackConfig, sandbox: Sandbox) -> None:
         force = request_for(module, company, ProcoreOperation.UPDATE, payload=create.payload, after=created, force=True)
         await requests.send(force)
         recreated = await results.wait(force.request_id)
-        assert recreated.outcome is PublishOutcome.PUBLISHED and recreated.procore_id != created.procore_id
+        assert recreated.outcome is PublishOutcome.PUBLISHED
+        assert recreated.procore_id != created.procore_id
     (record,) = await sandbox.records(module, company)
-    assert record["id"] == recreated.procore_id and record["origin_id"] == create.payload["origin_id"]
+    assert record["id"] == recreated.procore_id
+    assert record["origin_id"] == create.payload["origin_id"]
 
 
 # --------------------------------------------------------------------- what Procore cannot take, permanent errors
@@ -235,11 +196,13 @@ async def test_deleted_in_procore(cfg: StackConfig, sandbox: Sandbox) -> None:
 
 async def test_values_procore_cannot_take_fail_with_a_reason(cfg: StackConfig, sandbox: Sandbox) -> None:
     company = await sandbox.company()
-    async with wired(cfg) as (requests, results):
+    async with wired_publisher(cfg) as (requests, results):
         marker = "[mc:cafe]"
         fractional = request_for(
-            Module.PRODUCTION_QUANTITY, company, payload=payload_for(Module.PRODUCTION_QUANTITY, company, marker) | {
-                "quantity": "2.5"})  # fmt: skip
+            Module.PRODUCTION_QUANTITY,
+            company,
+            payload=payload_for(Module.PRODUCTION_QUANTITY, company, marker) | {"quantity": "2.5"},
+        )
         too_long = request_for(
             Module.TIMECARD, company, payload=payload_for(Module.TIMECARD, company, marker) | {"hours": "25.00"}
         )
@@ -253,9 +216,12 @@ async def test_values_procore_cannot_take_fail_with_a_reason(cfg: StackConfig, s
         second = await results.wait(too_long.request_id)
         assert second.message == "Procore takes at most 24 hours in one timecard entry; this entry has 25.00 hours"
         third = await results.wait(foreign_vendor.request_id)
-        assert third.outcome is PublishOutcome.FAILED and third.message and "4242" in third.message  # Procore's words
+        assert third.outcome is PublishOutcome.FAILED
+        assert third.message
+        assert "4242" in third.message
     sent = [e for e in await sandbox.requests(company.id) if e["path"].startswith("/rest/")]
-    assert [e["method"] for e in sent] == ["POST"] and sent[0]["status"] == 422  # the first two never left
+    assert [e["method"] for e in sent] == ["POST"]
+    assert sent[0]["status"] == 422
 
 
 # --------------------------------------------------------------------- duplicates
@@ -263,7 +229,7 @@ async def test_values_procore_cannot_take_fail_with_a_reason(cfg: StackConfig, s
 
 async def test_duplicate_delivery_creates_one_record_and_answers_again(cfg: StackConfig, sandbox: Sandbox) -> None:
     company = await sandbox.company()
-    async with wired(cfg) as (requests, results):
+    async with wired_publisher(cfg) as (requests, results):
         create = request_for(Module.MANPOWER, company)
         await requests.send(create, create)  # the second arrives while the first is in progress
         await results.wait(create.request_id)
@@ -283,7 +249,7 @@ async def test_duplicate_delivery_creates_one_record_and_answers_again(cfg: Stac
 
 async def test_token_expiry_mid_run(cfg: StackConfig, sandbox: Sandbox) -> None:
     company = await sandbox.company()
-    async with wired(cfg) as (requests, results):
+    async with wired_publisher(cfg) as (requests, results):
         first = request_for(Module.MANPOWER, company)
         await requests.send(first)
         assert (await results.wait(first.request_id)).outcome is PublishOutcome.PUBLISHED
@@ -293,14 +259,15 @@ async def test_token_expiry_mid_run(cfg: StackConfig, sandbox: Sandbox) -> None:
         assert (await results.wait(second.request_id)).outcome is PublishOutcome.PUBLISHED
     log = await sandbox.requests(since=sandbox.start_seq)
     statuses = [(e["method"], e["path"].split("/")[-1], e["status"]) for e in log if e["path"] != "/oauth/token"]
-    assert ("POST", "quantity_logs", 401) in statuses and statuses[-1] == ("POST", "quantity_logs", 201)
+    assert ("POST", "quantity_logs", 401) in statuses
+    assert statuses[-1] == ("POST", "quantity_logs", 201)
     assert len([e for e in log if e["path"] == "/oauth/token"]) == 2  # first token, then the refresh
 
 
 async def test_5xx_timeouts_and_dropped_connections_never_duplicate(cfg: StackConfig, sandbox: Sandbox) -> None:
     company = await sandbox.company()
     logs = f"/rest/v1.0/projects/{company.project}/manpower_logs"
-    async with wired(cfg, procore_timeout_s=1.0, publisher_max_tries=2, publisher_retry_base_s=0.2) as (
+    async with wired_publisher(cfg, procore_timeout_s=1.0, publisher_max_tries=2, publisher_retry_base_s=0.2) as (
         requests,
         results,
     ):
@@ -326,8 +293,13 @@ async def test_5xx_timeouts_and_dropped_connections_never_duplicate(cfg: StackCo
         # a read that times out, then a PATCH answered 503, both retried
         await sandbox.fault(path=f"{logs}/*", method="GET", kind="timeout", timeout_s=2.0)
         await sandbox.fault(path=f"{logs}/*", method="PATCH", kind="status", status=503, retry_after=1)
-        update = request_for(Module.MANPOWER, company, ProcoreOperation.UPDATE, payload=plain.payload, after=(
-            await results.wait(plain.request_id)))  # fmt: skip
+        update = request_for(
+            Module.MANPOWER,
+            company,
+            ProcoreOperation.UPDATE,
+            payload=plain.payload,
+            after=(await results.wait(plain.request_id)),
+        )
         await requests.send(update)
         assert (await results.wait(update.request_id, timeout_s=40)).outcome is PublishOutcome.PUBLISHED
 
@@ -336,7 +308,8 @@ async def test_5xx_timeouts_and_dropped_connections_never_duplicate(cfg: StackCo
         doomed = request_for(Module.MANPOWER, company)
         await requests.send(doomed)
         failed = await results.wait(doomed.request_id, timeout_s=40)
-        assert failed.outcome is PublishOutcome.FAILED and failed.message == "Sandbox injected error 500"
+        assert failed.outcome is PublishOutcome.FAILED
+        assert failed.message == "Sandbox injected error 500"
         await sandbox.clear_faults()
 
         # the entry's next create looks for a record the failed one may have left first
@@ -346,7 +319,8 @@ async def test_5xx_timeouts_and_dropped_connections_never_duplicate(cfg: StackCo
 
     records = await sandbox.records(Module.MANPOWER, company)
     markers = sorted(r["notes"] for r in records)
-    assert len(records) == 4 and len(set(markers)) == 4  # one record per entry
+    assert len(records) == 4
+    assert len(set(markers)) == 4
     assert adopted.procore_id in {r["id"] for r in records}
     after_doomed = [e for e in await sandbox.requests(company.id) if e["method"] == "GET" and "log_date" in e["query"]]
     assert after_doomed  # reconciliation listed the day (and the retry of the doomed entry did, too)
@@ -361,7 +335,9 @@ async def test_429_storm_blocks_only_that_company_until_reset(cfg: StackConfig, 
     await sandbox.fault(
         path="/rest/*", kind="status", status=429, retry_after=retry_after, times=3, company_id=stormy.id
     )
-    async with wired(cfg) as (requests, results):
+    # budgets per company (the sandbox's default counting): under one token both would share one budget (see
+    # test_publisher_procore_rules.py::test_companies_under_one_token_share_its_budget)
+    async with wired_publisher(cfg, procore_rate_limit_scope="company") as (requests, results):
         storm = [request_for(Module.MANPOWER, stormy) for _ in range(3)]
         quiet = [request_for(Module.PRODUCTION_QUANTITY, calm) for _ in range(10)]
         await requests.send(*storm)
@@ -380,7 +356,8 @@ async def test_429_storm_blocks_only_that_company_until_reset(cfg: StackConfig, 
     assert len(rejected) == 3
     for e in rejected:
         later = [x for x in log if x["seq"] > e["seq"]]
-        assert later and later[0]["timestamp"] >= e["timestamp"] + retry_after, "a request came before the reset"
+        assert later, "a request came before the reset"
+        assert later[0]["timestamp"] >= e["timestamp"] + retry_after, "a request came before the reset"
     calm_log = [e for e in await sandbox.requests(calm.id) if e["path"].startswith("/rest/")]
     assert calm_log[0]["timestamp"] < rejected[-1]["timestamp"] + retry_after
     assert len(await sandbox.records(Module.MANPOWER, stormy)) == 3
@@ -402,7 +379,7 @@ async def test_spent_budget_waits_for_the_reset_header(cfg: StackConfig, sandbox
             )
         ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}", "Procore-Company-Id": str(company.id)}
-        async with wired(cfg) as (requests, results):
+        async with wired_publisher(cfg) as (requests, results):
             spent = None
             while spent is None:
                 r = await other.get(f"/rest/v1.0/projects/{company.project}/quantity_logs", headers=headers)
@@ -427,7 +404,7 @@ async def test_spent_budget_waits_for_the_reset_header(cfg: StackConfig, sandbox
 async def test_result_carries_the_request_trace(cfg: StackConfig, sandbox: Sandbox) -> None:
     company = await sandbox.company()
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    async with wired(cfg) as (requests, results):
+    async with wired_publisher(cfg) as (requests, results):
         request = request_for(Module.MANPOWER, company)
         await requests.send(request, headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
         await results.wait(request.request_id)
@@ -437,7 +414,7 @@ async def test_result_carries_the_request_trace(cfg: StackConfig, sandbox: Sandb
 
 async def test_many_companies_publish_side_by_side(cfg: StackConfig, sandbox: Sandbox) -> None:
     companies = [await sandbox.company(f"Co{i}") for i in range(6)]
-    async with wired(cfg) as (requests, results):
+    async with wired_publisher(cfg) as (requests, results):
         batch = [request_for(m, c) for c in companies for m in MODULES for _ in range(3)]
         await requests.send(*batch)
         for r in batch:

@@ -4,29 +4,15 @@ a company not bound to the request's account fails that entry at once, for good,
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from shared.events import Module, PublishOutcome
-from tests.sandbox_fixtures import run_sandbox
 from tests.support.mapping import INTERNAL_TOKEN, connect_service_account, mapping_settings, serve_mapping
-from tests.support.publisher import Requests, Results, Sandbox, checked_sandbox, request_for, running_publisher
+from tests.support.publisher import Requests, Results, Sandbox, request_for, running_publisher
 from tests.support.stack import StackConfig
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with run_sandbox() as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[Sandbox]:
-    async with checked_sandbox(sandbox_url) as handle:
-        yield handle
 
 
 async def test_a_company_not_bound_to_the_account_fails_its_entries_for_good(

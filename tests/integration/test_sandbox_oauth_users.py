@@ -48,7 +48,8 @@ def test_a_users_token_reaches_only_the_users_companies(procore: httpx.Client) -
     own, other = company(procore, "Own Co"), company(procore, "Other Co")
     login = f"u-{secrets.token_hex(4)}@sandbox.example"
     user = procore.post("/_sandbox/users", json={"login": login, "name": "Una", "company_ids": [own]})
-    assert user.status_code == 201 and user.json()["company_ids"] == [own]
+    assert user.status_code == 201
+    assert user.json()["company_ids"] == [own]
     token = exchange(procore, code_of(authorize(procore, login_hint=login, state="s1"))).json()
     bearer = {"Authorization": f"Bearer {token['access_token']}"}
     assert [c["id"] for c in procore.get("/rest/v1.0/companies", headers=bearer).json()] == [own]
@@ -96,15 +97,18 @@ def test_pkce_s256_the_verifier_must_match_the_challenge(procore: httpx.Client) 
     challenge = {"login_hint": login, "code_challenge": pkce.challenge, "code_challenge_method": "S256"}
 
     wrong = exchange(procore, code_of(authorize(procore, **challenge)), code_verifier=Pkce.new().verifier)
-    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    assert wrong.status_code == 400
+    assert wrong.json()["error"] == "invalid_grant"
     assert "code_verifier" in wrong.json()["error_description"]
     missing = exchange(procore, code_of(authorize(procore, **challenge)))
-    assert missing.status_code == 400 and missing.json()["error"] == "invalid_grant"
+    assert missing.status_code == 400
+    assert missing.json()["error"] == "invalid_grant"
     code = code_of(authorize(procore, **challenge))
     assert exchange(procore, code, code_verifier=pkce.verifier).status_code == 200
     assert exchange(procore, code, code_verifier=pkce.verifier).status_code == 400, "a code works once"
     bad_method = authorize(procore, **{**challenge, "code_challenge_method": "S512"})
-    assert bad_method.status_code == 400 and bad_method.json()["error"] == "invalid_request"
+    assert bad_method.status_code == 400
+    assert bad_method.json()["error"] == "invalid_request"
 
 
 def test_without_a_login_hint_the_user_signs_in_on_a_page(procore: httpx.Client) -> None:
@@ -112,14 +116,18 @@ def test_without_a_login_hint_the_user_signs_in_on_a_page(procore: httpx.Client)
     login = f"s-{secrets.token_hex(4)}@sandbox.example"
     procore.post("/_sandbox/users", json={"login": login, "name": "Sam Page", "company_ids": [own]})
     page = authorize(procore, state="xyz")
-    assert page.status_code == 200 and "Continue as Sam Page" in page.text and "Page Co" in page.text
+    assert page.status_code == 200
+    assert "Continue as Sam Page" in page.text
+    assert "Page Co" in page.text
     form = {"response_type": "code", "client_id": "sandbox-client", "redirect_uri": REDIRECT, "state": "xyz"}
     allowed = procore.post("/oauth/authorize", data={**form, "login": login}, follow_redirects=False)
-    assert allowed.status_code == 303 and parse_qs(urlsplit(allowed.headers["location"]).query)["state"] == ["xyz"]
+    assert allowed.status_code == 303
+    assert parse_qs(urlsplit(allowed.headers["location"]).query)["state"] == ["xyz"]
     token = exchange(procore, code_of(allowed)).json()["access_token"]
     listed = procore.get("/rest/v1.0/companies", headers={"Authorization": f"Bearer {token}"}).json()
     assert [c["id"] for c in listed] == [own]
     denied = procore.post("/oauth/authorize", data={**form, "deny": "1"}, follow_redirects=False)
     assert parse_qs(urlsplit(denied.headers["location"]).query)["error"] == ["access_denied"]
     unknown = authorize(procore, login_hint="nobody@sandbox.example")
-    assert unknown.status_code == 200 and "No user" in unknown.text
+    assert unknown.status_code == 200
+    assert "No user" in unknown.text

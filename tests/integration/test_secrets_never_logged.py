@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from devstack.ports import free_port
 from services.gateway.bootstrap import build_app as build_gateway
-from services.mapping.adapters.connections import TokenCipher
+from services.mapping.adapters.procore_links import TokenCipher
 from services.mapping.bootstrap import build_app as build_mapping
 from shared.broker import ensure_topics
 from shared.events import ReferenceKind, ReferenceUpserted, TimelogUpserted

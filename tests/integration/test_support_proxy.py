@@ -17,7 +17,7 @@ async def test_a_cut_proxy_refuses_and_drops_connections_until_restored(postgres
         await proxy.cut()
         with pytest.raises((asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)):
             await conn.fetchval("SELECT 1")
-        with pytest.raises(OSError):
+        with pytest.raises(OSError):  # noqa: PT011 - refused or reset: the operating system words it either way
             await asyncpg.connect(dsn)
         await proxy.restore()
         again = await asyncpg.connect(dsn)

@@ -14,6 +14,7 @@ from decimal import Decimal
 import asyncpg
 import httpx
 import pytest
+from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from services.gateway.bootstrap import build_app as build_gateway
 from services.gateway.config import GatewaySettings
-from services.gateway.domain import Principal, issue_dev_token
+from services.gateway.tokens import Principal, issue_dev_token
 from shared.broker import make_broker
 from shared.events import (
     ConfigureSetup,
@@ -69,10 +70,14 @@ async def entry_status(dsn: str, schema: str) -> str | None:
 @asynccontextmanager
 async def gateway(cfg: StackConfig, provider: TracerProvider) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings(
-        kafka_bootstrap_servers=cfg.kafka, database_url=cfg.dsn_of("gateway"), topic_prefix=cfg.prefix,
-        jwt_secret=SECRET, environment="development", aggregator_schema=cfg.schemas["aggregator"],
+        kafka_bootstrap_servers=cfg.kafka,
+        database_url=cfg.dsn_of("gateway"),
+        topic_prefix=cfg.prefix,
+        jwt_secret=SECRET,
+        environment="development",
+        aggregator_schema=cfg.schemas["aggregator"],
         mapping_schema=cfg.schemas["mapping"],
-    )  # fmt: skip
+    )
     app = build_gateway(settings, tracer_provider=provider)
     async with (
         app.router.lifespan_context(app),
@@ -91,7 +96,7 @@ def traced() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def mobiclocks_core(kafka: str, cfg: StackConfig, provider: TracerProvider) -> AsyncIterator[object]:
+async def mobiclocks_core(kafka: str, cfg: StackConfig, provider: TracerProvider) -> AsyncIterator[KafkaBroker]:
     """A stand-in for MobiClocks core and the dashboard's commands: a traced producer."""
     broker = make_broker(kafka, "mobiclocks-core", cfg.topics, provider)
     await broker.start()
@@ -118,24 +123,37 @@ async def test_one_trace_from_timelog_to_published(
         await bind_company(postgres_dsn, schemas["mapping"], account, ids["company"])
         with tracer.start_as_current_span("walking-skeleton") as root:
             setup = ConfigureSetup(
-                account_id=account, procore_company_id=ids["company"], enabled_modules=[Module.MANPOWER],
+                account_id=account,
+                procore_company_id=ids["company"],
+                enabled_modules=[Module.MANPOWER],
                 **TEST_BACKEND.requester(),
-            )  # fmt: skip
-            await core.publish(setup, topic=topics.mapping_commands, key=account.encode())  # type: ignore[attr-defined]
+            )
+            await core.publish(setup, topic=topics.mapping_commands, key=account.encode())
             for entity, mc_id, procore_id in (
                 (ProcoreEntity.PROJECT, "site-1", ids["project"]),
                 (ProcoreEntity.VENDOR, "company-1", ids["vendor"]),
             ):
                 cmd = SetMapping(
-                    account_id=account, entity=entity, mobiclocks_id=mc_id, procore_id=procore_id,
+                    account_id=account,
+                    entity=entity,
+                    mobiclocks_id=mc_id,
+                    procore_id=procore_id,
                     **TEST_BACKEND.requester(),
-                )  # fmt: skip
-                await core.publish(cmd, topic=topics.mapping_commands, key=account.encode())  # type: ignore[attr-defined]
+                )
+                await core.publish(cmd, topic=topics.mapping_commands, key=account.encode())
             timelog = TimelogUpserted(
-                account_id=account, timelog_id="tl-1", revision=1, employee_id="emp-1", company_id="company-1",
-                crew_tag="Framers", job_site_id="site-1", work_date=DAY, duration_seconds=8 * 3600, pay_id="REG",
-            )  # fmt: skip
-            await core.publish(timelog, topic=topics.timelogs, key=f"{account}:site-1".encode())  # type: ignore[attr-defined]
+                account_id=account,
+                timelog_id="tl-1",
+                revision=1,
+                employee_id="emp-1",
+                company_id="company-1",
+                crew_tag="Framers",
+                job_site_id="site-1",
+                work_date=DAY,
+                duration_seconds=8 * 3600,
+                pay_id="REG",
+            )
+            await core.publish(timelog, topic=topics.timelogs, key=f"{account}:site-1".encode())
 
             async with gateway(cfg, provider) as http:
                 cell = f"/api/modules/manpower/cells/site-1/{DAY.isoformat()}"
@@ -145,7 +163,8 @@ async def test_one_trace_from_timelog_to_published(
                     return list(response.json()["rows"]) if response.status_code == 200 else []
 
                 (row,) = await eventually(rows, lambda r: len(r) == 1 and r[0]["status"] == "todo", what="To do")
-                assert row["crew_tag"] == "Framers" and row["manpower"] == 1
+                assert row["crew_tag"] == "Framers"
+                assert row["manpower"] == 1
                 response = await http.post(
                     "/api/modules/manpower/publish",
                     json={
@@ -162,8 +181,10 @@ async def test_one_trace_from_timelog_to_published(
         records = (await http.get("/_sandbox/records/manpower_logs", params={"company_id": ids["company"]})).json()
     logs = records if isinstance(records, list) else records.get("records", records)
     assert len(logs) == 1
-    assert logs[0]["num_workers"] == 1 and Decimal(logs[0]["num_hours"]) == Decimal(8)
-    assert logs[0]["vendor"]["id"] == ids["vendor"] and "Framers [mc:" in logs[0]["notes"]
+    assert logs[0]["num_workers"] == 1
+    assert Decimal(logs[0]["num_hours"]) == Decimal(8)
+    assert logs[0]["vendor"]["id"] == ids["vendor"]
+    assert "Framers [mc:" in logs[0]["notes"]
 
     spans = exporter.get_finished_spans()
     in_trace = [s for s in spans if s.context.trace_id == trace_id]
@@ -173,5 +194,10 @@ async def test_one_trace_from_timelog_to_published(
     assert "aggregate timelog" in names, names
     assert any(topics.publish_requests in n and "process" in n for n in names), names
     assert any(topics.publish_results in n and "process" in n for n in names), names
-    assert any(s.attributes and str(s.attributes.get("http.url", s.attributes.get("url.full", ""))).endswith(
-        f"/projects/{ids['project']}/manpower_logs") for s in in_trace), names  # fmt: skip
+    assert any(
+        s.attributes
+        and str(s.attributes.get("http.url", s.attributes.get("url.full", ""))).endswith(
+            f"/projects/{ids['project']}/manpower_logs"
+        )
+        for s in in_trace
+    ), names

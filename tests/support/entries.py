@@ -63,7 +63,7 @@ def mismatches(
     """Human-readable differences between stored entries and a recompute (empty when equal)."""
     by_account: dict[str, list[domain.Timelog]] = {}
     for e in live:
-        by_account.setdefault(e.account_id, []).append(handlers._to_timelog(e))
+        by_account.setdefault(e.account_id, []).append(handlers.to_timelog(e))
     problems: list[str] = [
         f"member {employee} of entry {entry_id}, which does not exist"
         for entry_id, employee in getattr(stored, "orphan_members", ())

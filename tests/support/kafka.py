@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 T = TypeVar("T")
 
 
-async def produce(bootstrap: str, topic: str, messages: list[BaseModel | bytes], key: bytes = b"k") -> None:
+async def produce(bootstrap: str, topic: str, messages: Sequence[BaseModel | bytes], key: bytes = b"k") -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from devstack.ports import free_port
 from services.gateway.config import GatewaySettings
-from services.gateway.domain import Principal, issue_dev_token
+from services.gateway.tokens import Principal, issue_dev_token
 from services.mapping.bootstrap import build_app as build_mapping
 from services.mapping.config import MappingSettings
 from tests.support.kafka import eventually
@@ -241,6 +241,12 @@ async def connect_user(cfg: StackConfig, mapping_url: str, account: str, login: 
 # --- several instances ---------------------------------------------------------------------------
 
 
+def _int(attributes: Mapping[str, object], name: str) -> int:
+    value = attributes[name]
+    assert isinstance(value, int), (name, value)
+    return value
+
+
 @dataclass
 class Instance:
     """One running mapping service: its internal API's base URL and the spans it recorded (which records it
@@ -252,7 +258,7 @@ class Instance:
     def consumed(self, topic: str) -> list[tuple[int, int]]:
         """(partition, offset) of every record of `topic` this instance processed."""
         return [
-            (int(a["messaging.kafka.destination.partition"]), int(a["messaging.kafka.message.offset"]))
+            (_int(a, "messaging.kafka.destination.partition"), _int(a, "messaging.kafka.message.offset"))
             for span in self.spans.get_finished_spans()
             if (a := span.attributes or {}).get("messaging.destination_publish.name") == topic
             and "messaging.kafka.message.offset" in a
@@ -269,7 +275,7 @@ async def mapping_instance(cfg: StackConfig, **overrides: Any) -> AsyncIterator[
         yield Instance(url, exporter)
 
 
-async def produce_to_partitions(bootstrap: str, topic: str, messages: list[tuple[int, BaseModel]]) -> None:
+async def produce_to_partitions(bootstrap: str, topic: str, messages: Sequence[tuple[int, BaseModel]]) -> None:
     """Send each message to the partition given (commands for one account normally share one partition;
     spreading them is how a test makes several instances work on one account at once)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
@@ -317,13 +323,12 @@ async def sent_changes(cfg: StackConfig, account: str, timeout_s: float = 30.0) 
     return await changes_on_topic(cfg, account)
 
 
-async def changes_on_topic(cfg: StackConfig, account: str) -> list[dict[str, Any]]:
-    """What mapping.changes holds for `account` right now, in order."""
-    topic = cfg.topics.mapping_changes
-    consumer = AIOKafkaConsumer(bootstrap_servers=cfg.kafka, auto_offset_reset="earliest", enable_auto_commit=False)
+async def records_on_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record the topic holds now (aiokafka ConsumerRecords), whichever partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in await partitions_of(cfg.kafka, topic)]
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -333,6 +338,12 @@ async def changes_on_topic(cfg: StackConfig, account: str) -> list[dict[str, Any
             records += [r for part in batch.values() for r in part]
     finally:
         await consumer.stop()
+    return records
+
+
+async def changes_on_topic(cfg: StackConfig, account: str) -> list[dict[str, Any]]:
+    """What mapping.changes holds for `account` right now, in order."""
+    records = await records_on_topic(cfg.kafka, cfg.topics.mapping_changes)
     mine = [r for r in records if r.key == account.encode()]
     # One account's changes share one partition, so offsets give their order.
     return [json.loads(r.value) for r in sorted(mine, key=lambda r: r.offset)]

@@ -29,7 +29,7 @@ from sandbox.procore.spec import validate_request
 from services.publisher.bootstrap import build_app
 from services.publisher.config import PublisherSettings
 from shared.broker import ensure_topics
-from shared.events import Module, ProcoreOperation, ProcorePublishFinished, PublishToProcore
+from shared.events import Module, ProcoreOperation, ProcorePublishFinished, PublishOutcome, PublishToProcore
 from tests.support.stack import StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,6 +333,20 @@ async def wait_until(check: Any, timeout_s: float = 20.0, interval_s: float = 0.
 # --------------------------------------------------------------------- publisher instances
 
 
+@asynccontextmanager
+async def wired_publisher(cfg: StackConfig, **overrides: Any) -> AsyncIterator[tuple[Requests, Results]]:
+    """One publisher in this process with the settings a deployment has (plus `overrides`), and the request and
+    result topics."""
+    await ensure_topics(cfg.kafka, cfg.topics.all())
+    app = build_app(PublisherSettings(**(cfg.common("publisher") | cfg.procore() | overrides)))
+    async with (
+        app.start_lifespan_context(),
+        Requests(cfg.kafka, cfg.topics.publish_requests) as requests,
+        Results(cfg.kafka, cfg.topics.publish_results) as results,
+    ):
+        yield requests, results
+
+
 def publisher_settings(cfg: StackConfig, **overrides: Any) -> PublisherSettings:
     return PublisherSettings(**(cfg.common("publisher") | cfg.procore() | FAST | overrides))
 
@@ -405,6 +419,7 @@ def publisher_env(cfg: StackConfig, instance_id: str, **extra: Any) -> dict[str,
         "TOPIC_PREFIX": cfg.prefix,
         "DB_SCHEMA": cfg.schemas["publisher"],
         "PROCORE_BASE_URL": cfg.procore_url,
+        "PROCORE_LOGIN_URL": cfg.procore_url,
         "PROCORE_CLIENT_ID": "sandbox-client",
         "PROCORE_CLIENT_SECRET": "sandbox-secret",
         "PROCORE_MAX_ATTEMPTS": str(cfg.procore()["procore_max_attempts"]),
@@ -457,3 +472,37 @@ def caller(entry: dict[str, Any]) -> str | None:
     agent = entry["headers"].get("user-agent") or ""
     start = agent.find("(")
     return agent[start + 1 : agent.rindex(")")] if start >= 0 and agent.endswith(")") else None
+
+
+async def until_live(cfg: StackConfig, count: int) -> None:
+    async def enough() -> bool:
+        return await live_instances(cfg) >= count
+
+    await wait_until(enough, timeout_s=20)
+
+
+@asynccontextmanager
+async def two_publishers(cfg: StackConfig, **overrides: Any) -> AsyncIterator[tuple[Requests, Results]]:
+    """Instances "a" and "b" in this process, both live, and the request and result topics."""
+    async with (
+        running_publisher(cfg, publisher_instance_id="a", **overrides),
+        running_publisher(cfg, publisher_instance_id="b", **overrides),
+        Requests(cfg.kafka, cfg.topics.publish_requests) as requests,
+        Results(cfg.kafka, cfg.topics.publish_results) as results,
+    ):
+        await until_live(cfg, 2)
+        yield requests, results
+
+
+async def answered_once_each(results: Results, batch: list[PublishToProcore], timeout_s: float = 60) -> None:
+    for request in batch:
+        result = await results.wait(request.request_id, timeout_s=timeout_s)
+        assert result.outcome is PublishOutcome.PUBLISHED, result.message
+        assert {(r.outcome, r.procore_id) for r in results.by_request[request.request_id]} == {
+            (PublishOutcome.PUBLISHED, result.procore_id)
+        }  # a repeated result is the same result
+
+
+async def rest_calls(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The Procore API calls the sandbox logged since the test began."""
+    return [e for e in await sandbox.requests(since=sandbox.start_seq) if e["path"].startswith("/rest/")]

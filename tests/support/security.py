@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.support.mapping import partitions_of
+from tests.support.mapping import records_on_topic
 
 Snapshot = dict[str, list[str]]
 
@@ -50,17 +49,4 @@ async def snapshot(dsn: str, schemas: Iterable[str], account: str | None = None,
 
 async def topic_records(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every record the topic holds now (JSON values), whichever partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records: list[Any] = []
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            batch = await consumer.getmany(*partitions, timeout_ms=500)
-            records += [r for part in batch.values() for r in part]
-    finally:
-        await consumer.stop()
-    return [json.loads(r.value) for r in records]
+    return [json.loads(r.value) for r in await records_on_topic(bootstrap, topic)]

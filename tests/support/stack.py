@@ -54,6 +54,7 @@ class StackConfig:
     def procore(self) -> dict[str, Any]:
         return {
             "procore_base_url": self.procore_url,
+            "procore_login_url": self.procore_url,  # the sandbox serves OAuth too
             "procore_client_id": "sandbox-client",
             "procore_client_secret": "sandbox-secret",
             "procore_max_attempts": 3,

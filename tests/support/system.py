@@ -50,9 +50,11 @@ class System:
 
 
 @contextlib.contextmanager
-def running_system(kafka: str, dsn: str, unique: str) -> Iterator[System]:
+def running_system(
+    kafka: str, dsn: str, unique: str, demo: bool = False, extra_env: dict[str, str] | None = None
+) -> Iterator[System]:
     """Start the system on the session's broker and database (`dsn`: the administrator's) with its own topics,
-    schemas and roles."""
+    schemas and roles; `demo`: seed the sandbox and the demo account as `make run` does."""
     schema_prefix = f"e2e_{unique}_"
     env = {
         **os.environ,
@@ -63,12 +65,17 @@ def running_system(kafka: str, dsn: str, unique: str) -> Iterator[System]:
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "NO_COLOR": "1",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     env.pop("PROCORE_BASE_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "run", "--no-demo", "--gateway-port", str(free_port())],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "devstack", "run", *([] if demo else ["--no-demo"]), "--gateway-port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         yield System(proc, Topics(f"{unique}."))
     finally:

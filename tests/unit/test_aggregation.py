@@ -2,6 +2,7 @@
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from services.aggregator.domain import Timelog, Totals, aggregate, content_of, contributions
 from shared.events import Module
@@ -10,12 +11,21 @@ DAY = date(2026, 11, 20)
 
 
 def tl(tid: str, emp: str = "e1", company: str = "c1", crew: str | None = "A", hours: float = 8, **kw) -> Timelog:
-    base = dict(
-        timelog_id=tid, employee_id=emp, company_id=company, crew_tag=crew, job_site_id="s1", work_date=DAY,
-        seconds=int(hours * 3600), cost_code_id="cc1", pay_class_id=None, pay_id="REG", quantities=(),
-    )  # fmt: skip
+    base: dict[str, Any] = dict(
+        timelog_id=tid,
+        employee_id=emp,
+        company_id=company,
+        crew_tag=crew,
+        job_site_id="s1",
+        work_date=DAY,
+        seconds=int(hours * 3600),
+        cost_code_id="cc1",
+        pay_class_id=None,
+        pay_id="REG",
+        quantities=(),
+    )
     base.update(kw)
-    return Timelog(**base)  # type: ignore[arg-type]
+    return Timelog(**base)
 
 
 def contents(result: dict) -> list[dict[str, str] | None]:
@@ -73,4 +83,5 @@ def test_deltas_equal_a_recompute_and_removing_everything_empties():
         for ref, seconds, units, member in contributions(t, [Module.MANPOWER]):
             totals[ref].add(seconds, units, member, -1)
     (empty,) = totals.values()
-    assert empty.empty and content_of(Module.MANPOWER, empty) is None
+    assert empty.empty
+    assert content_of(Module.MANPOWER, empty) is None

@@ -57,7 +57,8 @@ def test_unmapped_job_site_blocks_publishing_and_names_it():
     reason = publish_blocker(Mappings(), "s1")
     assert reason == "Job site Tower A is not mapped to a Procore project; map it in Setup, then publish again"
     broken = publish_blocker(Mappings(broken={"s1": "it no longer exists in Procore"}), "s1")
-    assert broken is not None and "(it no longer exists in Procore)" in broken
+    assert broken is not None
+    assert "(it no longer exists in Procore)" in broken
 
 
 def test_mapped_job_site_of_a_connected_account_can_be_published():
@@ -72,14 +73,18 @@ def test_a_refused_publish_leaves_the_entry_failed_with_the_reason():
     assert refused.publishing_request_id is None
     # Failed entries are what Publish (as Republish) acts on: the user can try again once it is fixed
     again = publish_requested(refused, PublishAction.PUBLISH, uuid.uuid4(), frozenset({"t1"}))
-    assert again is not None and again[0].status is Status.PUBLISHING and again[0].last_error is None
+    assert again is not None
+    assert again[0].status is Status.PUBLISHING
+    assert again[0].last_error is None
 
 
 def test_a_refused_entry_stays_failed_until_its_content_changes():
     refused = publish_refused(new_entry("A", ()), "reason")
     assert settle(refused) == refused
     changed = content_changed(refused, "B", frozenset())
-    assert changed is not None and changed.status is Status.TODO and changed.last_error is None
+    assert changed is not None
+    assert changed.status is Status.TODO
+    assert changed.last_error is None
 
 
 def test_an_entry_being_published_is_not_refused():
@@ -91,17 +96,20 @@ def test_an_entry_being_published_is_not_refused():
 
 def test_a_deleted_entry_refused_or_failed_is_still_replaced_when_published_again():
     deleted = content_changed(published("A"), "B", frozenset({"t1"}))
-    assert deleted is not None and deleted.status is Status.DELETED
+    assert deleted is not None
+    assert deleted.status is Status.DELETED
     assert operation_for(deleted) is ProcoreOperation.REPLACE
     refused = publish_refused(deleted, "Choose the Procore company in Setup, then publish again")
     assert operation_for(refused) is ProcoreOperation.REPLACE
     moved = publish_requested(refused, PublishAction.PUBLISH, uuid.uuid4(), frozenset({"t2"}))
-    assert moved is not None and moved[1] is ProcoreOperation.REPLACE
+    assert moved is not None
+    assert moved[1] is ProcoreOperation.REPLACE
 
 
 def test_a_published_entry_whose_content_changed_is_updated_in_procore():
     updated = content_changed(published("A"), "B", frozenset())
-    assert updated is not None and operation_for(updated) is ProcoreOperation.UPDATE
+    assert updated is not None
+    assert operation_for(updated) is ProcoreOperation.UPDATE
 
 
 def test_re_drives_wait_the_timeout_then_twice_as_long_each_time_up_to_the_cap():

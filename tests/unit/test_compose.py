@@ -57,7 +57,7 @@ REQUIRED_VARS = {
 
 APP_SERVICES = {"aggregator": 8081, "publisher": 8082, "mapping": 8083, "gateway": 8000}
 MAPPING_INTERNAL_PORT = 8093
-JOBS = {"kafka-setup", "db-provision"}
+JOBS = {"kafka-setup", "db-provision", "preflight", "demo-seed"}
 """One-shot containers: they run to completion (no healthcheck, tried again only when they fail); others wait for
 them to succeed."""
 COMMON_ENV = {
@@ -96,7 +96,7 @@ EXTRA_DEPENDENCIES: dict[str, set[str]] = {
     "aggregator": set(),
     "publisher": {"procore-sandbox", "mapping"},
     "mapping": {"procore-sandbox"},
-    "gateway": {"aggregator"},
+    "gateway": {"aggregator", "mapping"},
 }
 
 
@@ -264,6 +264,11 @@ def _environment(service: Mapping[str, Any]) -> dict[str, str | None]:
     return {str(k): None if v is None else str(v) for k, v in env.items()}
 
 
+def _valued(env: Mapping[str, str | None]) -> dict[str, str]:
+    """The variables given a value (a bare name passes the host's own through, unknown here)."""
+    return {name: value for name, value in env.items() if value is not None}
+
+
 def _depends_on(service: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     deps = service.get("depends_on") or {}
     if isinstance(deps, list):
@@ -419,7 +424,7 @@ def test_compose_overrides_are_applied() -> None:
     )
     assert _environment(services["db-provision"])["DATABASE_ADMIN_URL"] == "postgresql://postgres:pw@postgres:5432/db"
     assert _environment(services["postgres"])["POSTGRES_PASSWORD"] == "pw"
-    assert _published_ports(services["gateway"]) == [("", "9000", "tcp")]
+    assert _published_ports(services["gateway"]) == [("127.0.0.1", "9000", "tcp")]
 
 
 def test_token_encryption_keys_alone_suffice_and_the_older_key_joins_them() -> None:
@@ -486,14 +491,17 @@ def test_every_service_has_an_enabled_healthcheck(services: dict[str, dict[str, 
         assert isinstance(check, dict), f"{name} has no healthcheck"
         assert not check.get("disable"), name
         test = check.get("test")
-        assert test and test != ["NONE"], name
+        assert test, name
+        assert test != ["NONE"], name
         if isinstance(test, list):
             assert test[0] in ("CMD", "CMD-SHELL"), name
 
 
 def test_every_service_restarts(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        if name in JOBS:  # tried again when it fails, never once it succeeded
+        if name == "preflight":  # a bad secret stays bad: once, with its message
+            assert service.get("restart") == "no", name
+        elif name in JOBS:  # tried again when it fails, never once it succeeded
             assert re.fullmatch(r"on-failure(:\d+)?", service.get("restart", "")), name
             assert "healthcheck" not in service, name
         else:
@@ -532,7 +540,9 @@ def test_app_service_command_environment_and_dependencies(services: dict[str, di
     service = services[name]
     port = APP_SERVICES[name]
     assert service["command"] == ["python", "-m", f"services.{name}"]
-    assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert "build" not in service, "db-provision builds it"
+    assert service["image"] == "procore-publishing:local", "db-provision builds it"
+    assert service["pull_policy"] == "never"
 
     env = _environment(service)
     missing = (COMMON_ENV | EXTRA_ENV[name]) - set(env)
@@ -551,7 +561,7 @@ def test_app_service_command_environment_and_dependencies(services: dict[str, di
     assert f"http://127.0.0.1:{port}/health" in probe
 
     deps = set(_depends_on(service))
-    assert deps == {"kafka", "kafka-setup", "postgres", "db-provision"} | EXTRA_DEPENDENCIES[name]
+    assert deps == {"kafka", "kafka-setup", "postgres", "db-provision", "preflight"} | EXTRA_DEPENDENCIES[name]
 
 
 def test_procore_sandbox(services: dict[str, dict[str, Any]]) -> None:
@@ -594,8 +604,10 @@ def test_kafka_is_single_node_kraft_with_scram_and_acls(services: dict[str, dict
     assert set(protocols.values()) == {"SASL_PLAINTEXT"}
     assert props["listener.name.broker.sasl.enabled.mechanisms"] == SCRAM_ONLY
     assert props["sasl.mechanism.inter.broker.protocol"] == SCRAM_ONLY
-    assert listeners["CONTROLLER"].startswith("127.0.0.1:") and props["controller.listener.names"] == "CONTROLLER"
-    assert advertised == {"BROKER": "kafka:9092"} and props["inter.broker.listener.name"] == "BROKER"
+    assert listeners["CONTROLLER"].startswith("127.0.0.1:")
+    assert props["controller.listener.names"] == "CONTROLLER"
+    assert advertised == {"BROKER": "kafka:9092"}
+    assert props["inter.broker.listener.name"] == "BROKER"
     assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert props["auto.create.topics.enable"] == "false"
@@ -605,10 +617,14 @@ def test_kafka_is_single_node_kraft_with_scram_and_acls(services: dict[str, dict
     assert env["KAFKA_BROKER_PASSWORD"] == REQUIRED_VARS["KAFKA_BROKER_PASSWORD"]
     assert env["KAFKA_ADMIN_PASSWORD"] == REQUIRED_VARS["KAFKA_ADMIN_PASSWORD"]
     probe = " ".join(kafka["healthcheck"]["test"])
-    assert "localhost:9092" in probe and "--command-config /opt/kafka/config/compose/client.properties" in probe
+    assert "localhost:9092" in probe
+    assert "--command-config /opt/kafka/config/compose/client.properties" in probe
     start = (KAFKA_DIR / "start.sh").read_text(encoding="utf-8")
-    assert 'client="$config_dir/client.properties"' in start and "config_dir=/opt/kafka/config/compose" in start
-    assert start.count("--add-scram") == 2 and 'name=\\"admin\\"' in start and 'name=\\"kafka\\"' in start
+    assert 'client="$config_dir/client.properties"' in start
+    assert "config_dir=/opt/kafka/config/compose" in start
+    assert start.count("--add-scram") == 2
+    assert 'name=\\"admin\\"' in start
+    assert 'name=\\"kafka\\"' in start
 
 
 @pytest.mark.parametrize("script", ["start.sh", "provision.sh"])
@@ -696,7 +712,8 @@ def test_compose_provisions_exactly_the_topics_and_acls_the_code_implies(
     for c in (c for c in calls if c[0] == "kafka-acls.sh"):
         (principal,) = _option_values(c, "--allow-principal")
         (operation,) = _option_values(c, "--operation")
-        assert "--add" in c and principal.startswith("User:")
+        assert "--add" in c
+        assert principal.startswith("User:")
         for resource in ("topic", "group"):
             applied |= {(principal[5:], resource, n, operation) for n in _option_values(c, f"--{resource}")}
     assert applied == {(a.principal, a.resource, a.name, a.operation) for a in acls(topics)}
@@ -719,7 +736,8 @@ def test_kafka_setup_refuses_a_weak_password(services: dict[str, dict[str, Any]]
         (bin_dir / tool).chmod(0o755)
     run_env = {k: v for k, v in env.items() if v is not None} | {"PATH": "/usr/bin:/bin", "KAFKA_BIN": str(bin_dir)}
     result = subprocess.run(["bash", str(KAFKA_DIR / "provision.sh")], env=run_env, capture_output=True, text=True)
-    assert result.returncode == 2 and "KAFKA_GATEWAY_PASSWORD must be at least 16 characters" in result.stderr
+    assert result.returncode == 2
+    assert "KAFKA_GATEWAY_PASSWORD must be at least 16 characters" in result.stderr
 
 
 def test_the_mapping_internal_api_is_on_its_own_unpublished_port(services: dict[str, dict[str, Any]]) -> None:
@@ -754,14 +772,18 @@ def test_published_ports_do_not_collide(services: dict[str, dict[str, Any]]) -> 
             key = (host_port, protocol)
             assert key not in seen, f"{name} and {seen[key]} both publish {host_port}/{protocol}"
             seen[key] = name
-            assert host_ip in ("", "0.0.0.0", "127.0.0.1"), host_ip
+            assert host_ip == "127.0.0.1", f"{name} publishes {host_port} on every interface"
     http_ports = [APP_SERVICES[name] for name in APP_SERVICES]
     assert len(set(http_ports)) == len(http_ports)
 
 
 def test_build_contexts_and_dockerfiles_exist(services: dict[str, dict[str, Any]]) -> None:
     built = {name: service["build"] for name, service in services.items() if "build" in service}
-    assert set(built) == set(APP_SERVICES) | {"procore-sandbox", "db-provision"}
+    # Built once, by the first container to run; the others use the tag (parallel builds of one tag can fail).
+    assert set(built) == {"db-provision"}
+    python_containers = set(APP_SERVICES) | {"procore-sandbox", "db-provision", "preflight"}
+    assert {services[name]["image"] for name in python_containers} == {"procore-publishing:local"}
+    assert all(services[name].get("pull_policy") == "never" for name in python_containers - set(built))
     for name, build in built.items():
         context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
         assert context.is_dir(), f"{name}: missing build context {context}"
@@ -777,23 +799,32 @@ def test_dockerfile() -> None:
         if line.strip() and not line.lstrip().startswith("#")
     ]
     froms = [line.split()[1] for line in lines if line.upper().startswith("FROM ")]
-    assert froms and all(image == "python:3.11-slim" for image in froms), froms
+    assert froms, froms
+    assert all(image == "python:3.11-slim" for image in froms), froms
     copied = " ".join(line for line in lines if line.upper().startswith("COPY "))
-    for item in ("pyproject.toml", "shared/", "services/", "sandbox/", "devstack/"):
+    for item in ("requirements.lock", "pyproject.toml", "shared/", "services/", "sandbox/"):
         assert item in copied, item
         assert (ROOT / item).exists(), item
-    assert any("pip install ." in line for line in lines)
+    assert any(line.endswith("pip install -r requirements.lock") for line in lines), "the image installs the lock"
+    assert "devstack" not in copied, "make run's local infrastructure stays out of the production image"
+    assert any("pip install --no-deps ." in line for line in lines)
+    # The import check runs in the runtime stage (no source tree there) and insists on the installed files.
+    runtime = DOCKERFILE.read_text(encoding="utf-8").split("AS runtime", 1)[1]
+    assert "import_module" in runtime
+    assert "/opt/venv/" in runtime
     assert not any("[dev]" in line for line in lines)
     users = [line.split()[1] for line in lines if line.upper().startswith("USER ")]
-    assert users and users[-1].split(":")[0] not in ("root", "0"), users
+    assert users, users
+    assert users[-1].split(":")[0] not in ("root", "0"), users
     assert not any(line.upper().startswith(("CMD", "ENTRYPOINT")) for line in lines)
 
 
 def test_dockerignore_keeps_what_the_image_needs() -> None:
     lines = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()]
     assert "*" in lines
-    for item in ("pyproject.toml", "shared/", "services/", "sandbox/", "devstack/"):
+    for item in ("pyproject.toml", "requirements.lock", "shared/", "services/", "sandbox/"):
         assert f"!{item}" in lines, item
+    assert "!devstack/" not in lines
 
 
 def test_otel_collector_config(services: dict[str, dict[str, Any]]) -> None:
@@ -808,7 +839,8 @@ def test_otel_collector_config(services: dict[str, dict[str, Any]]) -> None:
         for section in ("receivers", "processors", "exporters"):
             for component in pipeline.get(section, []):
                 assert component in (config.get(section) or {}), f"{pipeline_name}: undefined {component}"
-        assert pipeline.get("receivers") and pipeline.get("exporters"), pipeline_name
+        assert pipeline.get("receivers"), pipeline_name
+        assert pipeline.get("exporters"), pipeline_name
     for extension in config["service"].get("extensions", []):
         assert extension in (config.get("extensions") or {}), extension
 
@@ -828,7 +860,7 @@ def test_otel_collector_config(services: dict[str, dict[str, Any]]) -> None:
 def test_jaeger_ui_is_published(services: dict[str, dict[str, Any]]) -> None:
     jaeger = services["jaeger"]
     assert jaeger["image"].startswith(("jaegertracing/all-in-one:", "jaegertracing/jaeger:"))
-    assert ("", "16686", "tcp") in _published_ports(jaeger)
+    assert ("127.0.0.1", "16686", "tcp") in _published_ports(jaeger)
 
 
 SETTINGS_CLASSES = {
@@ -866,13 +898,17 @@ def test_compose_environment_satisfies_the_service_settings(
 def test_the_provisioning_job_alone_has_the_administrators_dsn(services: dict[str, dict[str, Any]]) -> None:
     job = services["db-provision"]
     assert job["command"] == ["python", "-m", "shared.provision"]
-    assert _depends_on(job) == {"postgres": {"condition": "service_healthy"}}
+    assert _depends_on(job) == {
+        "postgres": {"condition": "service_healthy"},
+        "preflight": {"condition": "service_completed_successfully"},
+    }
     env = _environment(job)
     assert env["DATABASE_ADMIN_URL"] == "postgresql://postgres:postgres@postgres:5432/procore"
     assert {k: env[k] for k in DB_PASSWORDS} == DB_PASSWORDS
     for name in APP_SERVICES:
         app_env = _environment(services[name])
-        assert "DATABASE_ADMIN_URL" not in app_env and not any(k.endswith("_DB_PASSWORD") for k in app_env), name
+        assert "DATABASE_ADMIN_URL" not in app_env, name
+        assert not any(k.endswith("_DB_PASSWORD") for k in app_env), name
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
@@ -901,3 +937,64 @@ def test_the_provisioning_job_environment_satisfies_its_settings(
     settings = ProvisionSettings()
     assert settings.db_prefix == ""
     assert settings.passwords() == {s: DB_PASSWORDS[f"{s.upper()}_DB_PASSWORD"] for s in APP_SERVICES}
+
+
+def test_the_preflight_job_checks_every_secret_before_anything_else_starts(services: dict[str, dict[str, Any]]) -> None:
+    from shared.preflight import checks, problems
+
+    job = services["preflight"]
+    assert job["command"] == ["python", "-m", "shared.preflight"]
+    env = _environment(job)
+    assert set(checks()) <= set(env)
+    assert problems(_valued(env)) == []
+    starters = {name for name, service in services.items() if "preflight" in _depends_on(service)}
+    assert set(APP_SERVICES) | {"db-provision"} <= starters
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("TOKEN_ENCRYPTION_KEYS", "not-a-fernet-key", "TOKEN_ENCRYPTION_KEYS key 1 is not a Fernet key"),
+        ("INTERNAL_API_TOKEN", "short", "INTERNAL_API_TOKEN must be at least 32 characters"),
+        ("KAFKA_PUBLISHER_PASSWORD", "p@ss:word-0123456789", "KAFKA_PUBLISHER_PASSWORD must be at least 16"),
+        ("GATEWAY_DB_PASSWORD", "short", "GATEWAY_DB_PASSWORD must be at least 16 URL-safe"),
+        ("JWKS_URL", "http://core.example/jwks", "JWKS_URL must be an https URL"),
+    ],
+)
+def test_preflight_names_a_bad_secret_and_what_it_must_be(
+    services: dict[str, dict[str, Any]], name: str, value: str, says: str
+) -> None:
+    from shared.preflight import problems
+
+    env = {**_environment(services["preflight"]), name: value}
+    (line,) = problems(_valued(env))
+    assert line.startswith(f"preflight: {says}"), line
+
+
+def test_connect_with_procore_sends_the_browser_to_a_host_it_can_reach(services: dict[str, dict[str, Any]]) -> None:
+    mapping = _environment(services["mapping"])
+    assert mapping["PROCORE_LOGIN_URL"] == "http://procore-sandbox:8090"  # the services' way in
+    assert mapping["PROCORE_BROWSER_LOGIN_URL"] == "http://localhost:8090"  # the browser's
+    assert ("127.0.0.1", "8090", "tcp") in _published_ports(services["procore-sandbox"])
+
+
+def test_the_demo_profile_signs_in_on_the_gateways_loopback_and_seeds_as_core(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    demo = {name for name, service in services.items() if "demo" in service.get("profiles", [])}
+    assert demo == {"demo-issuer", "demo-seed"}
+    for name in demo:
+        assert services[name]["network_mode"] == "service:gateway", name  # JWKS on the gateway's own loopback
+    assert services["demo-issuer"]["command"][:3] == ["python", "-m", "sandbox.issuer"]
+    seed = _environment(services["demo-seed"])
+    assert services["demo-seed"]["command"] == ["python", "-m", "sandbox.demo"]
+    assert seed["KAFKA_SASL_USERNAME"] == "mobiclocks-core"
+    assert seed["GATEWAY_URL"] == "http://127.0.0.1:8000"
+    # Everything else runs without the profile.
+    for name, service in services.items():
+        if name not in demo:
+            assert not set(_depends_on(service)) & demo, name
+    from shared.preflight import problems
+
+    demo_env = {**_environment(services["preflight"]), "JWKS_URL": "http://127.0.0.1:8095/.well-known/jwks.json"}
+    assert problems(_valued(demo_env)) == []

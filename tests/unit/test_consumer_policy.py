@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiokafka import TopicPartition
 
-from shared.broker import ConsumerStalls, backoff_delay
+from shared.consumer_stalls import ConsumerStalls, backoff_delay
 from shared.readiness import Readiness, health_body
 from shared.settings import ConsumerSettings
 
@@ -20,7 +20,8 @@ def test_backoff_doubles_from_the_base_up_to_the_cap_with_jitter() -> None:
     highest = [backoff_delay(n, 0.2, 30.0, rand=lambda: 1.0) for n in range(1, 12)]
     assert highest[:4] == pytest.approx([0.2, 0.4, 0.8, 1.6])
     assert lowest[:2] == pytest.approx([0.1, 0.2])
-    assert highest[-1] == 30.0 and lowest[-1] == 15.0
+    assert highest[-1] == 30.0
+    assert lowest[-1] == 15.0
     assert backoff_delay(10_000, 0.2, 30.0) <= 30.0, "an hour-long outage never overflows"
 
 
@@ -96,7 +97,8 @@ def test_readiness_registry_combines_problems_probes_and_components() -> None:
     class Relay:
         healthy: bool = True
 
-    relay, later = Relay(), {"relay": None}
+    relay = Relay()
+    later: dict[str, Relay | None] = {"relay": None}
     readiness = Readiness()
     readiness.watch("outbox relay", relay)
     readiness.watch("late relay", lambda: later["relay"])
@@ -115,5 +117,20 @@ def test_health_body_is_200_only_when_every_check_passed_and_nothing_is_wrong() 
         {"status": "ok", "database": True, "broker": True},
     )
     code, body = health_body({"database": True, "broker": True}, {"consumer t[0]": "paused 3s"})
-    assert code == 503 and body["status"] == "not ready" and body["not_ready"] == {"consumer t[0]": "paused 3s"}
+    assert code == 503
+    assert body["status"] == "not ready"
+    assert body["not_ready"] == {"consumer t[0]": "paused 3s"}
     assert health_body({"database": False, "broker": True}, {})[0] == 503
+
+
+def test_the_fetch_wait_is_a_setting_with_a_short_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.broker import consumer_options
+
+    monkeypatch.delenv("KAFKA_FETCH_MAX_WAIT_MS", raising=False)
+    assert consumer_options("publisher")["fetch_max_wait_ms"] == 50
+    monkeypatch.setenv("KAFKA_FETCH_MAX_WAIT_MS", "2000")  # what the chaos suite gives services on Tansu's s3 storage
+    assert consumer_options("publisher")["fetch_max_wait_ms"] == 2000
+    assert consumer_options("publisher", fetch_max_wait_ms=120)["fetch_max_wait_ms"] == 120
+    monkeypatch.setenv("KAFKA_FETCH_MAX_WAIT_MS", "0")
+    with pytest.raises(ValueError, match="kafka_fetch_max_wait_ms"):
+        consumer_options("publisher")

@@ -56,7 +56,8 @@ def test_a_dead_letter_keeps_the_original_and_says_where_it_came_from() -> None:
     record = Record("p.mobiclocks.timelogs", 2, 41, b"{bad")
     dl = letter(7, record, "message is not valid JSON", at=NOW - timedelta(minutes=5))
     assert (dl.service, dl.position, dl.source, dl.size) == ("aggregator", "0:7", "p.mobiclocks.timelogs[2]@41", 4)
-    assert dl.reason == "message is not valid JSON" and dl.at == NOW - timedelta(minutes=5)
+    assert dl.reason == "message is not valid JSON"
+    assert dl.at == NOW - timedelta(minutes=5)
     assert not dl.omitted
     assert dl.replay_headers() == [
         ("traceparent", b"00-abc-def-01"),
@@ -67,7 +68,8 @@ def test_a_dead_letter_keeps_the_original_and_says_where_it_came_from() -> None:
 def test_extra_headers_never_override_the_dead_letter_ones() -> None:
     record = Record("t", 0, 1, b"{}")
     headers = dead_letter_headers(record, "why", "svc", NOW, {"x-dead-letter-reason": "forged", "x-extra": "1"})
-    assert headers["x-dead-letter-reason"] == "why" and headers["x-extra"] == "1"
+    assert headers["x-dead-letter-reason"] == "why"
+    assert headers["x-extra"] == "1"
 
 
 def test_a_reference_stands_in_for_a_record_too_large_to_forward() -> None:
@@ -75,12 +77,17 @@ def test_a_reference_stands_in_for_a_record_too_large_to_forward() -> None:
     record = Record("p.mobiclocks.timelogs", 1, 9, value, headers=(("traceparent", b"t"), ("big", b"q" * 10_000)))
     body = json.loads(reference_for(record, "message is 3000010 bytes; the limit is 262144", "over the limit"))
     assert body["source"] == {"topic": "p.mobiclocks.timelogs", "partition": 1, "offset": 9}
-    assert body["size"] == len(value) and body["sha256"] == hashlib.sha256(value).hexdigest()
-    assert body["head"] == value[:256].decode() and body["payload_omitted"] == "over the limit"
+    assert body["size"] == len(value)
+    assert body["sha256"] == hashlib.sha256(value).hexdigest()
+    assert body["head"] == value[:256].decode()
+    assert body["payload_omitted"] == "over the limit"
     headers = reference_headers(dead_letter_headers(record, "r", "aggregator", NOW), record)
-    assert headers[OMITTED_HEADER] == "true" and "big" not in headers and headers["traceparent"] == "t"
+    assert headers[OMITTED_HEADER] == "true"
+    assert "big" not in headers
+    assert headers["traceparent"] == "t"
     dl = letter(3, record, "r", omitted=True)
-    assert dl.omitted and dl.size == len(value)
+    assert dl.omitted
+    assert dl.size == len(value)
 
 
 def test_replay_sends_each_source_record_once_and_never_an_omitted_one() -> None:
@@ -88,9 +95,12 @@ def test_replay_sends_each_source_record_once_and_never_an_omitted_one() -> None
     first, duplicate, other = letter(0, a, "x"), letter(1, a, "x"), letter(2, b, "y")
     omitted = letter(3, Record("t", 1, 5, b"huge"), "z", omitted=True)
     plan = plan_replay([first, duplicate, other, omitted], replayed=set())
-    assert plan.sent == [first, other] and plan.already == [duplicate] and plan.omitted == [omitted]
+    assert plan.sent == [first, other]
+    assert plan.already == [duplicate]
+    assert plan.omitted == [omitted]
     again = plan_replay([first, duplicate, other, omitted], replayed={first.source, other.source})
-    assert again.sent == [] and again.already == [first, duplicate, other]
+    assert again.sent == []
+    assert again.already == [first, duplicate, other]
 
 
 def test_selection_filters_by_reason_source_age_and_position() -> None:
@@ -107,7 +117,8 @@ def test_selection_filters_by_reason_source_age_and_position() -> None:
 
 def test_durations_and_positions_are_read_strictly() -> None:
     assert parse_duration("90s") == timedelta(seconds=90)
-    assert parse_duration("2h") == timedelta(hours=2) and parse_duration("1.5d") == timedelta(days=1.5)
+    assert parse_duration("2h") == timedelta(hours=2)
+    assert parse_duration("1.5d") == timedelta(days=1.5)
     assert parse_positions("0:12, 2:5") == {"0:12", "2:5"}
     for bad in ("10", "two hours", "-1h"):
         with pytest.raises(ValueError, match="not a duration"):
@@ -135,5 +146,7 @@ def test_the_table_is_aligned_and_marks_replayed_and_omitted_ones() -> None:
         "Field",
         "required",
     ]
-    assert "2.9 MiB (omitted)" in lines[2] and lines[1].index("src[0]") == lines[2].index("src[3]")
-    assert human_age(timedelta(seconds=-3)) == "0s" and human_age(timedelta(days=3, hours=1)) == "3d"
+    assert "2.9 MiB (omitted)" in lines[2]
+    assert lines[1].index("src[0]") == lines[2].index("src[3]")
+    assert human_age(timedelta(seconds=-3)) == "0s"
+    assert human_age(timedelta(days=3, hours=1)) == "3d"

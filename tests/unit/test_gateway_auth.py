@@ -25,24 +25,26 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from jwt import PyJWK
 from pydantic import ValidationError
 
-from services.gateway import domain
 from services.gateway.auth import TokenVerifier
 from services.gateway.config import GatewaySettings, is_loopback
-from services.gateway.domain import (
+from services.gateway.http_guard import CONTENT_SECURITY_POLICY, page_policy
+from services.gateway.rate_limits import CommandGroup, CommandRateLimits, RateLimited
+from services.gateway.tokens import (
+    CORE_ALGORITHMS,
     DEV_AUDIENCE,
+    DEV_ISSUER,
     DEV_RULES,
     NotAuthenticated,
     Principal,
     TokenRules,
     issue_dev_token,
     read_token,
+    token_header,
 )
-from services.gateway.http_guard import CONTENT_SECURITY_POLICY, page_policy
-from services.gateway.rate_limits import CommandGroup, CommandRateLimits, RateLimited
 from tests.support.tokens import AUDIENCE, ISSUER, CoreKey
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
-CORE = TokenRules(ISSUER, AUDIENCE, domain.CORE_ALGORITHMS)
+CORE = TokenRules(ISSUER, AUDIENCE, CORE_ALGORITHMS)
 WHO = Principal("u1", "acc-1", frozenset({"procore.publish", "procore.setup"}))
 STATIC = Path(__file__).resolve().parents[2] / "services" / "gateway" / "static"
 
@@ -64,7 +66,7 @@ def test_development_token_round_trip() -> None:
     token = issue_dev_token(WHO, SECRET, 3600)
     assert read_token(token, SECRET, DEV_RULES) == WHO
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert (claims["aud"], claims["iss"]) == (DEV_AUDIENCE, domain.DEV_ISSUER)
+    assert (claims["aud"], claims["iss"]) == (DEV_AUDIENCE, DEV_ISSUER)
 
 
 def test_expired_and_foreign_development_tokens_are_refused() -> None:
@@ -132,7 +134,7 @@ def test_an_unsigned_token_is_refused() -> None:
     with pytest.raises(NotAuthenticated):
         read_token(f"{header}.{body}.", SECRET, DEV_RULES)
     with pytest.raises(NotAuthenticated):
-        domain.token_header("not-a-jwt")
+        token_header("not-a-jwt")
 
 
 # --- the verifier: which check runs -------------------------------------------------------------------------------
@@ -151,6 +153,7 @@ class FixedKeys:
 
 
 async def test_production_takes_core_tokens_only(rsa_key: CoreKey, ed_key: CoreKey) -> None:
+    # FixedKeys stands in for SigningKeys (the verifier only calls key_for).
     production = TokenVerifier(FixedKeys(rsa_key, ed_key), CORE, dev_secret=None)  # type: ignore[arg-type]
     assert (await production.principal(rsa_key.sign())).account_id == "acc-1"
     assert (await production.principal(ed_key.sign())).account_id == "acc-1"
@@ -174,9 +177,8 @@ async def test_development_takes_development_tokens_and_core_tokens_when_configu
 
 def test_the_verifier_never_takes_hs256_from_production_settings() -> None:
     verifier = TokenVerifier.from_settings(GatewaySettings(**production_env()))
-    assert verifier._dev_secret is None and verifier._core_rules == TokenRules(
-        ISSUER, AUDIENCE, domain.CORE_ALGORITHMS, 30
-    )
+    assert verifier._dev_secret is None
+    assert verifier._core_rules == TokenRules(ISSUER, AUDIENCE, CORE_ALGORITHMS, 30)
 
 
 # --- settings: production by default, dev login at home only ------------------------------------------------------
@@ -227,7 +229,8 @@ def test_production_refuses_development_settings() -> None:
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "gateway.example.com", ""])
 def test_dev_login_refuses_a_host_beyond_loopback(host: str) -> None:
     found = problems(**development_env(dev_login=True, http_host=host))
-    assert list(found) == ["dev_login"] and "HTTP_HOST on loopback" in found["dev_login"]
+    assert list(found) == ["dev_login"]
+    assert "HTTP_HOST on loopback" in found["dev_login"]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
@@ -264,7 +267,9 @@ def test_the_gateway_refuses_to_start_with_dev_login_away_from_home(env: dict[st
     result = run_gateway(env)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if "DEV_LOGIN" in line]
-    assert len(lines) == 1 and "setting DEV_LOGIN is invalid" in lines[0] and named in lines[0], result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "setting DEV_LOGIN is invalid" in lines[0], result.stderr
+    assert named in lines[0], result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -278,7 +283,8 @@ async def test_a_rate_limit_counts_per_account_and_group_and_says_when_to_retry(
     with pytest.raises(RateLimited) as raised:
         await limits.hit("acc-1", CommandGroup.PUBLISH)
     assert 1 <= raised.value.retry_after_s <= 60
-    assert "publish" in str(raised.value) and "2 per 1 minute" in str(raised.value)
+    assert "publish" in str(raised.value)
+    assert "2 per 1 minute" in str(raised.value)
     await limits.hit("acc-2", CommandGroup.PUBLISH)  # another account has its own budget
     await limits.hit("acc-1", CommandGroup.SYNC)  # and so has another kind of command
 
@@ -307,10 +313,10 @@ def test_the_dashboard_has_no_inline_script_handlers_or_styles(page: str) -> Non
 
 
 def test_the_dev_login_page_loads_its_script_from_a_file() -> None:
-    from services.gateway.api import _DEV_PAGE
+    from services.gateway.dev_login import DEV_PAGE
 
     parser = _Inline()
-    parser.feed(_DEV_PAGE.format(account="a", user="u", token="t", next="/"))
+    parser.feed(DEV_PAGE.format(account="a", user="u", token="t", next="/"))
     assert parser.problems == []
     assert (STATIC / "dev-login.js").exists()
 
@@ -324,13 +330,16 @@ def test_scripts_build_no_inline_handlers(script: str) -> None:
 
 def test_the_policy_allows_no_inline_script() -> None:
     assert "script-src 'self'" in CONTENT_SECURITY_POLICY
-    assert "unsafe-inline" not in CONTENT_SECURITY_POLICY and "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+    assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
 
 
 def test_the_docs_page_policy_allows_exactly_its_own_scripts() -> None:
     html = bytes(get_swagger_ui_html(openapi_url="/openapi.json", title="t").body).decode()
     policy = page_policy(html)
     script_src = next(p for p in policy.split("; ") if p.startswith("script-src"))
-    assert "'sha256-" in script_src and "unsafe" not in policy and "frame-ancestors 'none'" in policy
+    assert "'sha256-" in script_src
+    assert "unsafe" not in policy
+    assert "frame-ancestors 'none'" in policy
     changed = page_policy(html.replace("deepLinking", "deepLinkingX"))
     assert changed != policy  # another inline script is another hash

@@ -7,10 +7,12 @@ How the compose job applies them: tests/unit/test_compose.py.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import pytest
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.security import SASLScram256, SASLScram512
 from pydantic import ValidationError
@@ -35,22 +37,33 @@ BASE: dict[str, Any] = {
     "database_url": "postgresql://postgres@postgres/procore",
     "topic_prefix": PREFIX,
 }
-PROCORE: dict[str, Any] = {"procore_base_url": "http://p", "procore_client_id": "c", "procore_client_secret": "s"}
+PROCORE: dict[str, Any] = {
+    "procore_base_url": "http://p",
+    "procore_login_url": "http://login",
+    "procore_client_id": "c",
+    "procore_client_secret": "s",
+}
 KEY = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
 
 
 def declared(broker: KafkaBroker) -> tuple[set[str], set[str], set[str]]:
     """(topics subscribed, topics declared as published, consumer groups) of a service's broker."""
+    # FastStream types them as its generic subscriber and publisher; a Kafka broker's have topics and group ids.
     consumed = {topic.name for sub in broker.subscribers for topic in sub.topics}  # type: ignore[attr-defined]
     published = {pub.topic for pub in broker.publishers}  # type: ignore[attr-defined]
     groups = {sub.group_id for sub in broker.subscribers}  # type: ignore[attr-defined]
     return consumed, published, groups
 
 
+def kafka_broker(app: AsgiFastStream) -> KafkaBroker:
+    assert isinstance(app.broker, KafkaBroker)
+    return app.broker
+
+
 BROKERS = {
-    "aggregator": lambda: build_aggregator(AggregatorSettings(**BASE)).broker,
-    "publisher": lambda: build_publisher(PublisherSettings(**BASE, **PROCORE)).broker,
-    "mapping": lambda: build_mapping(MappingSettings(**BASE, **PROCORE, token_encryption_keys=KEY)).broker,
+    "aggregator": lambda: kafka_broker(build_aggregator(AggregatorSettings(**BASE))),
+    "publisher": lambda: kafka_broker(build_publisher(PublisherSettings(**BASE, **PROCORE))),
+    "mapping": lambda: kafka_broker(build_mapping(MappingSettings(**BASE, **PROCORE, token_encryption_keys=KEY))),
 }
 
 
@@ -74,11 +87,14 @@ async def test_the_gateway_sends_only_the_commands_the_table_gives_it() -> None:
             sent.add(topic)
 
     topics = Topics(PREFIX)
+    # A recorder stands in for the broker, and no command is needed: only the topic each send picks is checked.
     bus = KafkaCommandBus(Recorder(), topics)  # type: ignore[arg-type]
     await bus.send_publish(None, "k")  # type: ignore[arg-type]
     await bus.send_mapping(None, "k")  # type: ignore[arg-type]
     access = topic_access(topics)["gateway"]
-    assert sent == set(access.produces) and not access.consumes and not access.groups
+    assert sent == set(access.produces)
+    assert not access.consumes
+    assert not access.groups
 
 
 def test_every_topic_has_its_producers_and_consumers() -> None:
@@ -89,10 +105,13 @@ def test_every_topic_has_its_producers_and_consumers() -> None:
         writers = {p for p in services if topic in table[p].produces}
         readers = {p for p in services if topic in table[p].consumes}
         if topic.endswith(".dead-letter"):
-            assert writers == {topic[len(PREFIX) : -len(".dead-letter")]} and not readers, topic
-            assert topic in table["operator"].consumes and marker_topic(topic) in table["operator"].produces
+            assert writers == {topic[len(PREFIX) : -len(".dead-letter")]}, topic
+            assert not readers, topic
+            assert topic in table["operator"].consumes
+            assert marker_topic(topic) in table["operator"].produces
         else:
-            assert writers and readers, f"{topic}: written by {writers}, read by {readers}"
+            assert writers, f"{topic}: written by {writers}, read by {readers}"
+            assert readers, f"{topic}: written by {writers}, read by {readers}"
 
 
 def test_no_principal_but_the_operator_writes_what_another_service_writes_to_itself() -> None:
@@ -135,7 +154,8 @@ def test_a_hand_edited_acl_line_is_refused() -> None:
 
 def test_plaintext_by_default_for_local_runs_and_tests() -> None:
     settings = KafkaConnectionSettings()
-    assert settings.faststream_security() is None and settings.client_options() == {}
+    assert settings.faststream_security() is None
+    assert settings.client_options() == {}
     assert settings.kafka_create_topics
 
 
@@ -144,7 +164,8 @@ def test_sasl_scram_for_faststream_and_aiokafka() -> None:
         kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="publisher", kafka_sasl_password="pw-1234"
     )
     security = settings.faststream_security()
-    assert isinstance(security, SASLScram512) and not security.use_ssl
+    assert isinstance(security, SASLScram512)
+    assert not security.use_ssl
     assert (security.username, security.password) == ("publisher", "pw-1234")
     assert settings.client_options() == {
         "security_protocol": "SASL_PLAINTEXT",
@@ -154,7 +175,9 @@ def test_sasl_scram_for_faststream_and_aiokafka() -> None:
         "ssl_context": None,
     }
     broker = make_broker("kafka:9092", "publisher", Topics(), connection=settings)
-    built = broker.config.broker_config.builder.keywords  # type: ignore[attr-defined]
+    builder = broker.config.broker_config.builder
+    assert isinstance(builder, functools.partial)  # typed as a plain callable; it binds the client's keywords
+    built = builder.keywords
     assert (built["security_protocol"], built["sasl_mechanism"], built["sasl_plain_username"]) == (
         "SASL_PLAINTEXT",
         "SCRAM-SHA-512",
@@ -170,7 +193,9 @@ def test_sasl_ssl_uses_tls() -> None:
         kafka_sasl_password="p",
     )
     security = settings.faststream_security()
-    assert isinstance(security, SASLScram256) and security.use_ssl and security.ssl_context is not None
+    assert isinstance(security, SASLScram256)
+    assert security.use_ssl
+    assert security.ssl_context is not None
     assert settings.client_options()["ssl_context"] is not None
 
 
@@ -184,8 +209,9 @@ def test_a_service_takes_its_kafka_login_from_its_settings(monkeypatch: pytest.M
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = AggregatorSettings(**BASE)
-    built = build_aggregator(settings).broker.config.broker_config.builder.keywords  # type: ignore[attr-defined]
-    assert built["sasl_plain_username"] == "aggregator"
+    builder = kafka_broker(build_aggregator(settings)).config.broker_config.builder
+    assert isinstance(builder, functools.partial)  # typed as a plain callable; it binds the client's keywords
+    assert builder.keywords["sasl_plain_username"] == "aggregator"
     assert password not in repr(settings), "the password stays out of reprs (and so out of logs)"
 
 
@@ -193,4 +219,4 @@ def test_a_service_takes_its_kafka_login_from_its_settings(monkeypatch: pytest.M
 def test_sasl_without_a_login_is_refused_naming_the_setting(missing: str) -> None:
     values = {"kafka_sasl_username": "u", "kafka_sasl_password": "p", missing: ""}
     with pytest.raises(ValidationError, match=missing):
-        KafkaConnectionSettings(kafka_security_protocol="SASL_PLAINTEXT", **values)
+        KafkaConnectionSettings.model_validate({"kafka_security_protocol": "SASL_PLAINTEXT", **values})

@@ -116,7 +116,9 @@ def test_two_procore_entities_with_one_number_are_ambiguous_not_guessed() -> Non
     plan = auto_map(P.PROJECT, [mc("s1", "P-100")], [pc(10, "P-100"), pc(11, " p-100")], {})
     assert plan.assignments == []
     (decision,) = plan.decisions
-    assert decision.outcome is Outcome.AMBIGUOUS and "10" in decision.reason and "11" in decision.reason
+    assert decision.outcome is Outcome.AMBIGUOUS
+    assert "10" in decision.reason
+    assert "11" in decision.reason
 
 
 def test_duplicate_mobiclocks_numbers_in_a_many_to_one_tab_all_map() -> None:
@@ -133,7 +135,8 @@ def test_duplicate_mobiclocks_numbers_in_a_one_to_one_tab_are_ambiguous() -> Non
 def test_manual_mappings_are_kept_unless_asked() -> None:
     current = {"s1": CurrentMapping(99, Source.MANUAL)}
     kept = auto_map(P.PROJECT, [mc("s1", "P-100")], [pc(10, "P-100")], current)
-    assert kept.assignments == [] and kept.decisions[0].reason == "mapped by hand; kept"
+    assert kept.assignments == []
+    assert kept.decisions[0].reason == "mapped by hand; kept"
     replaced = auto_map(P.PROJECT, [mc("s1", "P-100")], [pc(10, "P-100")], current, overwrite_manual=True)
     assert replaced.assignments == [("s1", 10)]
 
@@ -148,14 +151,16 @@ def test_one_to_one_tabs_never_give_a_taken_procore_entity_to_a_second_row() -> 
     current = {"e-old": CurrentMapping(7, Source.MANUAL)}
     plan = auto_map(P.EMPLOYEE, [mc("e-new", "E-1"), mc("e-old", None)], [pc(7, "E-1")], current)
     decision = next(d for d in plan.decisions if d.mobiclocks_id == "e-new")
-    assert decision.outcome is Outcome.SKIPPED and "already mapped from e-old" in decision.reason
+    assert decision.outcome is Outcome.SKIPPED
+    assert "already mapped from e-old" in decision.reason
     assert plan.assignments == []
 
 
 def test_tabs_without_number_field_never_auto_map() -> None:
     for entity in (P.VENDOR, P.CLASSIFICATION):
         plan = auto_map(entity, [mc("a", "V-1")], [pc(1, "V-1")], {})
-        assert plan.assignments == [] and plan.count(Outcome.SKIPPED) == 1
+        assert plan.assignments == []
+        assert plan.count(Outcome.SKIPPED) == 1
 
 
 # --- many-to-one and permissions -----------------------------------------------------------------
@@ -171,8 +176,33 @@ def test_many_to_one_only_where_it_makes_sense() -> None:
 
 def test_permission_refusals_name_the_permission() -> None:
     refusal = domain.refusal_for_permission(Permission.MAPPING, ["procore.publish"])
-    assert refusal is not None and "Procore Connect data mapping" in refusal
+    assert refusal is not None
+    assert "Procore Connect data mapping" in refusal
     assert domain.refusal_for_permission(Permission.SETUP, ["procore.mapping"]) is not None
     assert domain.refusal_for_permission(Permission.SETUP, ["procore.setup"]) is None
     # fail closed: no permissions list is no implicit "trusted backend"
     assert "fail closed" in (domain.refusal_for_permission(Permission.MAPPING, None) or "")
+
+
+def test_payroll_types_match_the_abbreviation_else_the_time_type_procore_listed() -> None:
+    """Procore's company list of time types has only `id` and `time_type`; the abbreviation comes per project."""
+    procore = [
+        ProcoreRow(1, "Regular Time", "REG"),  # read from a mapped project's list: its abbreviation
+        ProcoreRow(2, "Overtime", None),  # the company's list only: its name
+        ProcoreRow(3, "Double Time", None),
+    ]
+    pay_ids = [
+        MobiClocksRow("pay-reg", "Regular", "REG"),
+        MobiClocksRow("pay-ot", "Overtime", "OT"),
+        MobiClocksRow("pay-dt", "Double", "double time"),
+        MobiClocksRow("pay-x", "Bonus", None),
+    ]
+    assert outcomes(auto_map(P.PAYROLL_TYPE, pay_ids, procore, {})) == {
+        "pay-reg": (Outcome.MAPPED, 1),
+        "pay-ot": (Outcome.MAPPED, 2),
+        "pay-dt": (Outcome.MAPPED, 3),
+        "pay-x": (Outcome.SKIPPED, None),
+    }
+    # Other tabs never fall back to names: a Number is the only thing auto-map compares there.
+    plan = auto_map(P.EMPLOYEE, [MobiClocksRow("e1", "Ann Lee", None)], [ProcoreRow(9, "Ann Lee", None)], {})
+    assert outcomes(plan) == {"e1": (Outcome.SKIPPED, None)}

@@ -31,7 +31,8 @@ def test_a_proof_binds_what_nobody_holds_keeps_its_own_and_never_takes_anothers(
 
 def test_the_outcome_names_only_the_accounts_companies() -> None:
     text = connected_message("authorization_code", ["Co 1"], taken=1, chosen="Co 1")
-    assert "companies: Co 1" in text and "Co 3" not in text
+    assert "companies: Co 1" in text
+    assert "Co 3" not in text
     assert "1 Procore company it reaches is already connected to another MobiClocks account" in text
     assert "2 Procore companies it reaches are" in connected_message("client_credentials", [], taken=2, chosen=None)
 
@@ -57,8 +58,10 @@ def test_a_callback_completes_only_its_browsers_unused_unexpired_attempt() -> No
 def test_pkce_s256_as_rfc_7636_appendix_b() -> None:
     verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
     assert s256(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-    assert pkce_challenge(verifier, "S256") == s256(verifier) and pkce_challenge(verifier, "plain") == verifier
+    assert pkce_challenge(verifier, "S256") == s256(verifier)
+    assert pkce_challenge(verifier, "plain") == verifier
     pair = Pkce.new()
     assert 43 <= len(pair.verifier) <= 128
     expected = base64.urlsafe_b64encode(hashlib.sha256(pair.verifier.encode()).digest()).rstrip(b"=").decode()
-    assert pair.challenge == expected and Pkce.new().verifier != pair.verifier
+    assert pair.challenge == expected
+    assert Pkce.new().verifier != pair.verifier

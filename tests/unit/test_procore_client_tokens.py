@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.mapping.adapters.connections import TokenCipher
+from services.mapping.adapters.procore_links import TokenCipher
 from services.publisher.failures import Failure, classify, message_for
 from shared.procore import (
     CompanyNotBound,
@@ -97,8 +97,10 @@ async def test_a_second_401_is_procores_answer_not_retried() -> None:
         client = ProcoreClient(http, "https://procore.test", tokens, max_attempts=5)
         with pytest.raises(ProcoreError) as raised:
             await client.get_json("/rest/v1.0/projects", 5)
-    assert raised.value.status == 401 and raised.value.message == "App is not authorized"
-    assert calls == 2 and tokens.forced == 1
+    assert raised.value.status == 401
+    assert raised.value.message == "App is not authorized"
+    assert calls == 2
+    assert tokens.forced == 1
 
 
 async def test_company_header_on_every_call_but_the_company_less_ones() -> None:
@@ -136,7 +138,8 @@ async def test_pagination_follows_link_and_stops_at_total() -> None:
     async with http_with(handler) as http:
         client = ProcoreClient(http, "https://procore.test", FakeTokens())
         got = [i["id"] async for i in client.paginate("/rest/v1.0/vendors", 1, {"company_id": 1}, per_page=1000)]
-    assert got == list(range(1, 12)) and pages == [1, 2, 3]
+    assert got == list(range(1, 12))
+    assert pages == [1, 2, 3]
 
 
 async def test_unpaginated_lists_are_one_page() -> None:
@@ -157,7 +160,8 @@ async def test_procores_own_validation_message_is_surfaced() -> None:
         client = ProcoreClient(http, "https://procore.test", FakeTokens())
         with pytest.raises(ProcoreError) as raised:
             await client.request("POST", "/rest/v1.0/projects/1/quantity_logs", 1, json={})
-    assert raised.value.status == 422 and raised.value.message == "quantity must be an integer"
+    assert raised.value.status == 422
+    assert raised.value.message == "quantity must be an integer"
 
 
 async def test_429_waits_for_retry_after_then_succeeds_and_never_calls_early() -> None:
@@ -243,14 +247,17 @@ async def test_authorization_code_then_rotating_refresh() -> None:
         app = OAuthApp(http, "https://login.test/", "client", "s3cret")
         url = app.authorize_url("https://gw.test/oauth/procore/callback", "st@te")
         assert url.startswith("https://login.test/oauth/authorize?response_type=code&client_id=client")
-        assert "state=st%40te" in url and "redirect_uri=https%3A%2F%2Fgw.test" in url
+        assert "state=st%40te" in url
+        assert "redirect_uri=https%3A%2F%2Fgw.test" in url
         first = await app.exchange_code("good-code", "https://gw.test/oauth/procore/callback")
-        assert first.refresh_token == "refresh-1" and first.expires_at > time.time() + 5000
+        assert first.refresh_token == "refresh-1"
+        assert first.expires_at > time.time() + 5000
         second = await app.refresh("refresh-1")
         assert (second.access_token, second.refresh_token) == ("access-2", "refresh-2")
         with pytest.raises(OAuthError) as used:
             await app.refresh("refresh-1")  # single use
-        assert used.value.needs_reauthorization and used.value.message == "used or revoked"
+        assert used.value.needs_reauthorization
+        assert used.value.message == "used or revoked"
     assert login.requests[0]["redirect_uri"] == "https://gw.test/oauth/procore/callback"
 
 
@@ -258,7 +265,8 @@ async def test_bad_client_secret_is_procores_message() -> None:
     async with http_with(FakeLogin()) as http:
         with pytest.raises(OAuthError) as raised:
             await OAuthApp(http, "https://login.test", "client", "wrong").client_credentials()
-    assert raised.value.error == "invalid_client" and raised.value.message == "Client authentication failed"
+    assert raised.value.error == "invalid_client"
+    assert raised.value.message == "Client authentication failed"
 
 
 async def test_token_source_keeps_working_for_client_credentials() -> None:
@@ -353,7 +361,8 @@ async def test_an_unreachable_or_failing_token_endpoint_is_transient_not_procore
         async with http_with(handler) as http:
             with pytest.raises(TokensUnavailable, match=problem) as caught:
                 await ConnectionTokens(http, "http://mapping.test", "internal").get("acc", 8)
-        assert is_transient(caught.value) and not isinstance(caught.value, ProcoreError)
+        assert is_transient(caught.value)
+        assert not isinstance(caught.value, ProcoreError)
 
 
 async def test_every_token_request_names_the_company_and_an_unbound_one_fails_for_good() -> None:
@@ -377,6 +386,7 @@ async def test_every_token_request_names_the_company_and_an_unbound_one_fails_fo
             await provider(9, False)  # defence in depth: a token for another company is never used
     assert [a["procore_company_id"] for a in asked] == [7, 666, 9]
     assert refused.value.message == "Procore company 666 is not connected to this account"
-    assert isinstance(refused.value, NotConnected) and not is_transient(refused.value)
+    assert isinstance(refused.value, NotConnected)
+    assert not is_transient(refused.value)
     assert classify(refused.value) is Failure.PERMANENT
     assert message_for(refused.value) == "Procore company 666 is not connected to this account"

@@ -61,21 +61,26 @@ def test_a_fresh_cluster_gets_every_role_and_schema_and_no_password_in_any_state
     sql = ";\n".join(steps.statements)
     for service in LOGIN_ROLES:
         assert f'CREATE ROLE "p_{service}" LOGIN' in sql
-    assert 'CREATE ROLE "p_aggregator_readers" NOLOGIN' in sql and 'CREATE ROLE "p_mapping_readers" NOLOGIN' in sql
-    assert 'GRANT "p_aggregator_readers" TO "p_gateway"' in sql and 'GRANT "p_mapping_readers" TO "p_gateway"' in sql
+    assert 'CREATE ROLE "p_aggregator_readers" NOLOGIN' in sql
+    assert 'CREATE ROLE "p_mapping_readers" NOLOGIN' in sql
+    assert 'GRANT "p_aggregator_readers" TO "p_gateway"' in sql
+    assert 'GRANT "p_mapping_readers" TO "p_gateway"' in sql
     assert 'CREATE SCHEMA "p_aggregator_read" AUTHORIZATION "p_aggregator"' in sql
     assert 'CREATE SCHEMA "p_mapping_read" AUTHORIZATION "p_mapping"' in sql
     assert 'CREATE SCHEMA "p_publisher" AUTHORIZATION "p_publisher"' in sql
-    assert "p_publisher_read" not in sql and 'p_gateway" AUTHORIZATION' not in sql  # the gateway owns nothing
+    assert "p_publisher_read" not in sql
+    assert 'p_gateway" AUTHORIZATION' not in sql
     assert "REVOKE CREATE ON SCHEMA public FROM PUBLIC" in sql
     assert 'ALTER ROLE "p_gateway" PASSWORD \'SCRAM-SHA-256$4096:' in sql
-    assert "gateway-password-0123456789" not in sql and "gateway-password" not in " ".join(steps.done)
+    assert "gateway-password-0123456789" not in sql
+    assert "gateway-password" not in " ".join(steps.done)
     assert "SUPERUSER" not in sql.replace("NOSUPERUSER", "")
 
 
 def test_a_provisioned_cluster_needs_nothing_but_the_idempotent_grants() -> None:
     steps = plan(LAYOUT, provisioned_state(), {})
-    assert steps.done == [] and steps.hand_over == []
+    assert steps.done == []
+    assert steps.hand_over == []
     assert not [s for s in steps.statements if s.startswith(("CREATE", "ALTER SCHEMA")) or "PASSWORD" in s]
 
 
@@ -160,7 +165,8 @@ def test_provision_settings_refuse_weak_passwords_and_never_show_secrets(monkeyp
         "mapping": None,
         "gateway": "a-long-enough-gateway-password",
     }
-    assert "admin-secret" not in repr(settings) and "gateway-password" not in repr(settings)
+    assert "admin-secret" not in repr(settings)
+    assert "gateway-password" not in repr(settings)
 
 
 def test_the_provisioning_job_names_its_missing_setting() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from services.publisher.domain import (
     CHANGED_IN_PROCORE,
     DELETED_IN_PROCORE,
     RESOURCES,
+    Resource,
     Step,
     decide,
     find_own,
@@ -35,8 +37,10 @@ def test_hours_become_strings_and_the_marker_is_kept() -> None:
     assert problem is None
     assert body == {"num_workers": 3, "num_hours": "8.5", "notes": f"Framers {MARKER}"}
     body, _ = prepare(Module.TIMECARD, {"hours": "7.50", "party_id": 1}, MARKER)
-    assert body["hours"] == "7.50" and body["origin_data"] == MARKER
-    assert "time_in" not in body and "lunch_time" not in body  # the hours time-entry mode, no invented clock times
+    assert body["hours"] == "7.50"
+    assert body["origin_data"] == MARKER
+    assert "time_in" not in body
+    assert "lunch_time" not in body
 
 
 @pytest.mark.parametrize(
@@ -55,12 +59,14 @@ def test_values_procore_cannot_take_are_refused_with_a_reason(
     module: Module, payload: dict[str, object], reason: str
 ) -> None:
     _, problem = prepare(module, payload, MARKER)
-    assert problem is not None and reason in problem
+    assert problem is not None
+    assert reason in problem
 
 
 def test_whole_quantities_written_as_text_are_taken() -> None:
     body, problem = prepare(Module.PRODUCTION_QUANTITY, {"quantity": "12.000", "unit": "m3"}, MARKER)
-    assert problem is None and body["quantity"] == 12
+    assert problem is None
+    assert body["quantity"] == 12
 
 
 # --- content comparison -----------------------------------------------------------------
@@ -79,15 +85,15 @@ def test_record_matches_compares_what_we_write_in_procore_shapes() -> None:
 # --- decide -----------------------------------------------------------------------------
 
 
-def judge(operation: ProcoreOperation, current: dict[str, object] | None, **kw: object) -> tuple[Step, str | None]:
-    options: dict[str, object] = {
+def judge(operation: ProcoreOperation, current: dict[str, object] | None, **kw: Any) -> tuple[Step, str | None]:
+    options: dict[str, Any] = {
         "resource": MANPOWER,
         "published_updated_at": T0,
         "published_payload": None,
         "payload": {"num_workers": 3},
         "recovering": False,
     } | kw
-    return decide(operation, current, **options)  # type: ignore[arg-type]
+    return decide(operation, current, **options)
 
 
 def test_untouched_record_is_written() -> None:
@@ -132,11 +138,21 @@ def test_recovering_update_adopts_our_own_landed_patch() -> None:
 # --- find_own ---------------------------------------------------------------------------
 
 
+def found_id(resource: Resource, records: list[dict[str, Any]], payload: dict[str, Any]) -> object:
+    found = find_own(resource, records, MARKER, payload)
+    assert found is not None
+    return found["id"]
+
+
 def test_find_own_by_origin_id_then_marker() -> None:
     timecards = RESOURCES[Module.TIMECARD]
-    records = [{"id": 1, "origin_id": 41}, {"id": 2, "origin_id": 42}, {"id": 3, "description": MARKER}]
-    assert find_own(timecards, records, MARKER, {"origin_id": 42})["id"] == 2  # type: ignore[index]
-    assert find_own(timecards, records, MARKER, {"origin_id": 43})["id"] == 3  # type: ignore[index]
-    logs = [{"id": 4, "notes": "Framers"}, {"id": 5, "notes": f"Framers {MARKER}"}]
-    assert find_own(MANPOWER, logs, MARKER, {})["id"] == 5  # type: ignore[index]
+    records: list[dict[str, Any]] = [
+        {"id": 1, "origin_id": 41},
+        {"id": 2, "origin_id": 42},
+        {"id": 3, "description": MARKER},
+    ]
+    assert found_id(timecards, records, {"origin_id": 42}) == 2
+    assert found_id(timecards, records, {"origin_id": 43}) == 3
+    logs: list[dict[str, Any]] = [{"id": 4, "notes": "Framers"}, {"id": 5, "notes": f"Framers {MARKER}"}]
+    assert found_id(MANPOWER, logs, {}) == 5
     assert find_own(MANPOWER, logs[:1], MARKER, {}) is None

@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from services.publisher.adapters.procore import MaybeCreated
-from services.publisher.domain import LeaseExpired
 from services.publisher.failures import Failure, classify, message_for
+from services.publisher.lease import LeaseExpired
 from shared.procore import NotConnected, ProcoreError, TokensUnavailable
 from shared.procore.oauth import OAuthError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.publisher.domain import Lease, LeaseExpired, LeaseLost, backoff_s, fair_share
+from services.publisher.lease import Lease, LeaseExpired, LeaseLost, backoff_s, fair_share
 from shared.transient import is_transient
 
 

@@ -29,16 +29,29 @@ def headers(limit: int, remaining: int, reset: float) -> dict[str, str]:
 
 
 def test_pace_spreads_the_remaining_calls_until_the_reset() -> None:
-    assert pace(100.0, 24, 110.0, 0.05) == pytest.approx(100.0 + 10 / 24)
+    assert pace(100.0, 24, 110.0, 0.05) == pytest.approx(100.0 + 10 / 25)
     assert pace(100.0, 0, 110.0, 0.05) == pytest.approx(110.05)
     assert pace(100.0, 0, 99.0, 0.05) == 100.0  # that window is over
+
+
+def test_paced_calls_use_the_whole_window_and_never_more() -> None:
+    """A window of 6 calls in 180 s, the first at 0: the five left go at 30, 60, …, 150 — all six inside the
+    window — and the seventh waits for the reset."""
+    now, reset, remaining, calls = 0.0, 180.0, 5, [0.0]
+    while remaining > 0:
+        now = pace(now, remaining, reset, 0.05)
+        calls.append(now)
+        remaining -= 1
+    assert calls == pytest.approx([0, 30, 60, 90, 120, 150])
+    assert all(t < reset for t in calls)
+    assert pace(now, 0, reset, 0.05) == pytest.approx(180.05)
 
 
 def test_observed_headers_pace_the_next_call() -> None:
     clock = Clock()
     limiter = RateLimiter(clock=clock, jitter_s=0)
     limiter.observe(1, 200, headers(25, 20, clock.now + 10))
-    assert limiter.delay_for(1) == pytest.approx(0.5)
+    assert limiter.delay_for(1) == pytest.approx(10 / 21)
     limiter.observe(1, 200, headers(25, 0, clock.now + 4))
     assert limiter.delay_for(1) == pytest.approx(4.05)
     assert limiter.delay_for(2) == 0  # another company is not slowed
@@ -62,7 +75,8 @@ async def test_one_call_per_company_at_a_time_and_slots_come_back() -> None:
     second = asyncio.create_task(limiter.acquire(1))
     other = asyncio.create_task(limiter.acquire(2))
     await asyncio.sleep(0)
-    assert other.done() and not second.done()  # companies do not wait for each other
+    assert other.done()
+    assert not second.done()
     limiter.release(1)  # the first call got no answer
     await asyncio.wait_for(second, 1)
     limiter.observe(1, 200, headers(10, 9, clock.now + 10))
@@ -104,7 +118,7 @@ def test_a_new_owner_continues_from_the_saved_budget_instead_of_bursting() -> No
     new = RateLimiter(clock=clock, jitter_s=0)
     assert new.delay_for(1) == 0  # without the snapshot it would call at once, and keep going
     new.restore(1, saved)
-    assert new.delay_for(1) == pytest.approx(5.0)  # 2 calls left over 10 s: paced as the old owner would
+    assert new.delay_for(1) == pytest.approx(10 / 3)  # 2 calls left over 10 s: paced as the old owner would
     clock.now += 5.0
     new.reserve(1)
     new.observe(1, 429, {"Retry-After": "4"})

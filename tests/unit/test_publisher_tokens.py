@@ -14,6 +14,7 @@ BASE = {
     "kafka_bootstrap_servers": "k:9092",
     "database_url": "postgresql://x@y/z",
     "procore_base_url": "http://procore",
+    "procore_login_url": "http://procore-login",
     "procore_client_id": "app",
     "procore_client_secret": "secret",
 }
@@ -29,7 +30,9 @@ async def test_connection_tokens_per_account_when_a_tokens_url_is_set() -> None:
         token = f"token-of-{body['account_id']}"
         return httpx.Response(200, json={"access_token": token, "expires_at": time.time() + 3600})
 
-    settings = PublisherSettings(**BASE, procore_tokens_url="http://mapping:8083", internal_api_token=INTERNAL)
+    settings = PublisherSettings.model_validate(
+        BASE | {"procore_tokens_url": "http://mapping:8083", "internal_api_token": INTERNAL}
+    )
     async with httpx.AsyncClient(transport=httpx.MockTransport(mapping)) as http:
         tokens_for = token_providers(settings, http)
         assert await tokens_for("acc-1")(42, False) == "token-of-acc-1"
@@ -50,8 +53,9 @@ async def test_app_client_credentials_without_a_tokens_url() -> None:
         return httpx.Response(200, json={"access_token": f"app-{len(calls)}", "expires_in": 5400})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(login)) as http:
-        tokens_for = token_providers(PublisherSettings(**BASE), http)
+        tokens_for = token_providers(PublisherSettings.model_validate(BASE), http)
         assert await tokens_for("acc-1")(42, False) == "app-1"
         assert await tokens_for("acc-2")(42, False) == "app-1"
         assert await tokens_for("acc-2")(42, True) == "app-2"  # Procore answered 401: refreshed once
-    assert calls[0]["grant_type"] == "client_credentials" and calls[0]["client_id"] == "app"
+    assert calls[0]["grant_type"] == "client_credentials"
+    assert calls[0]["client_id"] == "app"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -54,13 +54,14 @@ def test_parse_uses_the_limit_of_the_consumer_being_served() -> None:
     assert parse_records([record], ITEM)[1], "over the default 256 KiB"
     with message_limit(1 << 20):
         valid, rejects = parse_records([record], ITEM)
-    assert [item.id for _, item in valid] == [1] and not rejects
+    assert [item.id for _, item in valid] == [1]
+    assert not rejects
 
 
 class Store:
     """Applies batches atomically, failing for the ids it is told to (a fake of a transactional handler)."""
 
-    def __init__(self, poison: set[int] = frozenset(), transient_on: int | None = None) -> None:  # type: ignore[assignment]
+    def __init__(self, poison: Iterable[int] = frozenset(), transient_on: int | None = None) -> None:
         self.poison = set(poison)
         self.transient_on = transient_on
         self.applied: list[int] = []

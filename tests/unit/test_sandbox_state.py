@@ -40,7 +40,9 @@ def test_page_params_are_lenient_and_capped() -> None:
 
 def test_paginate_and_link_header() -> None:
     page = paginate(list(range(250)), parse_page_params("2", "100", max_per_page=1000))
-    assert page.items == list(range(100, 200)) and page.total == 250 and page.last_page == 3
+    assert page.items == list(range(100, 200))
+    assert page.total == 250
+    assert page.last_page == 3
     link = link_header("http://h/p", [("company_id", "1"), ("page", "2")], page)
     assert link == (
         '<http://h/p?company_id=1&page=1&per_page=100>; rel="first", '
@@ -62,7 +64,9 @@ def test_spike_window_blocks_then_resets() -> None:
     limiter = RateLimiter(RateLimitConfig(hourly=100, spike=2), clock=clock)
     assert [limiter.hit("k").remaining for _ in range(2)] == [1, 0]
     blocked = limiter.hit("k")
-    assert not blocked.allowed and blocked.limit == 2 and blocked.retry_after == 10
+    assert not blocked.allowed
+    assert blocked.limit == 2
+    assert blocked.retry_after == 10
     assert limiter.hit("other").allowed  # keys are independent
     clock.now += 10
     assert limiter.hit("k").allowed
@@ -77,7 +81,8 @@ def test_hourly_window_reported_when_closer_to_exhaustion_and_time_scale() -> No
     limiter.hit("k")
     limiter.hit("k")
     blocked = limiter.hit("k")
-    assert not blocked.allowed and blocked.retry_after == 36
+    assert not blocked.allowed
+    assert blocked.retry_after == 36
     clock.now += 36
     assert limiter.hit("k").allowed
 
@@ -90,7 +95,9 @@ def test_rejected_requests_do_not_count() -> None:
         assert not limiter.hit("k").allowed
     clock.now += 10
     decision = limiter.hit("k")
-    assert decision.allowed and decision.remaining == 0 and decision.limit == 1
+    assert decision.allowed
+    assert decision.remaining == 0
+    assert decision.limit == 1
 
 
 # ---------------------------------------------------------------- faults
@@ -124,9 +131,12 @@ def test_fault_company_scope() -> None:
 
 def test_time_ranges() -> None:
     start, end = parse_time_range("2024-01-01...2024-01-02", "f")
-    assert start == datetime(2024, 1, 1, tzinfo=UTC) and end.date() == date(2024, 1, 2) and end.hour == 23
+    assert start == datetime(2024, 1, 1, tzinfo=UTC)
+    assert end.date() == date(2024, 1, 2)
+    assert end.hour == 23
     start, end = parse_time_range("2024-01-01T10:00:00+02:00...2024-01-01T12:00:00Z", "f")
-    assert start == datetime(2024, 1, 1, 8, tzinfo=UTC) and end == datetime(2024, 1, 1, 12, tzinfo=UTC)
+    assert start == datetime(2024, 1, 1, 8, tzinfo=UTC)
+    assert end == datetime(2024, 1, 1, 12, tzinfo=UTC)
     with pytest.raises(FilterError):
         parse_time_range("yesterday...today", "filters[updated_at]")
     with pytest.raises(FilterError):
@@ -154,10 +164,7 @@ def test_id_lists() -> None:
 @pytest.fixture
 def state() -> SandboxState:
     frozen = datetime(2024, 5, 2, 12, 0, tzinfo=UTC)
-    wall = FakeClock()
-    st = SandboxState(clock=lambda: frozen, wall=wall)
-    st.wall_clock = wall  # type: ignore[attr-defined]
-    return st
+    return SandboxState(clock=lambda: frozen, wall=FakeClock())
 
 
 def _company(state: SandboxState) -> dict[str, Any]:
@@ -175,7 +182,8 @@ def _company(state: SandboxState) -> dict[str, Any]:
 
 def test_timestamps_strictly_increase_with_a_frozen_clock(state: SandboxState) -> None:
     stamps = [state.next_timestamp() for _ in range(5)]
-    assert stamps == sorted(stamps) and len(set(stamps)) == 5
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) == 5
 
 
 def test_ids_grow_past_explicit_ones(state: SandboxState) -> None:
@@ -190,7 +198,8 @@ def test_manpower_defaults_and_events(state: SandboxState) -> None:
     actor = state.actor_for(DEFAULT_CLIENT_ID)
     pid = ids["projects"][0]["id"]
     log = state.create_manpower_log(ids["company_id"], pid, {"manpower_log": {"num_workers": 2}}, actor)
-    assert log.status == "approved" and log.date == date(2024, 5, 2)
+    assert log.status == "approved"
+    assert log.date == date(2024, 5, 2)
     updated = state.update_manpower_log(ids["company_id"], pid, log.id, {"num_hours": "8"}, actor)
     assert updated.updated_at > updated.created_at
     assert [e.event_type for e in events] == ["create", "update"]
@@ -208,7 +217,9 @@ def test_quantity_must_be_an_integer(state: SandboxState, value: object) -> None
         state.create_quantity_log(
             ids["company_id"], ids["projects"][0]["id"], {"quantity_log": {"quantity": value}}, actor
         )
-    assert err.value.status == 422 and err.value.errors is not None and "quantity" in err.value.errors
+    assert err.value.status == 422
+    assert err.value.errors is not None
+    assert "quantity" in err.value.errors
 
 
 def test_timecard_origin_id_unique_per_company(state: SandboxState) -> None:
@@ -232,7 +243,8 @@ def test_timecard_origin_id_unique_per_company(state: SandboxState) -> None:
 
 
 def test_token_expiry_and_refresh_rotation(state: SandboxState) -> None:
-    wall: FakeClock = state.wall_clock  # type: ignore[attr-defined]
+    wall = state.wall
+    assert isinstance(wall, FakeClock)
     client = state.clients[DEFAULT_CLIENT_ID]
     token = state.issue_token(client, "authorization_code", with_refresh=True)
     assert state.check_token(f"Bearer {token.access_token}") is token
@@ -248,4 +260,6 @@ def test_token_expiry_and_refresh_rotation(state: SandboxState) -> None:
 def test_generated_seed(state: SandboxState) -> None:
     ids = seed_company(state, CompanySeed.model_validate({"generate": {"people": 1000, "projects": 2}}))
     company = state.companies[ids["company_id"]]
-    assert len(company.people) == 1000 and len(company.projects) == 2 and len(company.time_types) == 3
+    assert len(company.people) == 1000
+    assert len(company.projects) == 2
+    assert len(company.time_types) == 3

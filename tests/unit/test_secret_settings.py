@@ -13,6 +13,7 @@ BASE = {
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
     "DATABASE_URL": "postgresql://x",
     "PROCORE_BASE_URL": "http://127.0.0.1:9",
+    "PROCORE_LOGIN_URL": "http://127.0.0.1:9",
     "PROCORE_CLIENT_ID": "c",
     "PROCORE_CLIENT_SECRET": "s",
 }
@@ -32,7 +33,8 @@ def start(service: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 def test_mapping_without_an_encryption_key_is_refused() -> None:
     result = start("mapping", {})
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
     assert "setting TOKEN_ENCRYPTION_KEYS is required but not set" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -41,13 +43,16 @@ def test_mapping_without_an_encryption_key_is_refused() -> None:
 def test_a_short_internal_api_secret_is_refused(service: str) -> None:
     short = "x" * 31
     result = start(service, {"TOKEN_ENCRYPTION_KEYS": KEY, "INTERNAL_API_TOKEN": short})
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert "setting INTERNAL_API_TOKEN is invalid" in line and "at least 32 characters" in line
+    assert "setting INTERNAL_API_TOKEN is invalid" in line
+    assert "at least 32 characters" in line
     assert short not in line, "the refused secret is not echoed"
 
 
 def test_the_internal_api_cannot_share_the_public_port() -> None:
     result = start("mapping", {"TOKEN_ENCRYPTION_KEYS": KEY, "HTTP_PORT": "8093", "INTERNAL_HTTP_PORT": "8093"})
     assert result.returncode == 2
-    assert "setting INTERNAL_HTTP_PORT is invalid" in result.stderr and "HTTP_PORT" in result.stderr
+    assert "setting INTERNAL_HTTP_PORT is invalid" in result.stderr
+    assert "HTTP_PORT" in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from services.mapping.adapters.connections import TokenCipher, UndecryptableSecret
+from services.mapping.adapters.procore_links import TokenCipher, UndecryptableSecret
 from services.mapping.config import MappingSettings
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
@@ -13,6 +13,7 @@ BASE = {
     "kafka_bootstrap_servers": "k:9092",
     "database_url": "postgresql://x",
     "procore_base_url": "http://p",
+    "procore_login_url": "http://login",
     "procore_client_id": "c",
     "procore_client_secret": "s",
 }
@@ -52,7 +53,8 @@ def test_rotate_re_encrypts_under_the_first_key_once() -> None:
     both = TokenCipher([NEW, OLD])
     under_old = TokenCipher([OLD]).encrypt("refresh-1", "acc-a")
     rotated = both.rotate(under_old, "acc-a")
-    assert rotated is not None and TokenCipher([NEW]).decrypt(rotated, "acc-a") == "refresh-1"
+    assert rotated is not None
+    assert TokenCipher([NEW]).decrypt(rotated, "acc-a") == "refresh-1"
     assert both.rotate(rotated, "acc-a") is None, "already current: nothing to do (idempotent)"
 
 
@@ -61,7 +63,8 @@ def test_a_ciphertext_from_before_binding_still_opens_and_rotate_binds_it() -> N
     both = TokenCipher([NEW, OLD])
     assert both.decrypt(legacy, "acc-a") == "legacy-token"
     bound = both.rotate(legacy, "acc-a")
-    assert bound is not None and bound.startswith("v2.")
+    assert bound is not None
+    assert bound.startswith("v2.")
     assert TokenCipher([NEW]).decrypt(bound, "acc-a") == "legacy-token"
     with pytest.raises(UndecryptableSecret):
         both.decrypt(bound, "acc-b")
@@ -70,13 +73,18 @@ def test_a_ciphertext_from_before_binding_still_opens_and_rotate_binds_it() -> N
 
 
 def test_keys_from_settings_new_list_first_then_the_older_single_key() -> None:
-    settings = MappingSettings(**BASE, token_encryption_keys=f" {NEW} , {OLD}", token_encryption_key=OLD)
+    settings = MappingSettings.model_validate(
+        BASE | {"token_encryption_keys": f" {NEW} , {OLD}", "token_encryption_key": OLD}
+    )
     assert settings.encryption_keys == [NEW, OLD]
-    assert MappingSettings(**BASE, token_encryption_key=OLD).encryption_keys == [OLD]
-    assert MappingSettings(**BASE).encryption_keys == []  # the service refuses to start: tests/unit/test_settings.py
-    assert NEW not in repr(settings) and OLD not in repr(settings)
+    assert MappingSettings.model_validate(BASE | {"token_encryption_key": OLD}).encryption_keys == [OLD]
+    assert (
+        MappingSettings.model_validate(BASE).encryption_keys == []
+    )  # the service refuses to start: tests/unit/test_settings.py
+    assert NEW not in repr(settings)
+    assert OLD not in repr(settings)
 
 
 def test_a_key_that_is_not_a_fernet_key_is_refused_naming_the_setting() -> None:
     with pytest.raises(ValueError, match="token_encryption_keys"):
-        MappingSettings(**BASE, token_encryption_keys=f"{NEW},not-a-key")
+        MappingSettings.model_validate(BASE | {"token_encryption_keys": f"{NEW},not-a-key"})

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from services.aggregator.adapters.repository import AccountMappings
+from services.aggregator.adapters.replica import AccountMappings
 from services.aggregator.domain import procore_payload, validate
 from shared.events import Module, ProcoreEntity
 
@@ -36,7 +36,8 @@ def test_fractional_quantity_is_an_error_not_rounded():
     dims = {"cost_code_id": "cc1", "unit_of_measure": "m3"}
     assert validate(Module.PRODUCTION_QUANTITY, "s1", dims, {"units": "4"}, m) == ()
     (error,) = validate(Module.PRODUCTION_QUANTITY, "s1", dims, {"units": "2.5"}, m)
-    assert "2.5 m3" in error and "whole numbers" in error
+    assert "2.5 m3" in error
+    assert "whole numbers" in error
 
 
 def test_payload_uses_mapped_ids():
@@ -46,11 +47,19 @@ def test_payload_uses_mapped_ids():
     m.ids[("project", "s1", 0)] = (100, "Tower A")
     m.ids[(ProcoreEntity.VENDOR.value, "c1", 0)] = (9, "Acme")
     body = procore_payload(
-        Module.MANPOWER, uuid.uuid4(), date(2026, 11, 20), "s1", {"company_id": "c1", "crew_tag": "A"},
-        {"manpower": "2", "total_hours": "15.00", "average_hours": "7.50"}, m,
-    )  # fmt: skip
-    assert body["contact_id"] == 9 and body["num_workers"] == 2 and body["num_hours"] == "7.50"
-    assert "[mc:" in body["notes"] and body["notes"].startswith("A ")
+        Module.MANPOWER,
+        uuid.uuid4(),
+        date(2026, 11, 20),
+        "s1",
+        {"company_id": "c1", "crew_tag": "A"},
+        {"manpower": "2", "total_hours": "15.00", "average_hours": "7.50"},
+        m,
+    )
+    assert body["contact_id"] == 9
+    assert body["num_workers"] == 2
+    assert body["num_hours"] == "7.50"
+    assert "[mc:" in body["notes"]
+    assert body["notes"].startswith("A ")
 
 
 def test_a_broken_mapping_says_why():

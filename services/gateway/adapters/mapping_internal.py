@@ -13,6 +13,7 @@ from uuid import UUID
 
 import httpx
 
+from shared.events import Module
 from shared.procore.errors import error_message
 
 
@@ -55,9 +56,16 @@ class MappingInternal:
         return UUID(str(data["command_id"]))
 
     async def connect_service_account(
-        self, account_id: str, user_id: str, permissions: list[str], client_id: str, client_secret: str
+        self,
+        account_id: str,
+        user_id: str,
+        permissions: list[str],
+        client_id: str,
+        client_secret: str,
+        company_id: int | None = None,
     ) -> UUID:
-        body = {
+        body: dict[str, Any] = {
+            "procore_company_id": company_id,
             "account_id": account_id,
             "user_id": user_id,
             "permissions": permissions,
@@ -66,6 +74,40 @@ class MappingInternal:
         }
         data = await self._post("/internal/procore/service-account", body)
         return UUID(str(data["command_id"]))
+
+    async def procore_records(
+        self, account_id: str, company_id: int, refs: list[tuple[Module, int, int]]
+    ) -> dict[int, dict[str, Any] | None]:
+        """Procore id → the record as Procore holds it now (None: Procore has none), read with the account's
+        connection. `refs`: (module, Procore project, Procore id)."""
+        if not refs:
+            return {}
+        body = {
+            "account_id": account_id,
+            "procore_company_id": company_id,
+            "records": [{"module": m.value, "procore_project_id": p, "procore_id": i} for m, p, i in refs],
+        }
+        data = await self._post("/internal/procore/records", body)
+        return {int(r["procore_id"]): (r["record"] if r["found"] else None) for r in data["records"]}
+
+    async def webhook_delivery(self, authorization: str | None, event: Any) -> str:
+        """Hand a Procore webhook delivery to the mapping service (it holds the hooks' secrets); its outcome.
+        `MappingRefused` 401: not a hook of ours; 400: not a Procore event."""
+        if not self._base or not self._token:
+            raise MappingUnavailable("the gateway is not configured to reach the mapping service (MAPPING_URL)")
+        try:
+            response = await self._http.post(
+                f"{self._base}/internal/procore/webhook",
+                json={"authorization": authorization, "event": event},
+                headers={"Authorization": f"Bearer {self._token}"},
+            )
+        except httpx.HTTPError as error:
+            raise MappingUnavailable(f"the mapping service did not answer: {type(error).__name__}") from error
+        if response.status_code in (400, 401, 422):
+            raise MappingRefused(response.status_code, error_message(response))
+        if response.status_code >= 300:
+            raise MappingUnavailable(f"the mapping service answered {response.status_code}: {error_message(response)}")
+        return str(response.json().get("outcome", ""))
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if not self._base or not self._token:

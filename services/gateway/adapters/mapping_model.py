@@ -9,13 +9,14 @@ service has published its contract, everything reads as empty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from shared import labels
 from shared.db import quote_ident, read_schema
 from shared.events import Module
 
@@ -25,6 +26,7 @@ class MappingSetup:
     procore_company_id: int | None
     enabled_modules: list[Module]
     two_way: bool
+    auto_publish: dict[Module, int] = field(default_factory=dict)
 
 
 def _contract(schema: str) -> str:
@@ -47,15 +49,18 @@ async def setup(conn: asyncpg.Connection, schema: str, account_id: str) -> Mappi
     if not await ready(conn, schema):
         return None
     r = await conn.fetchrow(
-        f"SELECT procore_company_id, enabled_modules, two_way FROM {_contract(schema)}.setups WHERE account_id = $1",
+        f"SELECT procore_company_id, enabled_modules, two_way, to_jsonb(s)->'auto_publish' AS auto_publish"
+        f" FROM {_contract(schema)}.setups s WHERE account_id = $1",
         account_id,
     )
     if r is None:
         return None
-    return MappingSetup(r["procore_company_id"], [Module(m) for m in r["enabled_modules"]], r["two_way"])
+    # to_jsonb: a mapping service from before auto-publish has no such column (null here, not an error)
+    auto = {Module(m): int(n) for m, n in (r["auto_publish"] or {}).items()}
+    return MappingSetup(r["procore_company_id"], [Module(m) for m in r["enabled_modules"]], r["two_way"], auto)
 
 
-async def connection(conn: asyncpg.Connection, schema: str, account_id: str) -> dict[str, Any] | None:
+async def procore_connection(conn: asyncpg.Connection, schema: str, account_id: str) -> dict[str, Any] | None:
     """The connection's status (the contract has no token or secret column)."""
     if not await ready(conn, schema):
         return None
@@ -64,6 +69,22 @@ async def connection(conn: asyncpg.Connection, schema: str, account_id: str) -> 
         f" FROM {_contract(schema)}.connection_status WHERE account_id = $1",
         account_id,
     )
+    return dict(r.items()) if r is not None else None
+
+
+async def webhook_status(
+    conn: asyncpg.Connection, schema: str, account_id: str, company_id: int
+) -> dict[str, Any] | None:
+    """Procore's webhooks for the chosen company: registered when, last delivery, last reconcile (None: none)."""
+    try:
+        r = await conn.fetchrow(
+            f"SELECT registered_at, last_delivery_at, reconciled_until FROM {_contract(schema)}.webhook_status"
+            " WHERE account_id = $1 AND procore_company_id = $2",
+            account_id,
+            company_id,
+        )
+    except asyncpg.UndefinedTableError:  # a mapping service older than this contract
+        return None
     return dict(r.items()) if r is not None else None
 
 
@@ -93,7 +114,7 @@ async def mapped_projects(conn: asyncpg.Connection, schema: str, account_id: str
         return []
     rows = await conn.fetch(
         f"""
-        SELECT DISTINCT m.procore_id, coalesce(e.name, 'Procore project ' || m.procore_id) AS name
+        SELECT DISTINCT m.procore_id, coalesce(e.name, $2) AS name
           FROM {_contract(schema)}.mappings m
           LEFT JOIN {_contract(schema)}.procore_entities e
             ON e.account_id = m.account_id AND e.entity = 'project' AND e.procore_project_id = 0
@@ -102,6 +123,7 @@ async def mapped_projects(conn: asyncpg.Connection, schema: str, account_id: str
          ORDER BY name, m.procore_id
         """,
         account_id,
+        labels.NAME_AFTER_SYNC,
     )
     return [(r["procore_id"], r["name"]) for r in rows]
 
@@ -113,7 +135,7 @@ async def tab_rows(
     rows = await conn.fetch(
         f"""
         SELECT r.entity_id AS mobiclocks_id, r.name, r.number, m.procore_id, m.source, m.broken_reason,
-               e.name AS procore_name
+               CASE WHEN m.procore_id IS NOT NULL THEN coalesce(e.name, $5) END AS procore_name
           FROM {_contract(schema)}.reference_entities r
           LEFT JOIN {_contract(schema)}.mappings m
             ON m.account_id = r.account_id AND m.entity = $2 AND m.mobiclocks_id = r.entity_id
@@ -128,6 +150,7 @@ async def tab_rows(
         entity,
         kind,
         project_id,
+        labels.NAME_AFTER_SYNC,
     )
     return [dict(r.items()) for r in rows]
 
@@ -195,3 +218,54 @@ async def command_outcome(conn: asyncpg.Connection, schema: str, account_id: str
     if r is None:
         return None
     return Outcome(r["command_type"], r["status"], r["message"], r["details"], r["finished_at"])
+
+
+async def manual_mappings(conn: asyncpg.Connection, schema: str, account_id: str) -> int:
+    """How many mappings were made by hand (turning two-way on replaces them with the linked ids)."""
+    if not await ready(conn, schema):
+        return 0
+    n = await conn.fetchval(
+        f"SELECT count(*) FROM {_contract(schema)}.mappings"
+        " WHERE account_id = $1 AND source = 'manual' AND procore_id IS NOT NULL",
+        account_id,
+    )
+    return int(n or 0)
+
+
+DIRECTORY_WINDOW_DAYS = 120
+"""Timecards on a project in the last this many days make a person expected in its directory."""
+
+
+async def directory_gaps(
+    conn: asyncpg.Connection, schema: str, aggregator_schema: str, account_id: str
+) -> dict[str, list[str]]:
+    """MobiClocks employee id → names of the mapped Procore projects where the employee has timecard entries
+    (recent ones) but whose directory, as last synced, lacks the Procore person the employee is mapped to."""
+    mapping, entries = _contract(schema), quote_ident(read_schema(aggregator_schema))
+    rows = await conn.fetch(
+        f"""
+        WITH worked AS (
+            SELECT DISTINCT e.dims->>'employee_id' AS employee_id, m.procore_id AS project_id
+              FROM {entries}.entries e
+              JOIN {mapping}.mappings m
+                ON m.account_id = e.account_id AND m.entity = 'project' AND m.mobiclocks_id = e.job_site_id
+               AND m.procore_project_id = 0 AND m.broken_reason IS NULL
+             WHERE e.account_id = $1 AND e.module = 'timecard' AND e.work_date >= current_date - $2::int)
+        SELECT w.employee_id, coalesce(p.name, 'project ' || w.project_id) AS project_name
+          FROM worked w
+          JOIN {mapping}.mappings em
+            ON em.account_id = $1 AND em.entity = 'employee' AND em.mobiclocks_id = w.employee_id
+           AND em.procore_project_id = 0 AND em.broken_reason IS NULL
+          JOIN {mapping}.project_directories d ON d.account_id = $1 AND d.procore_project_id = w.project_id
+          LEFT JOIN {mapping}.procore_entities p
+            ON p.account_id = $1 AND p.entity = 'project' AND p.procore_project_id = 0 AND p.procore_id = w.project_id
+         WHERE NOT (em.procore_id = ANY (d.person_ids))
+         ORDER BY w.employee_id, project_name
+        """,
+        account_id,
+        DIRECTORY_WINDOW_DAYS,
+    )
+    gaps: dict[str, list[str]] = {}
+    for r in rows:
+        gaps.setdefault(r["employee_id"], []).append(r["project_name"])
+    return gaps

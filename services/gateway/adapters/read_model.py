@@ -15,18 +15,55 @@ from uuid import UUID
 
 import asyncpg
 
-from services.gateway.domain import EntryRecord, HistoryRecord, Name, QuantityGroup, StatusGroup
-from services.gateway.views import EntryStatus, Setup
+from services.gateway.dashboard import QuantityGroup, StatusGroup
+from services.gateway.details import EntryRecord, HistoryRecord
+from services.gateway.force_preview import Reviewed
+from services.gateway.names import Name
+from services.gateway.schemas import EntryStatus, Setup
+from shared import labels
+from shared.db import quote_ident, read_schema
 from shared.events import CellScope, DateRangeScope, EntriesScope, Module
 
 _ENTRY_COLUMNS = (
     "entry_id, module, job_site_id, work_date, dims, content, status, errors, last_error, version,"
-    " procore_id, updated_at"
+    " procore_id, updated_at, published_payload, procore_updated_at"
 )
 
 
 def _statuses(statuses: Sequence[EntryStatus]) -> list[str] | None:
     return [s.value for s in statuses] or None
+
+
+async def plan_for_week(conn: asyncpg.Connection) -> None:
+    """A week view groups tens of thousands of entries in one statement: keep its hash aggregate in memory (the
+    default 4 MB spills a big account's week to disk) and skip JIT compiling (~9 ms a query, for one that runs in
+    tens of ms). Transaction-local."""
+    await conn.execute("SET LOCAL jit = off; SET LOCAL work_mem = '32MB'")
+
+
+async def week_job_sites(
+    conn: asyncpg.Connection,
+    account_id: str,
+    module: Module,
+    date_from: date,
+    date_to: date,
+    statuses: Sequence[EntryStatus],
+) -> list[str]:
+    """The job sites with entries of `module` (with these statuses) in the days: an index-only read of
+    `entries_by_cell_status` (aggregator migration 010)."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT job_site_id FROM entries
+         WHERE account_id = $1 AND module = $2 AND work_date BETWEEN $3 AND $4
+           AND ($5::text[] IS NULL OR status = ANY($5::text[]))
+        """,
+        account_id,
+        module.value,
+        date_from,
+        date_to,
+        _statuses(statuses),
+    )
+    return [r["job_site_id"] for r in rows]
 
 
 async def status_groups(
@@ -36,17 +73,21 @@ async def status_groups(
     date_from: date,
     date_to: date,
     statuses: Sequence[EntryStatus],
+    job_site_ids: Sequence[str] | None = None,
 ) -> list[StatusGroup]:
-    """Per cell and status: entry count, head count and hours (manpower), timecards (timecard)."""
+    """Per cell and status: entry count, head count and hours (manpower), timecards (timecard); only the cells of
+    `job_site_ids` when given."""
     rows = await conn.fetch(
         """
         SELECT job_site_id, work_date, status, count(*) AS entries,
+               count(*) FILTER (WHERE status = 'failed' AND last_error = ANY($6::text[])) AS conflicts,
                coalesce(sum((content->>'manpower')::int), 0) AS manpower,
                coalesce(sum((content->>'total_hours')::numeric), 0) AS total_hours,
                count(*) FILTER (WHERE content IS NOT NULL AND content <> 'null'::jsonb) AS timecards
           FROM entries
          WHERE account_id = $1 AND module = $2 AND work_date BETWEEN $3 AND $4
            AND ($5::text[] IS NULL OR status = ANY($5::text[]))
+           AND ($7::text[] IS NULL OR job_site_id = ANY($7::text[]))
          GROUP BY job_site_id, work_date, status
         """,
         account_id,
@@ -54,16 +95,19 @@ async def status_groups(
         date_from,
         date_to,
         _statuses(statuses),
+        list(labels.CONFLICT_ADVICES),
+        None if job_site_ids is None else list(job_site_ids),
     )
     return [
         StatusGroup(
-            job_site_id=r["job_site_id"],
-            work_date=r["work_date"],
-            status=EntryStatus(r["status"]),
-            entries=r["entries"],
-            manpower=r["manpower"],
-            total_hours=r["total_hours"],
-            timecards=r["timecards"],
+            r["job_site_id"],
+            r["work_date"],
+            EntryStatus(r["status"]),
+            r["entries"],
+            r["conflicts"],
+            r["manpower"],
+            r["total_hours"],
+            r["timecards"],
         )
         for r in rows
     ]
@@ -75,8 +119,9 @@ async def quantity_groups(
     date_from: date,
     date_to: date,
     statuses: Sequence[EntryStatus],
+    job_site_ids: Sequence[str] | None = None,
 ) -> list[QuantityGroup]:
-    """Production quantity per cell, cost code and unit of measure."""
+    """Production quantity per cell, cost code and unit of measure (only the cells of `job_site_ids` when given)."""
     rows = await conn.fetch(
         """
         SELECT job_site_id, work_date, dims->>'cost_code_id' AS cost_code_id,
@@ -85,20 +130,22 @@ async def quantity_groups(
          WHERE account_id = $1 AND module = 'production_quantity' AND work_date BETWEEN $2 AND $3
            AND content IS NOT NULL AND content <> 'null'::jsonb
            AND ($4::text[] IS NULL OR status = ANY($4::text[]))
+           AND ($5::text[] IS NULL OR job_site_id = ANY($5::text[]))
          GROUP BY 1, 2, 3, 4
         """,
         account_id,
         date_from,
         date_to,
         _statuses(statuses),
+        None if job_site_ids is None else list(job_site_ids),
     )
     return [
         QuantityGroup(
-            job_site_id=r["job_site_id"],
-            work_date=r["work_date"],
-            cost_code_id=r["cost_code_id"],
-            unit=r["unit"],
-            units=r["units"] if r["units"] is not None else Decimal(0),
+            r["job_site_id"],
+            r["work_date"],
+            r["cost_code_id"],
+            r["unit"],
+            r["units"] if r["units"] is not None else Decimal(0),
         )
         for r in rows
     ]
@@ -123,22 +170,49 @@ async def reference_names(
     return {(r["kind"], r["entity_id"]): Name(r["name"], r["number"]) for r in rows}
 
 
-async def payroll_items(conn: asyncpg.Connection, account_id: str, pay_ids: Iterable[str]) -> dict[str, str]:
-    """Pay ID → the name of the Procore payroll type it is mapped to."""
+async def payroll_items(
+    conn: asyncpg.Connection, account_id: str, pay_ids: Iterable[str], mapping_schema: str | None
+) -> dict[str, str]:
+    """Pay ID → the name of the Procore payroll type it is mapped to: as the mapping said it, else from the synced
+    Procore list (the mapping service's read contract), else "Mapped (sync to see the name)" — never a raw id."""
     ids = sorted(set(pay_ids))
     if not ids:
         return {}
+    # Without the mapping service's contract (not started yet) only the names the mappings carry are known.
+    synced = (
+        f"SELECT e.name FROM {quote_ident(read_schema(mapping_schema))}.procore_entities e"
+        " WHERE e.account_id = m.account_id AND e.entity = 'payroll_type' AND e.procore_id = m.procore_id LIMIT 1"
+        if mapping_schema is not None
+        else "SELECT NULL::text AS name"
+    )
     rows = await conn.fetch(
-        """
-        SELECT mobiclocks_id, coalesce(procore_name, 'Procore payroll type ' || procore_id) AS name
-          FROM mappings
-         WHERE account_id = $1 AND entity = 'payroll_type' AND procore_project_id = 0
-           AND procore_id IS NOT NULL AND mobiclocks_id = ANY($2::text[])
+        f"""
+        SELECT m.mobiclocks_id, coalesce(m.procore_name, p.name, $3) AS name
+          FROM mappings m
+          LEFT JOIN LATERAL ({synced}) p ON true
+         WHERE m.account_id = $1 AND m.entity = 'payroll_type' AND m.procore_project_id = 0
+           AND m.procore_id IS NOT NULL AND m.mobiclocks_id = ANY($2::text[])
         """,
         account_id,
         ids,
+        labels.NAME_AFTER_SYNC,
     )
     return {r["mobiclocks_id"]: r["name"] for r in rows}
+
+
+async def mapped_projects(conn: asyncpg.Connection, account_id: str, job_site_ids: Iterable[str]) -> dict[str, int]:
+    """Job site → the Procore project it is mapped to (cost codes are mapped per project)."""
+    ids = sorted(set(job_site_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT mobiclocks_id, procore_id FROM mappings"
+        " WHERE account_id = $1 AND entity = 'project' AND procore_project_id = 0 AND procore_id IS NOT NULL"
+        " AND mobiclocks_id = ANY($2::text[])",
+        account_id,
+        ids,
+    )
+    return {r["mobiclocks_id"]: r["procore_id"] for r in rows}
 
 
 def _entry(r: asyncpg.Record) -> EntryRecord:
@@ -156,6 +230,8 @@ def _entry(r: asyncpg.Record) -> EntryRecord:
         version=r["version"],
         procore_id=r["procore_id"],
         updated_at=r["updated_at"],
+        published_payload=dict(r["published_payload"]) if r["published_payload"] else None,
+        procore_updated_at=r["procore_updated_at"],
     )
 
 
@@ -182,7 +258,7 @@ async def entry(conn: asyncpg.Connection, account_id: str, entry_id: UUID) -> En
 
 async def publish_history(conn: asyncpg.Connection, entry_id: UUID) -> list[HistoryRecord]:
     rows = await conn.fetch(
-        "SELECT at, action, request_id, requested_by, outcome, message FROM publish_history"
+        "SELECT at, action, request_id, requested_by, outcome, message, trace_id FROM publish_history"
         " WHERE entry_id = $1 ORDER BY at, id",
         entry_id,
     )
@@ -194,6 +270,7 @@ async def publish_history(conn: asyncpg.Connection, entry_id: UUID) -> list[Hist
             requested_by=r["requested_by"],
             outcome=r["outcome"],
             message=r["message"],
+            trace_id=r["trace_id"],
         )
         for r in rows
     ]
@@ -206,19 +283,61 @@ async def status_counts_in_scope(
     scope: CellScope | EntriesScope | DateRangeScope,
 ) -> dict[EntryStatus, int]:
     """How many of the account's entries of `module` a publish scope covers, per status."""
-    base = "SELECT status, count(*) AS n FROM entries WHERE account_id = $1 AND module = $2"
+    where, args = _in_scope(account_id, module, scope)
+    rows = await conn.fetch(f"SELECT status, count(*) AS n FROM entries WHERE {where} GROUP BY status", *args)
+    return {EntryStatus(r["status"]): r["n"] for r in rows}
+
+
+def _in_scope(
+    account_id: str, module: Module, scope: CellScope | EntriesScope | DateRangeScope
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its arguments $1…) of the account's entries of `module` that a publish scope covers."""
+    base = "account_id = $1 AND module = $2"
     args: list[Any] = [account_id, module.value]
     if isinstance(scope, CellScope):
-        sql = f"{base} AND job_site_id = $3 AND work_date = $4"
-        args += [scope.job_site_id, scope.work_date]
-    elif isinstance(scope, EntriesScope):
-        sql = f"{base} AND entry_id = ANY($3::uuid[])"
-        args.append(list(scope.entry_ids))
-    else:
-        sql = f"{base} AND work_date BETWEEN $3 AND $4"
-        args += [scope.date_from, scope.date_to]
-    rows = await conn.fetch(f"{sql} GROUP BY status", *args)
-    return {EntryStatus(r["status"]): r["n"] for r in rows}
+        return f"{base} AND job_site_id = $3 AND work_date = $4", [*args, scope.job_site_id, scope.work_date]
+    if isinstance(scope, EntriesScope):
+        return f"{base} AND entry_id = ANY($3::uuid[])", [*args, list(scope.entry_ids)]
+    return f"{base} AND work_date BETWEEN $3 AND $4", [*args, scope.date_from, scope.date_to]
+
+
+async def entries_in_scope(
+    conn: asyncpg.Connection,
+    account_id: str,
+    module: Module,
+    scope: CellScope | EntriesScope | DateRangeScope,
+    statuses: Iterable[EntryStatus],
+    limit: int,
+) -> list[EntryRecord]:
+    """The entries with these statuses a publish scope covers (at most `limit`; the caller refuses more)."""
+    where, args = _in_scope(account_id, module, scope)
+    n = len(args)
+    rows = await conn.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {where} AND status = ANY(${n + 1}::text[])"
+        f" ORDER BY work_date, job_site_id, entry_id LIMIT ${n + 2}",
+        *args,
+        sorted(s.value for s in statuses),
+        limit,
+    )
+    return [_entry(r) for r in rows]
+
+
+async def reviewed_in_scope(
+    conn: asyncpg.Connection,
+    account_id: str,
+    module: Module,
+    scope: CellScope | EntriesScope | DateRangeScope,
+    statuses: Iterable[EntryStatus],
+) -> list[Reviewed]:
+    """The entries with these statuses a publish scope covers, as a force publish preview binds them."""
+    where, args = _in_scope(account_id, module, scope)
+    n = len(args)
+    rows = await conn.fetch(
+        f"SELECT entry_id, version, procore_id FROM entries WHERE {where} AND status = ANY(${n + 1}::text[])",
+        *args,
+        sorted(s.value for s in statuses),
+    )
+    return [Reviewed(r["entry_id"], r["version"], r["procore_id"]) for r in rows]
 
 
 async def job_sites_of_entries(

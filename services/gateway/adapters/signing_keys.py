@@ -14,7 +14,7 @@ import logging
 from jwt import PyJWK, PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWKError, PyJWKSetError
 
-from services.gateway.domain import NotAuthenticated
+from services.gateway.tokens import NotAuthenticated
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ class Binding:
     proof: Proof
 
 
-async def holders(conn: asyncpg.Connection, company_ids: Sequence[int]) -> dict[int, str]:
+async def holders(db: asyncpg.Connection, company_ids: Sequence[int]) -> dict[int, str]:
     """The account each of these companies is bound to (locked until the transaction ends)."""
-    rows = await conn.fetch(
+    rows = await db.fetch(
         "SELECT procore_company_id, account_id FROM company_bindings WHERE procore_company_id = ANY($1::bigint[])"
         " FOR UPDATE",
         list(company_ids),
@@ -33,15 +33,15 @@ async def holders(conn: asyncpg.Connection, company_ids: Sequence[int]) -> dict[
     return {r["procore_company_id"]: r["account_id"] for r in rows}
 
 
-async def holder_of(conn: asyncpg.Connection, company_id: int) -> str | None:
-    holder: str | None = await conn.fetchval(
+async def holder_of(db: asyncpg.Connection, company_id: int) -> str | None:
+    holder: str | None = await db.fetchval(
         "SELECT account_id FROM company_bindings WHERE procore_company_id = $1", company_id
     )
     return holder
 
 
 async def bind(
-    conn: asyncpg.Connection,
+    db: asyncpg.Connection,
     account_id: str,
     companies: Sequence[ReachedCompany],
     proof: Proof,
@@ -50,7 +50,7 @@ async def bind(
 ) -> list[int]:
     """Bind companies nobody holds; returns those bound now. A company another account bound meanwhile stays
     theirs (the primary key decides: ON CONFLICT DO NOTHING)."""
-    rows = await conn.fetch(
+    rows = await db.fetch(
         """
         INSERT INTO company_bindings (procore_company_id, account_id, name, is_active, proof, connect_command, bound_by)
         SELECT c.id, $1, c.name, c.active, $3, $4, $5
@@ -67,9 +67,9 @@ async def bind(
     return [r["procore_company_id"] for r in rows]
 
 
-async def rename(conn: asyncpg.Connection, account_id: str, companies: Sequence[ReachedCompany]) -> None:
+async def rename(db: asyncpg.Connection, account_id: str, companies: Sequence[ReachedCompany]) -> None:
     """The account's own companies as Procore names them now."""
-    await conn.execute(
+    await db.execute(
         """
         UPDATE company_bindings b SET name = c.name, is_active = c.active
           FROM jsonb_to_recordset($2::jsonb) AS c(id bigint, name text, active boolean)
@@ -80,8 +80,8 @@ async def rename(conn: asyncpg.Connection, account_id: str, companies: Sequence[
     )
 
 
-async def of_account(conn: asyncpg.Connection, account_id: str) -> list[Binding]:
-    rows = await conn.fetch(
+async def of_account(db: asyncpg.Connection, account_id: str) -> list[Binding]:
+    rows = await db.fetch(
         "SELECT procore_company_id, name, is_active, proof FROM company_bindings WHERE account_id = $1"
         " ORDER BY name, procore_company_id",
         account_id,
@@ -89,9 +89,9 @@ async def of_account(conn: asyncpg.Connection, account_id: str) -> list[Binding]
     return [Binding(r["procore_company_id"], r["name"], r["is_active"], Proof(r["proof"])) for r in rows]
 
 
-async def unbind(conn: asyncpg.Connection, account_id: str, company_id: int) -> Binding | None:
+async def unbind(db: asyncpg.Connection, account_id: str, company_id: int) -> Binding | None:
     """Release the company if it is the account's; returns what was released."""
-    r = await conn.fetchrow(
+    r = await db.fetchrow(
         "DELETE FROM company_bindings WHERE procore_company_id = $1 AND account_id = $2"
         " RETURNING procore_company_id, name, is_active, proof",
         company_id,
@@ -115,7 +115,7 @@ class StoredAttempt:
 
 
 async def save_attempt(
-    conn: asyncpg.Connection,
+    db: asyncpg.Connection,
     state_hash: bytes,
     browser_hash: bytes,
     account_id: str,
@@ -126,8 +126,8 @@ async def save_attempt(
     ttl_s: float,
 ) -> None:
     # Used and expired attempts are kept a day (a replay is then told "already used", not "unknown").
-    await conn.execute("DELETE FROM oauth_attempts WHERE expires_at < now() - interval '1 day'")
-    await conn.execute(
+    await db.execute("DELETE FROM oauth_attempts WHERE expires_at < now() - interval '1 day'")
+    await db.execute(
         """
         INSERT INTO oauth_attempts (state_hash, browser_hash, account_id, requested_by, permissions, redirect_uri,
                                     code_verifier, expires_at)
@@ -144,9 +144,9 @@ async def save_attempt(
     )
 
 
-async def use_attempt(conn: asyncpg.Connection, state_hash: bytes) -> tuple[StoredAttempt, datetime] | None:
+async def use_attempt(db: asyncpg.Connection, state_hash: bytes) -> tuple[StoredAttempt, datetime] | None:
     """Mark the attempt used (whatever comes next: a state works once) and return it with the database's now."""
-    r = await conn.fetchrow(
+    r = await db.fetchrow(
         """
         WITH before AS (SELECT used_at FROM oauth_attempts WHERE state_hash = $1 FOR UPDATE)
         UPDATE oauth_attempts a SET used_at = coalesce(a.used_at, now())

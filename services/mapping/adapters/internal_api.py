@@ -11,8 +11,16 @@ publisher and the gateway can reach this one (the gateway is the only public edg
   expires_in}` (the gateway keeps the nonce in an HttpOnly cookie of the browser that starts the flow).
 - `POST /internal/oauth/complete {state, browser_nonce, code}` → 202 `{command_id}` (the command that proves and
   binds the companies; follow it in command outcomes); 400/403 with the reason otherwise.
-- `POST /internal/procore/service-account {account_id, user_id, permissions, client_id, client_secret}` → 202
+- `POST /internal/procore/service-account {account_id, user_id, permissions, client_id, client_secret,
+  procore_company_id?}` → 202
   `{command_id}`; 400 when Procore refuses the credentials or they are the app's own.
+
+- `POST /internal/procore/webhook {authorization, event}` → `{outcome}`: a Procore webhook delivery the gateway
+  received (`webhooks.receive`); 401 without the secret of a hook of ours, 400 when it is not a Procore event.
+
+- `POST /internal/procore/records {account_id, procore_company_id, records: [{module, procore_project_id,
+  procore_id}]}` → `{records: [{procore_id, found, record}]}`: the records as Procore holds them right now, read
+  with the account's connection (the gateway's force-publish preview). `found` false: Procore answered 404.
 
 The authorization code and a customer's client secret come here over HTTP, never over Kafka.
 """
@@ -25,7 +33,7 @@ import logging
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -34,23 +42,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.mapping.adapters import connections as store
-from services.mapping.adapters import repository as repo
-from services.mapping.adapters.connections import UndecryptableSecret
-from services.mapping.connection import (
-    ConnectionDeps,
+from services.mapping import webhooks
+from services.mapping.adapters import procore_links, setups
+from services.mapping.adapters.procore_links import UndecryptableSecret
+from services.mapping.deps import MappingDeps
+from services.mapping.procore_link import (
     NeedsReauthorization,
     NotBound,
     NotConnected,
     Refused,
     Requester,
     access_token,
+    client_for,
     complete_authorization,
     connect_service_account,
     start_authorization,
 )
-from shared.events import ConnectionStatus, Id, Permissions, ProcoreId
+from shared.events import ConnectionStatus, Id, Module, Permissions, ProcoreId
 from shared.procore import ProcoreError
+from shared.procore.records import record_path
 from shared.transient import transient_cause
 
 log = logging.getLogger(__name__)
@@ -59,6 +69,11 @@ PATH = "/internal/procore-token"
 OAUTH_START = "/internal/oauth/start"
 OAUTH_COMPLETE = "/internal/oauth/complete"
 SERVICE_ACCOUNT = "/internal/procore/service-account"
+RECORDS = "/internal/procore/records"
+WEBHOOK = "/internal/procore/webhook"
+MAX_RECORDS = 200
+"""One preview reads at most this many records (each one GET against the company's Procore rate budget)."""
+RECORD_READS_AT_ONCE = 4
 
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
@@ -106,23 +121,51 @@ class ServiceAccountRequest(BaseModel):
     permissions: Permissions
     client_id: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
     client_secret: Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+    procore_company_id: ProcoreId | None = None
+    """The service account's company (sent in Procore-Company-Id when proving the connection)."""
+
+
+class RecordRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    module: Module
+    procore_project_id: ProcoreId
+    procore_id: ProcoreId
+
+
+class RecordsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: Id
+    procore_company_id: ProcoreId
+    records: Annotated[list[RecordRef], Field(min_length=1, max_length=MAX_RECORDS)]
+
+
+class WebhookRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    authorization: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """The delivery's Authorization header, as Procore sent it (the hook's secret)."""
+    event: dict[str, Any]
 
 
 Body = TypeVar("Body", bound=BaseModel)
-Handler = Callable[[ConnectionDeps, Body], Awaitable[JSONResponse]]
+Handler = Callable[[MappingDeps, Body], Awaitable[JSONResponse]]
 
 
-def routes(deps: Callable[[], ConnectionDeps | None], internal_token: str) -> list[tuple[str, ASGIApp]]:
+def routes(deps: Callable[[], MappingDeps | None], internal_token: str) -> list[tuple[str, ASGIApp]]:
     """(path, ASGI app) of every internal endpoint."""
     return [
         (PATH, _endpoint(deps, internal_token, TokenRequest, _token)),
         (OAUTH_START, _endpoint(deps, internal_token, StartRequest, _start)),
         (OAUTH_COMPLETE, _endpoint(deps, internal_token, CompleteRequest, _complete)),
         (SERVICE_ACCOUNT, _endpoint(deps, internal_token, ServiceAccountRequest, _service_account)),
+        (RECORDS, _endpoint(deps, internal_token, RecordsRequest, _records)),
+        (WEBHOOK, _endpoint(deps, internal_token, WebhookRequest, _webhook)),
     ]
 
 
-def app(deps: Callable[[], ConnectionDeps | None], internal_token: str) -> ASGIApp:
+def app(deps: Callable[[], MappingDeps | None], internal_token: str) -> ASGIApp:
     """The internal API as an app of its own: these exact paths, 404 for any other."""
     table = dict(routes(deps, internal_token))
 
@@ -150,7 +193,7 @@ class InternalServer:
         self.host, self.port = host, port
         # log_config=None: logging is the process's (configured once); access lines carry paths only, never a body.
         config = uvicorn.Config(
-            internal_app, lifespan="off", log_level=log_level.lower(), log_config=None, timeout_graceful_shutdown=5
+            internal_app, lifespan="off", log_level=None, log_config=None, timeout_graceful_shutdown=5
         )
         self._server = _Embedded(config)
         self._task: asyncio.Task[None] | None = None
@@ -186,7 +229,7 @@ class InternalServer:
 
 
 def _endpoint(
-    deps: Callable[[], ConnectionDeps | None], internal_token: str, model: type[Body], handle: Handler[Body]
+    deps: Callable[[], MappingDeps | None], internal_token: str, model: type[Body], handle: Handler[Body]
 ) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         response = await _answer(Request(scope, receive), deps(), internal_token, model, handle)
@@ -205,7 +248,7 @@ def _unavailable(message: str) -> JSONResponse:
 
 
 async def _answer(
-    request: Request, deps: ConnectionDeps | None, internal_token: str, model: type[Body], handle: Handler[Body]
+    request: Request, deps: MappingDeps | None, internal_token: str, model: type[Body], handle: Handler[Body]
 ) -> JSONResponse:
     if request.method != "POST":
         return _error(405, "use POST")
@@ -246,12 +289,12 @@ async def _answer(
         return _unavailable(f"temporarily unavailable: {cause!r}")
 
 
-async def _token(deps: ConnectionDeps, body: TokenRequest) -> JSONResponse:
+async def _token(deps: MappingDeps, body: TokenRequest) -> JSONResponse:
     company = body.procore_company_id
     if company is None:
-        async with deps.pool.acquire() as conn:
-            setup = await repo.read_setup(conn, body.account_id)
-            status = await store.status_of(conn, body.account_id)
+        async with deps.pool.acquire() as db:
+            setup = await setups.read_setup(db, body.account_id)
+            status = await procore_links.status_of(db, body.account_id)
         company = setup.procore_company_id if setup else None
         if status in (None, ConnectionStatus.DISCONNECTED):
             raise NotConnected(f"Procore is not connected for account {body.account_id}")
@@ -268,7 +311,7 @@ async def _token(deps: ConnectionDeps, body: TokenRequest) -> JSONResponse:
     )
 
 
-async def _start(deps: ConnectionDeps, body: StartRequest) -> JSONResponse:
+async def _start(deps: MappingDeps, body: StartRequest) -> JSONResponse:
     who = Requester(body.account_id, body.user_id, body.permissions)
     started = await start_authorization(deps, who, body.redirect_uri)
     return JSONResponse(
@@ -281,13 +324,49 @@ async def _start(deps: ConnectionDeps, body: StartRequest) -> JSONResponse:
     )
 
 
-async def _complete(deps: ConnectionDeps, body: CompleteRequest) -> JSONResponse:
+async def _complete(deps: MappingDeps, body: CompleteRequest) -> JSONResponse:
     command_id = await complete_authorization(deps, body.state, body.browser_nonce, body.code)
     return JSONResponse({"command_id": str(command_id)}, status_code=202)
 
 
-async def _service_account(deps: ConnectionDeps, body: ServiceAccountRequest) -> JSONResponse:
+async def _service_account(deps: MappingDeps, body: ServiceAccountRequest) -> JSONResponse:
     who = Requester(body.account_id, body.user_id, body.permissions)
     secret = body.client_secret.get_secret_value()
-    command_id = await connect_service_account(deps, who, body.client_id, secret)
+    command_id = await connect_service_account(deps, who, body.client_id, secret, body.procore_company_id)
     return JSONResponse({"command_id": str(command_id)}, status_code=202)
+
+
+async def _webhook(deps: MappingDeps, body: WebhookRequest) -> JSONResponse:
+    """A Procore webhook delivery the gateway received: 401 unless it carries a hook's secret."""
+    try:
+        outcome = await webhooks.receive(deps, body.authorization, body.event)
+    except webhooks.Unauthorized:
+        return _error(401, "not a delivery of a hook of ours")
+    except webhooks.InvalidDelivery as error:
+        return _error(400, str(error))
+    return JSONResponse({"outcome": outcome})
+
+
+async def _records(deps: MappingDeps, body: RecordsRequest) -> JSONResponse:
+    """Procore's current records, read with the account's connection for a company bound to it."""
+    company = body.procore_company_id
+    client = client_for(deps, body.account_id, company)
+    at_once = asyncio.Semaphore(RECORD_READS_AT_ONCE)
+
+    async def read(ref: RecordRef) -> dict[str, object]:
+        async with at_once:
+            try:
+                record = await client.get_json(record_path(ref.module, ref.procore_project_id, ref.procore_id), company)
+            except ProcoreError as error:
+                if error.status != 404:
+                    raise
+                return {"procore_id": ref.procore_id, "found": False, "record": None}
+        return {"procore_id": ref.procore_id, "found": True, "record": record}
+
+    try:
+        found = await asyncio.gather(*(read(ref) for ref in body.records))
+    except ProcoreError as error:
+        if error.transient:
+            raise
+        return _error(502, f"Procore refused to show the record: {error.message}")
+    return JSONResponse({"records": found}, headers={"Cache-Control": "no-store"})

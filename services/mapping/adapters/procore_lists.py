@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.mapping.adapters.repository import SyncedEntity
+from services.mapping.adapters.procore_entities import SyncedEntity
 from services.mapping.proof import ReachedCompany
 from shared.events import ProcoreEntity
-from shared.procore import ProcoreClient
+from shared.procore import ProcoreClient, budget_key
 from shared.procore.client import REST
 
 PER_PAGE = 1000
@@ -27,14 +27,21 @@ def _person_name(item: dict[str, Any]) -> str:
     return name or _text(item.get("name")) or f"Person {item['id']}"
 
 
-async def companies(client: ProcoreClient) -> list[ReachedCompany]:
+async def companies(client: ProcoreClient, header_company: int | None = None) -> list[ReachedCompany]:
     """The companies the connection can act for: with a user's token, the user's own companies; with a customer's
-    service account, the companies that installed it."""
+    service account, the companies that installed it (`header_company`: named in Procore-Company-Id, as Procore's
+    documentation asks of service accounts)."""
     found = []
-    async for item in client.paginate(f"{REST}/companies", None, per_page=PER_PAGE):
+    async for item in client.paginate(f"{REST}/companies", header_company, per_page=PER_PAGE):
         name = _text(item.get("name")) or f"Company {item['id']}"
         found.append(ReachedCompany(int(item["id"]), name, bool(item.get("is_active", True))))
     return found
+
+
+async def directory(client: ProcoreClient, company_id: int, project_id: int) -> list[int]:
+    """The person ids of a project's directory (Procore's project people)."""
+    path = f"{REST}/projects/{project_id}/people"
+    return [int(p["id"]) async for p in client.paginate(path, company_id, per_page=PER_PAGE)]
 
 
 async def fetch(
@@ -95,3 +102,22 @@ async def payroll_types(client: ProcoreClient, company_id: int, project_id: int 
 
 def names(items: Sequence[SyncedEntity]) -> dict[int, str]:
     return {i.procore_id: i.name for i in items}
+
+
+class AccountLists:
+    """These lists through one account's client (`procore_link.client_for`): the use cases' `ports.ProcoreLists`."""
+
+    def __init__(self, client: ProcoreClient) -> None:
+        self._client = client
+
+    async def companies(self, header_company: int | None = None) -> list[ReachedCompany]:
+        return await companies(self._client, header_company)
+
+    async def fetch(self, entity: ProcoreEntity, company_id: int, project_id: int | None = None) -> list[SyncedEntity]:
+        return await fetch(self._client, entity, company_id, project_id)
+
+    async def directory(self, company_id: int, project_id: int) -> list[int]:
+        return await directory(self._client, company_id, project_id)
+
+    def held_up_s(self, company_id: int) -> float:
+        return self._client.limiter.delay_for(budget_key(company_id))

@@ -43,15 +43,15 @@ def _any_secret(spec: SecretColumns) -> str:
     return " OR ".join(f"{column} IS NOT NULL" for column in spec.columns)
 
 
-async def count(conn: asyncpg.Connection, spec: SecretColumns) -> int:
-    value: int = await conn.fetchval(f"SELECT count(*) FROM {spec.table} WHERE {_any_secret(spec)}")
+async def count(db: asyncpg.Connection, spec: SecretColumns) -> int:
+    value: int = await db.fetchval(f"SELECT count(*) FROM {spec.table} WHERE {_any_secret(spec)}")
     return value
 
 
-async def lock_batch(conn: asyncpg.Connection, spec: SecretColumns, after: Any, limit: int) -> list[StoredRow]:
+async def lock_batch(db: asyncpg.Connection, spec: SecretColumns, after: Any, limit: int) -> list[StoredRow]:
     """The next rows with a secret after key `after` (None: from the start), locked until the transaction ends."""
     columns = ", ".join(spec.columns)
-    rows = await conn.fetch(
+    rows = await db.fetch(
         f"""
         SELECT {spec.key} AS key, {spec.account} AS account_id, {columns} FROM {spec.table}
          WHERE ({_any_secret(spec)}) AND ($1::{spec.key_type} IS NULL OR {spec.key} > $1)
@@ -63,8 +63,8 @@ async def lock_batch(conn: asyncpg.Connection, spec: SecretColumns, after: Any, 
     return [StoredRow(r["key"], r["account_id"], {c: r[c] for c in spec.columns if r[c] is not None}) for r in rows]
 
 
-async def rewrite(conn: asyncpg.Connection, spec: SecretColumns, key: Any, secrets: dict[str, str]) -> None:
+async def rewrite(db: asyncpg.Connection, spec: SecretColumns, key: Any, secrets: dict[str, str]) -> None:
     """Replace some ciphertexts of one locked row."""
     names = list(secrets)
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
-    await conn.execute(f"UPDATE {spec.table} SET {assignments} WHERE {spec.key} = $1", key, *secrets.values())
+    await db.execute(f"UPDATE {spec.table} SET {assignments} WHERE {spec.key} = $1", key, *secrets.values())

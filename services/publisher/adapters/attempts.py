@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from services.publisher.domain import Lease, LeaseLost
+from services.publisher.lease import Lease, LeaseLost
 from shared.events import ProcorePublishFinished, PublishToProcore
 from shared.outbox import OutboxMessage, add_to_outbox
 

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from services.publisher.adapters.attempts import WORKABLE
-from services.publisher.domain import LeaseLost
+from services.publisher.lease import LeaseLost
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,41 @@ class LeaseStore:
             live: int = await conn.fetchval("SELECT count(*) FROM instances WHERE seen_until > now()")
         return live
 
+    async def tick(
+        self, held: Mapping[int, int], budgets: Mapping[int, dict[str, Any] | None]
+    ) -> tuple[set[int], int, int]:
+        """`renew`, `heartbeat` and `companies_with_work` in one statement (one round trip: with hundreds of
+        companies at work the event loop is busy, and every round trip of a renewal waits for a turn of it).
+        Returns (companies renewed, live instances, companies with work)."""
+        companies = list(held)
+        row = await self._pool.fetchrow(
+            f"""
+            WITH renewed AS (
+                UPDATE company_leases l
+                SET expires_at = now() + make_interval(secs => $4), budget = COALESCE(x.budget, l.budget)
+                FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS x(company_id, token, budget)
+                WHERE l.company_id = x.company_id AND l.fencing_token = x.token AND l.owner = $5
+                RETURNING l.company_id
+            ), beat AS (
+                INSERT INTO instances (instance_id, seen_until) VALUES ($5, now() + make_interval(secs => $4))
+                ON CONFLICT (instance_id) DO UPDATE SET seen_until = EXCLUDED.seen_until
+                RETURNING 1
+            ), gone AS (
+                DELETE FROM instances WHERE seen_until < now() - interval '1 hour' RETURNING 1
+            )
+            SELECT ARRAY(SELECT company_id FROM renewed) AS renewed,
+                   (SELECT count(*) FROM instances WHERE seen_until > now() AND instance_id <> $5) + 1 AS live,
+                   (SELECT count(DISTINCT company_id) FROM attempts WHERE {WORKABLE}) AS with_work,
+                   (SELECT count(*) FROM beat) + (SELECT count(*) FROM gone) AS _written
+            """,
+            companies,
+            [held[c] for c in companies],
+            [budgets.get(c) for c in companies],
+            self._ttl_s,
+            self.owner,
+        )
+        return set(row["renewed"]), int(row["live"]), int(row["with_work"])
+
     async def leave(self) -> None:
         await self._pool.execute("DELETE FROM instances WHERE instance_id = $1", self.owner)
 
@@ -64,10 +99,15 @@ class LeaseStore:
         if limit <= 0:
             return []
         only_list = list(only) if only is not None else None
-        async with self._pool.acquire() as conn, conn.transaction():
+        # Two statements, no transaction around them: rows locked by a claim are never held across a round trip (a
+        # busy event loop makes that seconds, and the other instances' renewals would queue behind the locks). An
+        # unowned lease row is free for anybody, so another instance claiming it in between is fine.
+        async with self._pool.acquire() as conn:
             await conn.execute(
-                f"INSERT INTO company_leases (company_id) SELECT DISTINCT company_id FROM attempts WHERE {WORKABLE}"
-                " AND ($1::bigint[] IS NULL OR company_id = ANY($1)) ON CONFLICT DO NOTHING",
+                f"INSERT INTO company_leases (company_id) SELECT DISTINCT a.company_id FROM attempts a WHERE {WORKABLE}"
+                " AND ($1::bigint[] IS NULL OR a.company_id = ANY($1))"
+                " AND NOT EXISTS (SELECT 1 FROM company_leases c WHERE c.company_id = a.company_id)"
+                " ON CONFLICT DO NOTHING",
                 only_list,
             )
             rows = await conn.fetch(

@@ -15,6 +15,7 @@ partitioned old owner never writes after a new one took over.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
@@ -45,6 +46,15 @@ def describe(error: BaseException) -> str:
     if isinstance(error, httpx.TransportError):
         return f"Procore could not be reached ({type(error).__name__}: {error})"
     return repr(error)
+
+
+def gone(error: ProcoreError) -> bool:
+    """How Procore may answer a GET of a deleted Daily Log record (undocumented): 404, or a 403 that is not about the
+    app's access to the company (a 200 with `deleted_at` set is read as gone too). Writes are not read so: a 403 on a
+    write is a refusal (a completed day, permissions) and fails the entry with Procore's words."""
+    if error.status == 404:
+        return True
+    return error.status == 403 and "not connected" not in error.message.lower()
 
 
 def rate_limited(error: BaseException | None) -> bool:
@@ -85,6 +95,22 @@ def _wait(state: RetryCallState) -> float:
     return 0.0 if rate_limited(error) else _backoff(state)  # the limiter already waits out a 429
 
 
+@dataclass
+class BulkAnswer:
+    """What one `bulk_create` call did, item by item: the records it created, and the items it refused."""
+
+    created: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    """`{index, origin_id, message, errors}` (the per-item shape is not documented: assumed, see the sandbox)."""
+
+
+def _bulk_answer(body: Any) -> BulkAnswer | None:
+    if not isinstance(body, dict) or not isinstance(body.get("timecard_entries"), list):
+        return None
+    refused = body.get("errors")
+    return BulkAnswer(list(body["timecard_entries"]), list(refused) if isinstance(refused, list) else [])
+
+
 class ProcoreRecords:
     def __init__(
         self,
@@ -95,8 +121,11 @@ class ProcoreRecords:
         max_attempts: int = 5,
         patience_s: float = 7200.0,
         guard: Callable[[], None] | None = None,
+        start_stop_projects: set[int] | None = None,
     ) -> None:
         self._client = client
+        self.start_stop_projects = start_stop_projects if start_stop_projects is not None else set()
+        """Projects whose timesheet takes start and stop times (learnt from Procore's refusals, kept by the caller)."""
         self._guard = guard
         self.resource = resource
         self._company = company_id
@@ -124,7 +153,7 @@ class ProcoreRecords:
             try:
                 record = await self._client.get_json(path, self._company)
             except ProcoreError as error:
-                if error.status == 404:
+                if gone(error):
                     return None
                 raise
             if not isinstance(record, dict) or record.get("deleted_at"):
@@ -133,15 +162,81 @@ class ProcoreRecords:
 
         return await self._retry(call, transient)
 
-    async def list_day(self, work_date: date) -> list[dict[str, Any]]:
-        """Every record of the project on that day (all pages)."""
-        path = self.resource.collection(self._project)
-        params = self.resource.list_params(work_date)
+    async def _list(self, path: str, params: dict[str, Any], closed_as_empty: bool = False) -> list[dict[str, Any]]:
+        """Every record the list answers (all pages); with `closed_as_empty`, [] when the tool is not open to us
+        (403/404)."""
 
         async def call() -> list[dict[str, Any]]:
-            return [r async for r in self._client.paginate(path, self._company, params)]
+            try:
+                return [r async for r in self._client.paginate(path, self._company, params)]
+            except ProcoreError as error:
+                if closed_as_empty and error.status in (403, 404):
+                    return []
+                raise
 
         return await self._retry(call, transient)
+
+    async def list_day(self, work_date: date) -> list[dict[str, Any]]:
+        """Every record of the project on that day (all pages)."""
+        return await self._list(self.resource.collection(self._project), self.resource.list_params(work_date))
+
+    @property
+    def project_id(self) -> int:
+        return self._project
+
+    async def list_company_timecards(self, work_date: date) -> list[dict[str, Any]]:
+        """The company's timecard entries of that day, whatever their approval status (the project list may answer
+        pending ones only). [] when the Timecard tool is not open to us (403/404): the caller has nothing more to
+        look at."""
+        return await self.list_company_timecards_span(work_date, work_date)
+
+    async def list_span(self, first: date, last: date) -> list[dict[str, Any]]:
+        """Every record of the project from `first` to `last` (all pages)."""
+        params = {"start_date": first.isoformat(), "end_date": last.isoformat(), **self.resource.list_filters}
+        return await self._list(self.resource.collection(self._project), params)
+
+    async def list_company_timecards_span(self, first: date, last: date) -> list[dict[str, Any]]:
+        """The company's timecard entries from `first` to `last`, every approval status ([] when not open to us)."""
+        path = f"/rest/v1.0/companies/{self._company}/timecard_entries"
+        params = {"start_date": first.isoformat(), "end_date": last.isoformat()}
+        return await self._list(path, params, closed_as_empty=True)
+
+    async def _send_create(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Re-sent only while Procore certainly did not act on it; any other failure that leaves it open (the record
+        may have been made) raises `MaybeCreated`."""
+        try:
+            return await self._retry(call, not_acted_on)
+        except ProcoreError as error:
+            if error.transient and not rate_limited(error):
+                raise MaybeCreated(error) from error
+            raise
+        except httpx.TransportError as error:
+            if isinstance(error, _NOT_SENT):
+                raise
+            raise MaybeCreated(error) from error
+
+    async def bulk_create(self, items: list[dict[str, Any]]) -> BulkAnswer:
+        """POST up to 25 timecard entries at once (v1.1 `bulk_create`). Re-sent as it is only when Procore certainly
+        did not act on it; any other failure that leaves it open raises `MaybeCreated` (look before sending again).
+        A 422 carrying per-item results is an answer (every item refused), not an error."""
+        path = f"/rest/v1.1/projects/{self._project}/project_timecard_entries/bulk_create"
+
+        async def call() -> BulkAnswer:
+            try:
+                response = await self._client.request(
+                    "POST", path, self._company, json={"timecard_entries": items}, before_send=self._guard
+                )
+            except ProcoreError as error:
+                answer = _bulk_answer(error.body) if error.status == 422 else None
+                if answer is not None:
+                    return answer
+                raise
+            answer = _bulk_answer(response.json())
+            if answer is None:
+                raise ProcoreError(response.status_code, f"unexpected bulk_create answer from {path}")
+            return answer
+
+        return await self._send_create(call)
 
     async def create(self, payload: dict[str, Any]) -> dict[str, Any]:
         path = self.resource.collection(self._project)
@@ -153,16 +248,7 @@ class ProcoreRecords:
             record: dict[str, Any] = response.json()
             return record
 
-        try:
-            return await self._retry(call, not_acted_on)
-        except ProcoreError as error:
-            if error.transient and not rate_limited(error):
-                raise MaybeCreated(error) from error
-            raise
-        except httpx.TransportError as error:
-            if isinstance(error, _NOT_SENT):
-                raise
-            raise MaybeCreated(error) from error
+        return await self._send_create(call)
 
     async def update(self, record_id: int, payload: dict[str, Any]) -> dict[str, Any] | None:
         """PATCH; None when the record is gone."""

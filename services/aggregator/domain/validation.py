@@ -1,0 +1,163 @@
+"""Validation: which mappings an entry needs, the reasons it is Non publishable (named in the help article's words),
+and why a job site cannot be published right now."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Protocol
+
+from services.aggregator.domain.aggregation import MODULE_DIMS, EntryRef
+from shared import labels
+from shared.events import (
+    Module,
+    ProcoreEntity,
+    ReferenceKind,
+)
+
+
+class MappingView(Protocol):
+    """What validation needs to know about an account's setup, mappings and names."""
+
+    procore_company_id: int | None
+
+    def procore_id(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> int | None: ...
+
+    def procore_name(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> str | None: ...
+
+    def label(self, kind: ReferenceKind, entity_id: str) -> str: ...
+
+    def broken_reason(self, entity: ProcoreEntity, mobiclocks_id: str, project_id: int | None = None) -> str | None:
+        """Why a mapping was cleared (its Procore entity disappeared), if it was."""
+
+
+def validate(
+    module: Module,
+    job_site_id: str,
+    dims: Mapping[str, str | None],
+    content: Mapping[str, str] | None,
+    m: MappingView,
+) -> tuple[str, ...]:
+    """Human-readable reasons an entry cannot be published, one per missing mapping."""
+    errors: list[str] = []
+    if module is Module.PRODUCTION_QUANTITY and content is not None:
+        units = Decimal(content["units"])
+        if units != units.to_integral_value():
+            cost_code = m.label(ReferenceKind.COST_CODE, str(dims.get("cost_code_id")))
+            errors.append(
+                labels.FRACTIONAL_QUANTITY.format(
+                    units=content["units"], unit=dims.get("unit_of_measure"), label=cost_code
+                )
+            )
+    if m.procore_company_id is None:
+        errors.append(labels.NOT_CONNECTED)
+    project = m.procore_id(ProcoreEntity.PROJECT, job_site_id)
+    site_label = m.label(ReferenceKind.JOB_SITE, job_site_id)
+    if project is None:
+        text = labels.REASONS[ProcoreEntity.PROJECT].format(label=site_label)
+        broken = m.broken_reason(ProcoreEntity.PROJECT, job_site_id)
+        errors.append(f"{text}: {broken}" if broken else text)
+    project_label = m.procore_name(ProcoreEntity.PROJECT, job_site_id) or site_label
+
+    def need(entity: ProcoreEntity, kind: ReferenceKind, mc_id: str | None, scoped: bool) -> None:
+        if mc_id is None:
+            return
+        if scoped:
+            if project is None:
+                return  # the project error already says it; nothing can be scoped to it yet
+            found, broken = m.procore_id(entity, mc_id, project), m.broken_reason(entity, mc_id, project)
+        else:
+            found, broken = m.procore_id(entity, mc_id), m.broken_reason(entity, mc_id)
+        if found is None:
+            text = labels.REASONS[entity].format(label=m.label(kind, mc_id), project=project_label)
+            errors.append(f"{text}: {broken}" if broken else text)
+
+    for dim, entity, kind, scoped in _NEEDS[module]:
+        need(entity, kind, dims.get(dim), scoped)
+    return tuple(errors)
+
+
+_NEEDS: dict[Module, tuple[tuple[str, ProcoreEntity, ReferenceKind, bool], ...]] = {
+    Module.MANPOWER: (("company_id", ProcoreEntity.VENDOR, ReferenceKind.COMPANY, False),),
+    Module.TIMECARD: (
+        ("employee_id", ProcoreEntity.EMPLOYEE, ReferenceKind.EMPLOYEE, False),
+        ("pay_id", ProcoreEntity.PAYROLL_TYPE, ReferenceKind.PAY_ID, False),
+        ("cost_code_id", ProcoreEntity.COST_CODE, ReferenceKind.COST_CODE, True),
+        ("pay_class_id", ProcoreEntity.CLASSIFICATION, ReferenceKind.PAY_CLASS, False),
+    ),
+    Module.PRODUCTION_QUANTITY: (("cost_code_id", ProcoreEntity.COST_CODE, ReferenceKind.COST_CODE, True),),
+}
+"""The mappings an entry of each module needs, in the order `validate` reports them: (dim, entity, its name's kind,
+whether the mapping is per project)."""
+
+
+def fully_mapped(module: Module, job_site_id: str, dims: Mapping[str, str | None], m: MappingView) -> bool:
+    """Whether `validate` finds no missing mapping for this entry (it says nothing of fractional quantities): the
+    common case, decided without building any error text."""
+    if m.procore_company_id is None:
+        return False
+    project = m.procore_id(ProcoreEntity.PROJECT, job_site_id)
+    if project is None:
+        return False
+    for dim, entity, _, scoped in _NEEDS[module]:
+        value = dims.get(dim)
+        if value is not None and m.procore_id(entity, value, project if scoped else None) is None:
+            return False
+    return True
+
+
+def mapping_needs(ref: EntryRef) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The (entity, MobiClocks id) mappings and (kind, id) names `validate` may look up for an entry."""
+    ids = {(ProcoreEntity.PROJECT.value, ref.job_site_id)}
+    names = {(ReferenceKind.JOB_SITE.value, ref.job_site_id)}
+    for dim, value in zip(MODULE_DIMS[ref.module], ref.dims, strict=True):
+        if value is None or dim not in ENTITY_OF_DIM:
+            continue
+        entity, kind = ENTITY_OF_DIM[dim]
+        ids.add((entity.value, value))
+        names.add((kind.value, value))
+    return ids, names
+
+
+Needs = set[tuple[str, str, str]]
+
+
+def mapping_needs_of(refs: Iterable[tuple[str, EntryRef]]) -> tuple[Needs, Needs]:
+    """`mapping_needs` of many (account, entry) pairs at once, as (account, entity, id) and (account, kind, id)."""
+    sites: set[tuple[str, str]] = set()
+    values: set[tuple[str, str, str]] = set()
+    for account, ref in refs:
+        sites.add((account, ref.job_site_id))
+        for dim, value in zip(MODULE_DIMS[ref.module], ref.dims, strict=True):
+            if value is not None and dim in ENTITY_OF_DIM:
+                values.add((account, dim, value))
+    project, job_site = ProcoreEntity.PROJECT.value, ReferenceKind.JOB_SITE.value
+    ids = {(a, project, s) for a, s in sites}
+    names = {(a, job_site, s) for a, s in sites}
+    for account, dim, value in values:
+        entity, kind = ENTITY_OF_DIM[dim]
+        ids.add((account, entity.value, value))
+        names.add((account, kind.value, value))
+    return ids, names
+
+
+ENTITY_OF_DIM: dict[str, tuple[ProcoreEntity, ReferenceKind]] = {
+    "company_id": (ProcoreEntity.VENDOR, ReferenceKind.COMPANY),
+    "employee_id": (ProcoreEntity.EMPLOYEE, ReferenceKind.EMPLOYEE),
+    "pay_id": (ProcoreEntity.PAYROLL_TYPE, ReferenceKind.PAY_ID),
+    "cost_code_id": (ProcoreEntity.COST_CODE, ReferenceKind.COST_CODE),
+    "pay_class_id": (ProcoreEntity.CLASSIFICATION, ReferenceKind.PAY_CLASS),
+}
+
+
+def publish_blocker(m: MappingView, job_site_id: str) -> str | None:
+    """Why entries of this job site cannot be published right now (None: they can)."""
+    if m.procore_company_id is None:
+        return "Choose the Procore company in Setup, then publish again"
+    if m.procore_id(ProcoreEntity.PROJECT, job_site_id) is None:
+        site = m.label(ReferenceKind.JOB_SITE, job_site_id)
+        text = f"Job site {site} is not mapped to a Procore project"
+        if broken := m.broken_reason(ProcoreEntity.PROJECT, job_site_id):
+            text = f"{text} ({broken})"
+        return f"{text}; map it in Setup, then publish again"
+    return None

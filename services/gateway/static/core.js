@@ -224,14 +224,19 @@ export function dialog({ title, body, actions, wide = false, focus = 0 }) {
       ),
     );
     const buttons = [...node.querySelectorAll(".modal-actions button")];
+    // Settle only once the dialog is closed (Escape included): until then it is modal, the page behind it is inert
+    // and the caller could not give focus back to its opener.
+    let value = null;
     buttons.forEach((button, i) =>
       button.addEventListener("click", () => {
+        value = actions[i].value;
         node.close();
-        resolve(actions[i].value);
       }),
     );
-    node.addEventListener("cancel", () => resolve(null));
-    node.addEventListener("close", () => setTimeout(() => node.remove(), 0));
+    node.addEventListener("close", () => {
+      resolve(value);
+      setTimeout(() => node.remove(), 0);
+    });
     document.body.append(node);
     showModal(node);
     (buttons[focus] || buttons[0]).focus();

@@ -114,3 +114,12 @@ async def test_history_shows_each_step_with_its_trace(page: Page, context: Brows
     await request.get_by_role("button", name=f"Copy Trace {trace_id}").click()
     await expect(history.locator("[role=status].copy-status")).to_have_text("Trace id copied")
     await page.unroute(f"**/api/entries/{entry_id}")
+
+    # A live update while the history is open re-draws the details behind it: Escape still gives focus back to
+    # the History button — the one now in that row, the one it was opened from being gone.
+    await world.timelogs([timelog("tl-h3", "e2", "co-acme", "s-bridge", TUE, 6, cost_code_id="cc-concrete")])
+    await expect(details.locator("tbody tr[data-entry]")).to_have_count(2, timeout=30000)
+    await page.keyboard.press("Escape")
+    await expect(history).to_be_hidden()
+    await expect(details).to_be_visible()
+    await expect(opener).to_be_focused()

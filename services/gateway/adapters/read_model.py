@@ -50,7 +50,7 @@ async def week_job_sites(
     statuses: Sequence[EntryStatus],
 ) -> list[str]:
     """The job sites with entries of `module` (with these statuses) in the days: an index-only read of
-    `entries_by_cell_status` (aggregator migration 010)."""
+    `entries_grid` (aggregator migration 015)."""
     rows = await conn.fetch(
         """
         SELECT DISTINCT job_site_id FROM entries
@@ -76,18 +76,19 @@ async def status_groups(
     job_site_ids: Sequence[str] | None = None,
 ) -> list[StatusGroup]:
     """Per cell and status: entry count, head count and hours (manpower), timecards (timecard); only the cells of
-    `job_site_ids` when given."""
+    `job_site_ids` when given. An index-only read of the aggregator's `entries_grid` (migration 015: the grid's
+    numbers are generated columns the index carries); conflicts are counted among the Failed entries alone."""
+    sites = None if job_site_ids is None else list(job_site_ids)
     rows = await conn.fetch(
         """
         SELECT job_site_id, work_date, status, count(*) AS entries,
-               count(*) FILTER (WHERE status = 'failed' AND last_error = ANY($6::text[])) AS conflicts,
-               coalesce(sum((content->>'manpower')::int), 0) AS manpower,
-               coalesce(sum((content->>'total_hours')::numeric), 0) AS total_hours,
-               count(*) FILTER (WHERE content IS NOT NULL AND content <> 'null'::jsonb) AS timecards
+               coalesce(sum(grid_workers), 0) AS manpower,
+               coalesce(sum(grid_hours), 0) AS total_hours,
+               count(*) FILTER (WHERE grid_has_content) AS timecards
           FROM entries
          WHERE account_id = $1 AND module = $2 AND work_date BETWEEN $3 AND $4
            AND ($5::text[] IS NULL OR status = ANY($5::text[]))
-           AND ($7::text[] IS NULL OR job_site_id = ANY($7::text[]))
+           AND ($6::text[] IS NULL OR job_site_id = ANY($6::text[]))
          GROUP BY job_site_id, work_date, status
         """,
         account_id,
@@ -95,22 +96,53 @@ async def status_groups(
         date_from,
         date_to,
         _statuses(statuses),
-        list(labels.CONFLICT_ADVICES),
-        None if job_site_ids is None else list(job_site_ids),
+        sites,
     )
+    conflicts: dict[tuple[str, date], int] = {}
+    if any(r["status"] == EntryStatus.FAILED.value for r in rows):
+        conflicts = await _conflicts(conn, account_id, module, date_from, date_to, sites)
     return [
         StatusGroup(
             r["job_site_id"],
             r["work_date"],
             EntryStatus(r["status"]),
             r["entries"],
-            r["conflicts"],
+            conflicts.get((r["job_site_id"], r["work_date"]), 0) if r["status"] == EntryStatus.FAILED.value else 0,
             r["manpower"],
             r["total_hours"],
             r["timecards"],
         )
         for r in rows
     ]
+
+
+async def _conflicts(
+    conn: asyncpg.Connection,
+    account_id: str,
+    module: Module,
+    date_from: date,
+    date_to: date,
+    job_site_ids: list[str] | None,
+) -> dict[tuple[str, date], int]:
+    """Failed entries whose last error says Procore's record changed since it was published, per cell (an
+    index-only read of the aggregator's partial index of Failed entries)."""
+    rows = await conn.fetch(
+        """
+        SELECT job_site_id, work_date, count(*) AS conflicts
+          FROM entries
+         WHERE account_id = $1 AND module = $2 AND work_date BETWEEN $3 AND $4 AND status = 'failed'
+           AND last_error = ANY($5::text[])
+           AND ($6::text[] IS NULL OR job_site_id = ANY($6::text[]))
+         GROUP BY job_site_id, work_date
+        """,
+        account_id,
+        module.value,
+        date_from,
+        date_to,
+        list(labels.CONFLICT_ADVICES),
+        job_site_ids,
+    )
+    return {(r["job_site_id"], r["work_date"]): r["conflicts"] for r in rows}
 
 
 async def quantity_groups(
@@ -121,14 +153,15 @@ async def quantity_groups(
     statuses: Sequence[EntryStatus],
     job_site_ids: Sequence[str] | None = None,
 ) -> list[QuantityGroup]:
-    """Production quantity per cell, cost code and unit of measure (only the cells of `job_site_ids` when given)."""
+    """Production quantity per cell, cost code and unit of measure (only the cells of `job_site_ids` when given):
+    an index-only read of `entries_grid`, like the status groups."""
     rows = await conn.fetch(
         """
-        SELECT job_site_id, work_date, dims->>'cost_code_id' AS cost_code_id,
-               dims->>'unit_of_measure' AS unit, sum((content->>'units')::numeric) AS units
+        SELECT job_site_id, work_date, grid_cost_code_id AS cost_code_id, grid_unit AS unit,
+               sum(grid_units) AS units
           FROM entries
          WHERE account_id = $1 AND module = 'production_quantity' AND work_date BETWEEN $2 AND $3
-           AND content IS NOT NULL AND content <> 'null'::jsonb
+           AND grid_has_content
            AND ($4::text[] IS NULL OR status = ANY($4::text[]))
            AND ($5::text[] IS NULL OR job_site_id = ANY($5::text[]))
          GROUP BY 1, 2, 3, 4

@@ -414,6 +414,16 @@ async def test_week_pages_and_name_filter(client: httpx.AsyncClient) -> None:
     assert (none["rows"], none["total_rows"]) == ([], 0)
     too_many = await client.get(url, params={**week, "limit": 501}, headers=auth())
     assert too_many.status_code == 422
+    # Every module's pages (read joined to the page's job sites) carry the whole week's cells, quantities included.
+    for module in ("manpower", "timecard", "production_quantity"):
+        url = f"/api/modules/{module}/dashboard"
+        whole = (await client.get(url, params=week, headers=auth())).json()
+        pages = [
+            (await client.get(url, params={**week, "limit": 1, "offset": i}, headers=auth())).json()["rows"]
+            for i in range(whole["total_rows"])
+        ]
+        assert whole["rows"]
+        assert [row for page in pages for row in page] == whole["rows"], module
 
 
 async def test_manpower_details(client: httpx.AsyncClient, seeded: Seeded) -> None:

@@ -73,8 +73,11 @@ chromium:
 	    echo "chromium is missing: install Debian's chromium package (sudo apt-get install chromium) to run the browser tests" >&2; exit 1; \
 	  fi; }
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist): every test has its own topics, schemas and roles, each worker
+# its own broker and sandbox, and a test module stays on one worker. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP) chromium
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The local trace viewer `make run` starts when present: Arize Phoenix, in a virtualenv of its own.
 traces-viewer:

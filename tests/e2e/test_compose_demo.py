@@ -4,39 +4,24 @@ the gateway's API and sends MobiClocks core's events; the dashboard then shows t
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from devstack.ports import free_port
 from sandbox.demo import ACCOUNT, seed_compose
 from sandbox.issuer import AUDIENCE, ISSUER, MintRequest, mint_from_running
+from tests.support.issuer import running_issuer
 from tests.support.kafka import eventually
-from tests.support.system import ROOT, System, running_system
+from tests.support.system import System, running_system
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def issuer_port() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox.issuer", "serve", "--port", str(port)], cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with running_issuer() as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from devstack.ports import free_port
 from sandbox.issuer import AUDIENCE, ISSUER
 from services.gateway.auth import TokenVerifier
 from services.gateway.config import GatewaySettings
 from services.gateway.tokens import NotAuthenticated
+from tests.support.issuer import running_issuer
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,20 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def issuer_port() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox.issuer", "serve", "--port", str(port)], cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with running_issuer() as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def verifier(port: int) -> TokenVerifier:

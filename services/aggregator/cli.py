@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
+import os
 from typing import Annotated
 
 import typer
@@ -12,6 +12,7 @@ from tqdm import tqdm
 from services.aggregator import maintenance
 from services.aggregator.bootstrap import SERVICE, build_app
 from services.aggregator.config import AggregatorSettings
+from services.aggregator.gc_tuning import tune_gc
 from shared import db
 from shared.app import serve as serve_app
 from shared.logs import configure_logging
@@ -27,17 +28,6 @@ def default(ctx: typer.Context) -> None:
         serve()
 
 
-GC_THRESHOLD = (50_000, 50, 100)
-"""A batch allocates hundreds of thousands of short-lived, acyclic objects (refs, totals, states, rows): with
-Python's default threshold (700) the cyclic collector runs thousands of times a batch and took half of its Python
-time. Collected less often, the same garbage goes by reference counting anyway."""
-
-
-def tune_gc() -> None:
-    gc.freeze()  # what startup made lives as long as the process: never scanned again
-    gc.set_threshold(*GC_THRESHOLD)
-
-
 @cli.command()
 def serve() -> None:
     """Consume events and serve /health and /asyncapi."""
@@ -50,31 +40,54 @@ def serve() -> None:
 @cli.command()
 def rebuild(
     account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
-    chunk: Annotated[int, typer.Option(min=1, help="(job site, day) groups per transaction.")] = 1000,
-    workers: Annotated[int, typer.Option(min=1, help="Transactions at a time.")] = 2,
+    chunk: Annotated[int, typer.Option(min=1, help="(job site, day) groups per transaction.")] = 2000,
+    workers: Annotated[int, typer.Option(min=1, help="Transactions at a time in each process.")] = 2,
+    processes: Annotated[
+        int, typer.Option(min=1, help="Processes sharing the accounts (default: one per core).")
+    ] = os.cpu_count() or 1,
 ) -> None:
     """Recompute every entry from the stored timelogs (publish state is kept)."""
     tune_gc()
     settings = load_settings(AggregatorSettings)
+    dsn = settings.database_url.get_secret_value()
 
-    async def run() -> int:
-        dsn = settings.database_url.get_secret_value()
+    async def sizes() -> dict[str, int]:
         await db.migrate(dsn, settings.db_schema, "services.aggregator.migrations")
-        pool = await db.create_pool(dsn, settings.db_schema, max_size=workers + 1)
+        pool = await db.create_pool(dsn, settings.db_schema, max_size=1)
         try:
-            sizes = await maintenance.count_groups(pool, account)
-            # tqdm shows the rate and the time left ("[elapsed<remaining, groups/s]")
-            with tqdm(total=sum(sizes.values()), unit="group", desc="rebuild", mininterval=1.0) as bar:
-
-                def advance(groups: int) -> None:
-                    bar.update(groups)
-
-                return await maintenance.rebuild(pool, account, chunk, advance, workers)
+            return await maintenance.count_groups(pool, account)
         finally:
             await pool.close()
 
-    done = asyncio.run(run())
-    typer.echo(f"rebuilt {done} (job site, day) groups")
+    groups = asyncio.run(sizes())
+    shares = maintenance.share_accounts(groups, processes)
+    # tqdm shows the rate and the time left ("[elapsed<remaining, groups/s]")
+    with tqdm(total=sum(groups.values()), unit="group", desc="rebuild", mininterval=1.0) as bar:
+
+        def advance(groups_done: int) -> None:
+            bar.update(groups_done)
+
+        if len(shares) <= 1:
+            done = asyncio.run(_rebuild_here(dsn, settings.db_schema, sorted(groups), chunk, workers, advance))
+        else:
+            jobs = [maintenance.RebuildJob(dsn, settings.db_schema, share, chunk, workers) for share in shares]
+            try:
+                done = maintenance.rebuild_in_processes(jobs, advance)
+            except maintenance.RebuildFailed as failed:
+                bar.close()
+                typer.echo(f"rebuild failed: {failed}", err=True)
+                raise typer.Exit(1) from None
+    typer.echo(f"rebuilt {done} (job site, day) groups in {len(shares)} process(es)")
+
+
+async def _rebuild_here(
+    dsn: str, schema: str, accounts: list[str], chunk: int, workers: int, advance: maintenance.Progress
+) -> int:
+    pool = await db.create_pool(dsn, schema, max_size=workers + 1)
+    try:
+        return await maintenance.rebuild(pool, accounts, chunk, advance, workers)
+    finally:
+        await pool.close()
 
 
 @cli.command()

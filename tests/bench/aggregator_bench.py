@@ -49,6 +49,7 @@ from shared.provision import Layout
 from shared.topics import Topics
 from tests.bench import ceiling
 from tests.bench.aggregator_remap import RemapWorkload, other_setups, other_timelogs
+from tests.bench.cpu import cpu_seconds
 from tests.bench.generator import Generator, Shape
 from tests.support.database import drop_layout, layout_of, provision_layout, role_dsn
 from tests.support.entries import entry_rows, mismatches
@@ -116,17 +117,6 @@ async def aggregator(run: Run, batch: int, root: Path = ROOT) -> AsyncIterator[s
     finally:
         proc.terminate()
         proc.wait(30)
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU these processes have used so far (Linux `/proc`; 0 elsewhere)."""
-    total = 0
-    for pid in pids:
-        stat = Path(f"/proc/{pid}/stat")
-        if stat.exists():
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def produce(kafka: str, topic: str, events: list[bytes], keys: list[bytes]) -> float:

@@ -42,6 +42,7 @@ import httpx
 
 from devstack import testinfra
 from services.gateway.tokens import Principal, issue_dev_token
+from tests.bench.cpu import cpu_seconds, machine_busy_seconds
 from tests.bench.gateway_data import BIG_ACCOUNT, LAYOUT
 from tests.support.database import role_dsn
 
@@ -184,27 +185,6 @@ def summarize(samples: list[tuple[str, float, bool]], seconds: float) -> dict[st
         out[f"{group}_p95_ms"] = percentile(values, 95)
         out[f"{group}_p99_ms"] = percentile(values, 99)
     return out
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes (Linux /proc); gone ones count 0."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds every process of the machine used (all cores; /proc/stat, idle and iowait excluded)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(values) - values[3] - values[4]) / CLOCK_TICKS
 
 
 def children(pid: int) -> list[int]:

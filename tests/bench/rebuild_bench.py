@@ -6,13 +6,15 @@ Stores `stored` timelogs (generated in SQL, shaped like the benchmark stream: 50
 40 employees in 4 companies x 2 crews, 30 cost codes, 30 % with a quantity, one timelog per employee and
 day) in a provisioned schema of `DATABASE_URL`, then runs the real command twice as a subprocess: first
 with no entries (every entry created), then again over the entries it built (a reconcile: nothing to
-write). Prints the wall time of each and the timelogs/s; asserts nothing about time.
+write). Prints the wall time of each, the timelogs/s, and the CPU seconds the rebuild's own processes and
+PostgreSQL's backends used (Linux /proc, PostgreSQL on this machine); asserts nothing about time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import secrets
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import typer
 
 from shared import db
 from shared.provision import Layout
+from tests.bench.cpu import ended_children_cpu_seconds, machine_busy_seconds, parent_of
 from tests.support.database import drop_layout, provision_layout, role_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +53,8 @@ SELECT 'rb-' || lpad((i % $3)::text, 3, '0'), 'tl-' || i, 1, false, 'emp-' || e,
 def main(
     stored: Annotated[int, typer.Option(help="Timelogs to store and rebuild from.")] = 1_000_000,
     workers: Annotated[int, typer.Option(help="`rebuild --workers`.")] = 2,
-    chunk: Annotated[int, typer.Option(help="`rebuild --chunk`.")] = 1000,
+    processes: Annotated[int, typer.Option(help="`rebuild --processes`.")] = os.cpu_count() or 1,
+    chunk: Annotated[int, typer.Option(help="`rebuild --chunk`.")] = 2000,
     profile: Annotated[str | None, typer.Option(help="cProfile the first rebuild into this file.")] = None,
 ) -> None:
     admin = os.environ["DATABASE_URL"]
@@ -85,17 +89,35 @@ def main(
         finally:
             await conn.close()
 
+    async def postmaster() -> int:
+        conn = await asyncpg.connect(admin)
+        try:
+            return parent_of(int(await conn.fetchval("SELECT pg_backend_pid()")))
+        finally:
+            await conn.close()
+
+    def own_children_cpu() -> float:
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return used.ru_utime + used.ru_stime
+
     def rebuild(label: str, profile: str | None = None) -> float:
         env = {**os.environ, "DATABASE_URL": dsn, "DB_SCHEMA": schema, "LOG_LEVEL": "WARNING"}
         env.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")  # rebuild never connects to the broker
         python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
         command = [*python, "-m", "services.aggregator", "rebuild", "--workers", str(workers)]
+        command += ["--processes", str(processes)]
+        pg = asyncio.run(postmaster())
+        cpu = (own_children_cpu(), ended_children_cpu_seconds(pg), machine_busy_seconds())
         t0 = time.perf_counter()
         subprocess.run([*command, "--chunk", str(chunk)], cwd=ROOT, env=env, check=True)
         took = time.perf_counter() - t0
+        # the rebuild's connections have ended by now: their backends' CPU is the postmaster's children's
+        python_s, postgres_s = own_children_cpu() - cpu[0], ended_children_cpu_seconds(pg) - cpu[1]
         print(
             f"{label}: stored={stored} seconds={took:.0f} timelogs_per_s={stored / took:.0f} "
-            f"entries={asyncio.run(entries())} load={os.getloadavg()[0]:.1f}",
+            f"entries={asyncio.run(entries())} load={os.getloadavg()[0]:.1f} cpu_rebuild_s={python_s:.0f} "
+            f"cpu_postgres_s={postgres_s:.0f} cpu_machine_s={machine_busy_seconds() - cpu[2]:.0f} "
+            f"cpu_us_per_timelog={(python_s + postgres_s) / stored * 1e6:.0f}",
             flush=True,
         )
         return took

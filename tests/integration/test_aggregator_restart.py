@@ -113,6 +113,14 @@ async def applied(dsn: str, schema: str) -> set[tuple[str, str, int, bool]]:
     return {(r["account_id"], r["timelog_id"], r["revision"], r["deleted"]) for r in rows}
 
 
+async def delete_entries(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DELETE FROM "{schema}".entries')  # members and publish requests go with them
+    finally:
+        await conn.close()
+
+
 async def test_kill_restart_rebuild_and_replay(
     aggregator: Aggregator, kafka_bootstrap: str, postgres_dsn: str, unique: str, schemas: dict[str, str]
 ) -> None:
@@ -152,12 +160,26 @@ async def test_kill_restart_rebuild_and_replay(
     assert 0 < partial < len(expected)
 
     aggregator.kill(signal.SIGTERM)
-    out = aggregator.run("rebuild")
+    out = aggregator.run("rebuild", "--processes", "2")
     assert "rebuilt" in out
+    assert "in 2 process(es)" in out
     after_rebuild = await entry_rows(postgres_dsn, schema)
     assert after_rebuild.keys() == before.keys()
     assert all(after_rebuild[k]["content"] == before[k]["content"] for k in before)
     assert all(after_rebuild[k]["status"] == before[k]["status"] for k in before)
+    assert {k: v["version"] for k, v in after_rebuild.items()} == {k: v["version"] for k, v in before.items()}
+
+    # from empty, in one process and in two (the accounts shared out): the very same entries, ids included
+    for processes in ("1", "2"):
+        await delete_entries(postgres_dsn, schema)
+        assert await entry_rows(postgres_dsn, schema) == {}
+        out = aggregator.run("rebuild", "--processes", processes, "--chunk", "7")
+        assert f"in {processes} process(es)" in out
+        rebuilt = await entry_rows(postgres_dsn, schema)
+        assert mismatches(rebuilt, gen.live.values()) == []
+        assert rebuilt.keys() == before.keys()
+        assert all(rebuilt[k]["content"] == before[k]["content"] for k in before)
+        assert all(rebuilt[k]["status"] == before[k]["status"] for k in before)
 
     assert await lag(kafka_bootstrap, topics.timelogs, f"{topics_prefix}aggregator") == 0
     out = aggregator.run("replay")

@@ -265,7 +265,7 @@ _CREATE_ENTRIES = f"""
                   $6::text::text[], $7::text::int[], $8::text::text[], $9::text::text[], $10::text::bigint[],
                   $11::text::numeric[])
            AS x(e, a, m, k, c, f, n, st, err, sec, u)
-     CROSS JOIN LATERAL (SELECT x.k::jsonb AS k) j
+     CROSS JOIN LATERAL (SELECT x.k::jsonb AS k OFFSET 0) j  -- parsed once, not once per use
     ON CONFLICT (entry_id) DO NOTHING
     RETURNING entry_id
 """
@@ -287,6 +287,23 @@ def _errors_json(errors: Sequence[tuple[str, ...]]) -> list[str]:
     return out
 
 
+def _contents_json(contents: Iterable[dict[str, str] | None]) -> list[str | None]:
+    """Each entry's content as JSON; a batch's entries share few distinct contents (8.00 hours, 3 workers), each
+    rendered once (by value: json.dumps costs ten times a lookup)."""
+    rendered: dict[tuple[tuple[str, str], ...], str] = {}
+    out: list[str | None] = []
+    for content in contents:
+        if content is None:
+            out.append(None)
+            continue
+        key = tuple(content.items())
+        text = rendered.get(key)
+        if text is None:
+            text = rendered[key] = json.dumps(content)
+        out.append(text)
+    return out
+
+
 async def create_entries(conn: asyncpg.Connection, entries: Sequence[NewEntry]) -> set[uuid.UUID]:
     """Insert new entries in one statement (in id order); returns the ids inserted. Job site, day and dims are
     read from the entry's key in SQL.
@@ -296,14 +313,13 @@ async def create_entries(conn: asyncpg.Connection, entries: Sequence[NewEntry]) 
     if not entries:
         return set()
     ordered = sorted(entries, key=lambda e: e.entry_id.int)
-    dumps = json.dumps
     rows = await conn.fetch(
         _CREATE_ENTRIES,
         arrays.uuids([e.entry_id for e in ordered]),
         arrays.texts([e.account_id for e in ordered]),
         arrays.texts([e.ref.module.value for e in ordered]),
         arrays.texts([e.ref.key for e in ordered]),
-        arrays.texts([dumps(e.content) for e in ordered]),
+        arrays.texts(_contents_json([e.content for e in ordered])),
         arrays.texts([e.state.fingerprint for e in ordered]),
         arrays.numbers([e.totals.contributions for e in ordered]),
         arrays.texts([e.state.status.value for e in ordered]),
@@ -346,7 +362,6 @@ async def update_entry_totals(conn: asyncpg.Connection, updates: Sequence[EntryU
     if not updates:
         return
     ordered = sorted(updates, key=lambda u: u[0].int)
-    dumps = json.dumps
     await conn.execute(
         """
         UPDATE entries e
@@ -359,14 +374,14 @@ async def update_entry_totals(conn: asyncpg.Connection, updates: Sequence[EntryU
          WHERE e.entry_id = x.id
         """,
         arrays.uuids([u[0] for u in ordered]),
-        arrays.texts([None if u[2] is None else dumps(u[2]) for u in ordered]),
+        arrays.texts(_contents_json([u[2] for u in ordered])),
         arrays.texts([u[1].fingerprint for u in ordered]),
         arrays.numbers([u[3].contributions for u in ordered]),
         arrays.numbers([u[3].seconds for u in ordered]),
         arrays.numbers([u[3].units for u in ordered]),
         arrays.texts([u[1].status.value for u in ordered]),
         arrays.numbers([u[1].version for u in ordered]),
-        arrays.texts([dumps(u[1].errors) if u[1].errors else "[]" for u in ordered]),
+        arrays.texts(_errors_json([u[1].errors for u in ordered])),
         arrays.texts([u[1].last_error for u in ordered]),
         arrays.texts([arrays.texts(sorted(u[1].deleted_timelog_ids)) for u in ordered]),
     )

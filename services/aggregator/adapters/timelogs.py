@@ -257,25 +257,28 @@ async def totals_of_groups(
     return out
 
 
+_DIM_NAMES = sorted({name for names in MODULE_DIMS.values() for name in names})
+
 _CHANGED_OF_GROUPS = (
     _GROUPS_TIMELOGS
     + """,
 now AS (
     SELECT 'manpower' AS module, account_id, job_site_id, work_date,
            jsonb_build_object('company_id', company_id, 'crew_tag', crew_tag) AS dims, sum(s)::bigint AS seconds,
-           0::numeric AS units, sum(n)::int AS n, jsonb_object_agg(employee_id, n) AS members
+           0::numeric AS units, sum(n)::int AS n, jsonb_object_agg(employee_id, n) AS members,
+           array_agg(employee_id) AS member_ids, array_agg(n::int) AS member_timelogs
       FROM crew GROUP BY account_id, job_site_id, work_date, company_id, crew_tag
     UNION ALL
     SELECT 'timecard', account_id, job_site_id, work_date,
            jsonb_build_object('employee_id', employee_id, 'pay_id', pay_id, 'cost_code_id', cost_code_id,
                               'pay_class_id', pay_class_id),
-           sum(seconds)::bigint, 0::numeric, count(*)::int, NULL
+           sum(seconds)::bigint, 0::numeric, count(*)::int, NULL, NULL, NULL
       FROM t WHERE 'timecard' = ANY($4::text[])
      GROUP BY account_id, job_site_id, work_date, employee_id, pay_id, cost_code_id, pay_class_id
     UNION ALL
     SELECT 'production_quantity', t.account_id, t.job_site_id, t.work_date,
            jsonb_build_object('cost_code_id', q->>0, 'unit_of_measure', q->>1), 0::bigint, sum((q->>2)::numeric),
-           count(*)::int, NULL
+           count(*)::int, NULL, NULL, NULL
       FROM t CROSS JOIN LATERAL jsonb_array_elements(t.quantities) q
      WHERE 'production_quantity' = ANY($4::text[])
      GROUP BY t.account_id, t.job_site_id, t.work_date, q->>0, q->>1
@@ -291,13 +294,14 @@ stored AS (
 )
 SELECT coalesce(n.account_id, s.account_id) AS account_id, coalesce(n.module, s.module) AS module,
        coalesce(n.job_site_id, s.job_site_id) AS job_site_id, coalesce(n.work_date, s.work_date) AS work_date,
-       coalesce(n.dims, s.dims)::text AS dims, n.seconds, n.units, n.n, n.members::text AS members, s.entry_id
+       {dims}, n.seconds, n.units, n.n, n.member_ids,
+       n.member_timelogs, s.entry_id
   FROM now n FULL JOIN stored s
     ON n.account_id = s.account_id AND n.module = s.module AND n.job_site_id = s.job_site_id
    AND n.work_date = s.work_date AND n.dims = s.dims
  WHERE n.account_id IS NULL OR s.entry_id IS NULL OR n.seconds <> s.seconds OR n.units <> s.units
     OR n.n <> s.contributions OR n.members IS DISTINCT FROM s.members
-"""
+""".replace("{dims}", ", ".join(f"coalesce(n.dims, s.dims)->>'{name}' AS {name}" for name in _DIM_NAMES))
 )
 
 
@@ -314,11 +318,11 @@ async def changed_totals_of_groups(
     out = []
     for r in rows:
         module = Module(r["module"])
-        dims = json.loads(r["dims"])
-        ref = EntryRef(module, r["job_site_id"], r["work_date"], tuple(dims.get(n) for n in MODULE_DIMS[module]))
+        ref = EntryRef(module, r["job_site_id"], r["work_date"], tuple(r[n] for n in MODULE_DIMS[module]))
         totals = Totals()
         if r["n"] is not None:
-            members = json.loads(r["members"]) if r["members"] is not None else {}
+            ids = r["member_ids"]
+            members = dict(zip(ids, r["member_timelogs"], strict=True)) if ids is not None else {}
             totals = Totals(r["seconds"], r["units"], r["n"], members)
         out.append((r["account_id"], ref, totals, r["entry_id"]))
     return out

@@ -3,6 +3,7 @@ ids, totals, content and fingerprint. The result must equal a from-scratch recom
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections import defaultdict
@@ -170,8 +171,10 @@ def contributions(t: Timelog, modules: Iterable[Module]) -> list[Contribution]:
     return out
 
 
-def hours(seconds: int) -> Decimal:
-    return (Decimal(seconds) / Decimal(3600)).quantize(HUNDREDTH, rounding=ROUND_HALF_UP)
+@functools.lru_cache(maxsize=65536)
+def hours(seconds: int) -> str:
+    """Seconds as hours to the hundredth, rounded half up, as text (remembered: few distinct durations recur)."""
+    return str((Decimal(seconds) / Decimal(3600)).quantize(HUNDREDTH, rounding=ROUND_HALF_UP))
 
 
 def _units(value: Decimal) -> str:
@@ -187,9 +190,9 @@ def content_of(module: Module, totals: Totals) -> dict[str, str] | None:
         if heads == 0:
             raise ValueError("a manpower entry has timelogs but no employees: its totals drifted (run rebuild)")
         average = (Decimal(totals.seconds) / Decimal(3600) / heads).quantize(HUNDREDTH, rounding=ROUND_HALF_UP)
-        return {"average_hours": str(average), "manpower": str(heads), "total_hours": str(hours(totals.seconds))}
+        return {"average_hours": str(average), "manpower": str(heads), "total_hours": hours(totals.seconds)}
     if module is _TIMECARD:
-        return {"hours": str(hours(totals.seconds))}
+        return {"hours": hours(totals.seconds)}
     return {"units": _units(totals.units)}
 
 

@@ -3,6 +3,7 @@ requested, refused or answered, changed in Procore)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -66,8 +67,11 @@ def settle(e: EntryState) -> EntryState | None:
     return replace(e, status=Status.FAILED if e.last_error else Status.UPDATED)
 
 
+@functools.lru_cache(maxsize=8192)
 def new_entry(fp: str, errors: tuple[str, ...]) -> EntryState:
-    """What `settle` makes of a never-published entry with content: Non publishable with errors, else To do."""
+    """What `settle` makes of a never-published entry with content: Non publishable with errors, else To do.
+    (Remembered: states are immutable, and the entries a batch or a rebuild creates share a few contents and
+    error lists.)"""
     return EntryState(status=Status.NON_PUBLISHABLE if errors else Status.TODO, fingerprint=fp, errors=errors)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 from tqdm import tqdm
 
@@ -17,6 +19,8 @@ from shared import db
 from shared.app import serve as serve_app
 from shared.logs import configure_logging
 from shared.settings import load_settings
+
+T = TypeVar("T")
 
 cli = typer.Typer(add_completion=False, help="The aggregator service and its maintenance commands.")
 
@@ -49,17 +53,9 @@ def rebuild(
     """Recompute every entry from the stored timelogs (publish state is kept)."""
     tune_gc()
     settings = load_settings(AggregatorSettings)
-    dsn = settings.database_url.get_secret_value()
-
-    async def sizes() -> dict[str, int]:
-        await db.migrate(dsn, settings.db_schema, "services.aggregator.migrations")
-        pool = await db.create_pool(dsn, settings.db_schema, max_size=1)
-        try:
-            return await maintenance.count_groups(pool, account)
-        finally:
-            await pool.close()
-
-    groups = asyncio.run(sizes())
+    dsn, schema = settings.database_url.get_secret_value(), settings.db_schema
+    asyncio.run(db.migrate(dsn, schema, "services.aggregator.migrations"))
+    groups = asyncio.run(_on_pool(dsn, schema, lambda pool: maintenance.count_groups(pool, account)))
     shares = maintenance.share_accounts(groups, processes)
     # tqdm shows the rate and the time left ("[elapsed<remaining, groups/s]")
     with tqdm(total=sum(groups.values()), unit="group", desc="rebuild", mininterval=1.0) as bar:
@@ -68,24 +64,28 @@ def rebuild(
             bar.update(groups_done)
 
         if len(shares) <= 1:
-            done = asyncio.run(_rebuild_here(dsn, settings.db_schema, sorted(groups), chunk, workers, advance))
+            accounts = sorted(groups)
+            done = asyncio.run(
+                _on_pool(
+                    dsn, schema, lambda pool: maintenance.rebuild(pool, accounts, chunk, advance, workers), workers + 1
+                )
+            )
         else:
-            jobs = [maintenance.RebuildJob(dsn, settings.db_schema, share, chunk, workers) for share in shares]
+            jobs = [maintenance.RebuildJob(dsn, schema, share, chunk, workers) for share in shares]
             try:
                 done = maintenance.rebuild_in_processes(jobs, advance)
             except maintenance.RebuildFailed as failed:
                 bar.close()
                 typer.echo(f"rebuild failed: {failed}", err=True)
                 raise typer.Exit(1) from None
+    asyncio.run(_on_pool(dsn, schema, maintenance.refresh_statistics))
     typer.echo(f"rebuilt {done} (job site, day) groups in {len(shares)} process(es)")
 
 
-async def _rebuild_here(
-    dsn: str, schema: str, accounts: list[str], chunk: int, workers: int, advance: maintenance.Progress
-) -> int:
-    pool = await db.create_pool(dsn, schema, max_size=workers + 1)
+async def _on_pool(dsn: str, schema: str, use: Callable[[asyncpg.Pool], Awaitable[T]], size: int = 1) -> T:
+    pool = await db.create_pool(dsn, schema, max_size=size)
     try:
-        return await maintenance.rebuild(pool, accounts, chunk, advance, workers)
+        return await use(pool)
     finally:
         await pool.close()
 

@@ -86,6 +86,13 @@ async def rebuild(pool: asyncpg.Pool, accounts: Sequence[str], chunk: int, advan
     return done
 
 
+async def refresh_statistics(pool: asyncpg.Pool) -> None:
+    """ANALYZE what a rebuild rewrote: the planner then knows the new tables at once, whether or not autovacuum
+    runs (and keeps up)."""
+    async with pool.acquire() as conn:
+        await conn.execute("ANALYZE entries; ANALYZE entry_members")
+
+
 @dataclass(frozen=True)
 class RebuildJob:
     """What one rebuild process needs: where the entries are, which accounts are its share, how to chunk them."""

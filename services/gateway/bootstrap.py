@@ -148,6 +148,8 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
         app,
         tracer_provider=provider,
         excluded_urls="/health,/metrics,/static/.*",
+        # one span per request (and the database's below it), not three more for the ASGI messages of each answer
+        exclude_spans=["receive", "send"],
         server_request_hook=scrub_server_span,
     )
     install_access_log_scrubber()

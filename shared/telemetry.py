@@ -10,6 +10,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 _asyncpg_instrumented = False
 
@@ -20,7 +21,11 @@ def make_tracer_provider(
     console: bool = False,
     extra_processors: tuple[SpanProcessor, ...] = (),
 ) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    exporting = bool(otlp_endpoint or console or extra_processors)
+    # Nowhere to send spans: do not record them (ids are still made and propagated, so logs and the entry history
+    # keep their trace ids). Recording spans nobody reads cost the gateway ~3.9 instead of ~3.0 ms of CPU per read.
+    sampler = None if exporting else ALWAYS_OFF  # None: the SDK's default, or OTEL_TRACES_SAMPLER when set
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}), sampler=sampler)
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -40,6 +40,19 @@ async def route(kafka_bootstrap: str, postgres_dsn: str, unique: str, schemas: d
     await ensure_topics(kafka_bootstrap, cfg.topics.all())
     async with serve_mapping(mapping_settings(cfg)) as mapping_url:
         secret = rules.new_secret()
+        # The account chose the (bound) company, as any account with a hook has: a hook of a company no setup
+        # chooses is the keeper's to delete, and its first tick could do so before the first delivery.
+        schema = schemas["mapping"]
+        await fetch(
+            cfg.dsn,
+            f"""INSERT INTO "{schema}".company_bindings (procore_company_id, account_id, name, proof)
+                VALUES ($1, $2, 'Hooks Co', 'user_consent')""",
+            COMPANY,
+            ACCOUNT,
+        )
+        await fetch(
+            cfg.dsn, f'INSERT INTO "{schema}".setups (account_id, procore_company_id) VALUES ($1, $2)', ACCOUNT, COMPANY
+        )
         await fetch(
             cfg.dsn,
             f"""INSERT INTO "{schemas["mapping"]}".webhook_hooks

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-import asyncpg
 import typer
 from tqdm import tqdm
 
@@ -19,8 +17,6 @@ from shared import db
 from shared.app import serve as serve_app
 from shared.logs import configure_logging
 from shared.settings import load_settings
-
-T = TypeVar("T")
 
 cli = typer.Typer(add_completion=False, help="The aggregator service and its maintenance commands.")
 
@@ -55,7 +51,7 @@ def rebuild(
     settings = load_settings(AggregatorSettings)
     dsn, schema = settings.database_url.get_secret_value(), settings.db_schema
     asyncio.run(db.migrate(dsn, schema, "services.aggregator.migrations"))
-    groups = asyncio.run(_on_pool(dsn, schema, lambda pool: maintenance.count_groups(pool, account)))
+    groups = asyncio.run(maintenance.on_pool(dsn, schema, lambda pool: maintenance.count_groups(pool, account)))
     shares = maintenance.share_accounts(groups, processes)
     # tqdm shows the rate and the time left ("[elapsed<remaining, groups/s]")
     with tqdm(total=sum(groups.values()), unit="group", desc="rebuild", mininterval=1.0) as bar:
@@ -66,7 +62,7 @@ def rebuild(
         if len(shares) <= 1:
             accounts = sorted(groups)
             done = asyncio.run(
-                _on_pool(
+                maintenance.on_pool(
                     dsn, schema, lambda pool: maintenance.rebuild(pool, accounts, chunk, advance, workers), workers + 1
                 )
             )
@@ -78,16 +74,8 @@ def rebuild(
                 bar.close()
                 typer.echo(f"rebuild failed: {failed}", err=True)
                 raise typer.Exit(1) from None
-    asyncio.run(_on_pool(dsn, schema, maintenance.refresh_statistics))
+    asyncio.run(maintenance.on_pool(dsn, schema, maintenance.refresh_statistics))
     typer.echo(f"rebuilt {done} (job site, day) groups in {len(shares)} process(es)")
-
-
-async def _on_pool(dsn: str, schema: str, use: Callable[[asyncpg.Pool], Awaitable[T]], size: int = 1) -> T:
-    pool = await db.create_pool(dsn, schema, max_size=size)
-    try:
-        return await use(pool)
-    finally:
-        await pool.close()
 
 
 @cli.command()

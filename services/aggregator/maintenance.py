@@ -8,8 +8,9 @@ import heapq
 import itertools
 import multiprocessing
 import queue as queues
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,6 +22,7 @@ from services.aggregator.gc_tuning import tune_gc
 from shared import db
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 
 
 async def count_groups(pool: asyncpg.Pool, account_id: str | None) -> dict[str, int]:
@@ -93,6 +95,15 @@ async def refresh_statistics(pool: asyncpg.Pool) -> None:
         await conn.execute("ANALYZE entries; ANALYZE entry_members")
 
 
+async def on_pool(dsn: str, schema: str, use: Callable[[asyncpg.Pool], Awaitable[T]], size: int = 1) -> T:
+    """`use` a pool of `size` connections opened for it (and closed after)."""
+    pool = await db.create_pool(dsn, schema, max_size=size)
+    try:
+        return await use(pool)
+    finally:
+        await pool.close()
+
+
 @dataclass(frozen=True)
 class RebuildJob:
     """What one rebuild process needs: where the entries are, which accounts are its share, how to chunk them."""
@@ -108,14 +119,14 @@ def _rebuild_share(job: RebuildJob, progress: multiprocessing.Queue[int]) -> Non
     """A rebuild process: its share of the accounts, each finished chunk's group count sent to the parent."""
     tune_gc()
 
-    async def run() -> None:
-        pool = await db.create_pool(job.dsn, job.schema, max_size=job.workers + 1)
-        try:
-            await rebuild(pool, job.accounts, job.chunk, progress.put, job.workers)
-        finally:
-            await pool.close()
-
-    asyncio.run(run())
+    asyncio.run(
+        on_pool(
+            job.dsn,
+            job.schema,
+            lambda pool: rebuild(pool, job.accounts, job.chunk, progress.put, job.workers),
+            job.workers + 1,
+        )
+    )
 
 
 class RebuildFailed(RuntimeError):

@@ -13,6 +13,7 @@ runs them (each bounded in time; one failing keeps its last values) and renders 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
 import time
@@ -188,9 +189,10 @@ def group_of(consumer: Any) -> str:
 def consumed(records: Iterable[Any], group: str) -> None:
     """Count records delivered to a handler and the size of the call's batch."""
     records = list(records)
-    for record in records:
-        CONSUMED.labels(record.topic, str(record.partition), group).inc()
-    for topic in {record.topic for record in records}:
+    per_partition = collections.Counter((record.topic, record.partition) for record in records)
+    for (topic, partition), count in per_partition.items():
+        CONSUMED.labels(topic, str(partition), group).inc(count)
+    for topic in {topic for topic, _ in per_partition}:
         DEAD_LETTERED.labels(topic)  # exists at 0 before its first dead letter, so increase() sees that one
     if records:
         BATCH_SIZE.labels(records[0].topic, group).observe(len(records))
@@ -205,10 +207,14 @@ def processed(records: Iterable[Any], group: str, duration_s: float, error: Base
     if error is not None:
         return
     now_ms = time.time() * 1000
+    age_of: dict[str, Histogram] = {}
     for record in records:
         timestamp = getattr(record, "timestamp", None)
         if isinstance(timestamp, int) and timestamp > 0:
-            MESSAGE_AGE.labels(record.topic, group).observe(max(now_ms - timestamp, 0) / 1000)
+            age = age_of.get(record.topic)
+            if age is None:
+                age = age_of[record.topic] = MESSAGE_AGE.labels(record.topic, group)
+            age.observe(max(now_ms - timestamp, 0) / 1000)
 
 
 def retried(topics: Iterable[str], group: str, transient: bool) -> None:

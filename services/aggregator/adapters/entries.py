@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -180,17 +180,16 @@ def _entry_row(e: StoredEntry) -> tuple[Any, ...]:
     )
 
 
-@dataclass(frozen=True)
-class LockedEntry:
-    """What the timelog path needs of an existing entry (locked): its status and its totals."""
+class LockedEntry(NamedTuple):
+    """What the timelog path needs of an existing entry (locked): its status and its totals. (Named tuples: the hot
+    path makes one per entry it touches, and a frozen dataclass costs several times more to make.)"""
 
     entry_id: uuid.UUID
     state: EntryState
     totals: Totals
 
 
-@dataclass(frozen=True)
-class NewEntry:
+class NewEntry(NamedTuple):
     entry_id: uuid.UUID
     account_id: str
     ref: EntryRef
@@ -206,13 +205,22 @@ LOCKED_COLUMNS = (
 )
 
 
-def locked_row(row: asyncpg.Record) -> LockedEntry:
-    errors = row["errors"]
+_STATUS_OF: dict[str, Status] = {s.value: s for s in Status}
+
+
+def locked_row(row: asyncpg.Record, errors_of: dict[str, tuple[str, ...]] | None = None) -> LockedEntry:
+    """`errors_of`: errors already read from the same JSON text (locked entries share a few error lists)."""
+    text = row["errors"]
+    errors = () if text == "[]" else None if errors_of is None else errors_of.get(text)
+    if errors is None:
+        errors = tuple(json.loads(text))
+        if errors_of is not None:
+            errors_of[text] = errors
     state = EntryState(
-        status=Status(row["status"]),
+        status=_STATUS_OF[row["status"]],
         fingerprint=row["fingerprint"],
         version=row["version"],
-        errors=() if errors == "[]" else tuple(json.loads(errors)),
+        errors=errors,
         last_error=row["last_error"],
         procore_id=row["procore_id"],
         published_fingerprint=row["published_fingerprint"],
@@ -243,7 +251,8 @@ async def lock_entries_by_id(conn: asyncpg.Connection, entry_ids: Sequence[uuid.
         """,
         arrays.uuids(sorted(entry_ids, key=_uuid_order)),
     )
-    return {r["entry_id"]: locked_row(r) for r in rows}
+    errors_of: dict[str, tuple[str, ...]] = {}
+    return {r["entry_id"]: locked_row(r, errors_of) for r in rows}
 
 
 def _dims_from_key() -> str:
@@ -304,17 +313,15 @@ def _contents_json(contents: Iterable[dict[str, str] | None]) -> list[str | None
     return out
 
 
-async def create_entries(conn: asyncpg.Connection, entries: Sequence[NewEntry]) -> set[uuid.UUID]:
-    """Insert new entries in one statement (in id order); returns the ids inserted. Job site, day and dims are
-    read from the entry's key in SQL.
+NewEntryRows = tuple[str, ...]
+"""New entries as the insert's array parameters (`new_entry_rows`)."""
 
-    An entry missing from the answer was created by a concurrent writer (this insert waited for it
-    to commit): the caller locks it and applies its change on top."""
-    if not entries:
-        return set()
+
+def new_entry_rows(entries: Sequence[NewEntry]) -> NewEntryRows:
+    """The insert's parameters for these new entries, in id order (built apart from the insert, so a caller can build
+    the next rows while PostgreSQL inserts these)."""
     ordered = sorted(entries, key=lambda e: e.entry_id.int)
-    rows = await conn.fetch(
-        _CREATE_ENTRIES,
+    return (
         arrays.uuids([e.entry_id for e in ordered]),
         arrays.texts([e.account_id for e in ordered]),
         arrays.texts([e.ref.module.value for e in ordered]),
@@ -327,7 +334,17 @@ async def create_entries(conn: asyncpg.Connection, entries: Sequence[NewEntry]) 
         arrays.numbers([e.totals.seconds for e in ordered]),
         arrays.numbers([e.totals.units for e in ordered]),
     )
-    return {r["entry_id"] for r in rows}
+
+
+async def create_entries(conn: asyncpg.Connection, rows: NewEntryRows) -> set[uuid.UUID]:
+    """Insert new entries (`new_entry_rows`) in one statement, in id order; returns the ids inserted. Job site, day
+    and dims are read from the entry's key in SQL.
+
+    An entry missing from the answer was created by a concurrent writer (this insert waited for it
+    to commit): the caller locks it and applies its change on top."""
+    if rows[0] == "{}":
+        return set()
+    return {r["entry_id"] for r in await conn.fetch(_CREATE_ENTRIES, *rows)}
 
 
 async def save_entries(conn: asyncpg.Connection, entries: Sequence[StoredEntry]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from services.aggregator.adapters import arrays
 from services.aggregator.adapters.entries import LockedEntry, StoredEntry
 from services.aggregator.domain import MODULE_DIMS
 from shared.events import Module
@@ -33,12 +34,12 @@ async def save_member_changes(conn: asyncpg.Connection, changes: Sequence[tuple[
         await conn.execute(
             """
             INSERT INTO entry_members (entry_id, employee_id, timelogs)
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[])
+            SELECT * FROM unnest($1::text::uuid[], $2::text::text[], $3::text::int[])
             ON CONFLICT (entry_id, employee_id) DO UPDATE SET timelogs = EXCLUDED.timelogs
             """,
-            [c[0] for c in upserts],
-            [c[1] for c in upserts],
-            [c[2] for c in upserts],
+            arrays.uuids([c[0] for c in upserts]),
+            arrays.texts([c[1] for c in upserts]),
+            arrays.numbers([c[2] for c in upserts]),
         )
     if removals:
         await conn.execute(

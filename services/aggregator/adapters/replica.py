@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from services.aggregator.adapters import arrays
 from shared.events import Module, ProcoreEntity, ReferenceKind
 
 
@@ -87,10 +88,10 @@ async def load_mappings_for(
         rows = await conn.fetch(
             """
             SELECT m.* FROM mappings m
-              JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(account_id, entity, mobiclocks_id)
+              JOIN unnest($1::text::text[], $2::text::text[], $3::text::text[]) AS k(account_id, entity, mobiclocks_id)
                 ON m.account_id = k.account_id AND m.entity = k.entity AND m.mobiclocks_id = k.mobiclocks_id
             """,
-            *map(list, zip(*ids, strict=True)),
+            *(arrays.texts(list(column)) for column in zip(*ids, strict=True)),
         )
         for r in rows:
             _remember_mapping(accounts[r["account_id"]], r)
@@ -98,10 +99,10 @@ async def load_mappings_for(
         rows = await conn.fetch(
             """
             SELECT n.* FROM reference_names n
-              JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(account_id, kind, entity_id)
+              JOIN unnest($1::text::text[], $2::text::text[], $3::text::text[]) AS k(account_id, kind, entity_id)
                 ON n.account_id = k.account_id AND n.kind = k.kind AND n.entity_id = k.entity_id
             """,
-            *map(list, zip(*names, strict=True)),
+            *(arrays.texts(list(column)) for column in zip(*names, strict=True)),
         )
         for r in rows:
             accounts[r["account_id"]].names[(r["kind"], r["entity_id"])] = (r["name"], r["number"])

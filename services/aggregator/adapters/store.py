@@ -21,7 +21,7 @@ from services.aggregator.adapters import (
     replica,
     timelogs,
 )
-from services.aggregator.adapters.entries import EntryUpdate, LockedEntry, NewEntry, StoredEntry
+from services.aggregator.adapters.entries import EntryUpdate, LockedEntry, NewEntryRows, StoredEntry
 from services.aggregator.adapters.history import HistoryRow
 from services.aggregator.adapters.publish_requests import DuePublish, QueuedPublish
 from services.aggregator.adapters.remap_marks import Mark, MarkedEntry, PendingMarks
@@ -136,8 +136,8 @@ class Store:
     async def lock_entries_of_groups(self, groups: Iterable[Group]) -> list[tuple[str, EntryRef, LockedEntry]]:
         return await entries.lock_entries_of_groups(self.conn, groups)
 
-    async def create_entries(self, new: Sequence[NewEntry]) -> set[uuid.UUID]:
-        return await entries.create_entries(self.conn, new)
+    async def create_entries(self, rows: NewEntryRows) -> set[uuid.UUID]:
+        return await entries.create_entries(self.conn, rows)
 
     async def update_entry_totals(self, updates: Sequence[EntryUpdate]) -> None:
         await entries.update_entry_totals(self.conn, updates)

@@ -53,13 +53,13 @@ async def lock_timelogs(
     rows = await conn.fetch(
         """
         SELECT t.* FROM timelogs t
-          JOIN unnest($1::text[], $2::text[]) AS k(account_id, timelog_id)
+          JOIN unnest($1::text::text[], $2::text::text[]) AS k(account_id, timelog_id)
             ON t.account_id = k.account_id AND t.timelog_id = k.timelog_id
          ORDER BY t.account_id, t.timelog_id
            FOR UPDATE OF t
         """,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
+        arrays.texts([k[0] for k in keys]),
+        arrays.texts([k[1] for k in keys]),
     )
     return {
         (r["account_id"], r["timelog_id"]): StoredTimelog(r["revision"], None if r["deleted"] else _timelog(r))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 from shared.events import (
     Module,
@@ -22,8 +22,10 @@ ENTRY_NAMESPACE = uuid.UUID("7f1c1f3e-5a55-4d0c-9a3e-2b8e6c1d0a11")
 HUNDREDTH = Decimal("0.01")
 
 
-@dataclass(frozen=True)
-class Timelog:
+class Timelog(NamedTuple):
+    """One current timelog, as aggregation reads it (a named tuple: one is made per event and per stored timelog a
+    batch touches, and a frozen dataclass's construction cost several times more)."""
+
     timelog_id: str
     employee_id: str
     company_id: str
@@ -44,43 +46,70 @@ MODULE_DIMS: dict[Module, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
 class EntryRef:
-    """The identity of an entry: module, job site, day and the module's dimensions (MODULE_DIMS order)."""
+    """The identity of an entry: module, job site, day and the module's dimensions (MODULE_DIMS order). Immutable
+    (its fields are `Final`) and hashed once: refs are dict keys all along the hot path, made by the hundred thousand,
+    so this is a plain slotted class rather than a frozen dataclass, and its `key` is built only when asked for."""
 
-    module: Module
-    job_site_id: str
-    work_date: date
-    dims: tuple[str | None, ...]
-    key: str = field(init=False, compare=False, repr=False)
-    """`json.dumps([job_site, day, *dims], separators=(",", ":"))`, built without the generic encoder (hot)."""
-    _hash: int = field(init=False, compare=False, repr=False)
+    __slots__ = ("_hash", "_key", "dims", "job_site_id", "module", "work_date")
 
-    def __post_init__(self) -> None:
-        parts = [encode_basestring_ascii(self.job_site_id), f'"{self.work_date.isoformat()}"']
-        parts += ["null" if d is None else encode_basestring_ascii(d) for d in self.dims]
-        object.__setattr__(self, "key", f"[{','.join(parts)}]")
-        object.__setattr__(self, "_hash", hash((self.module, self.job_site_id, self.work_date, self.dims)))
+    def __init__(self, module: Module, job_site_id: str, work_date: date, dims: tuple[str | None, ...]) -> None:
+        self.module: Final = module
+        self.job_site_id: Final = job_site_id
+        self.work_date: Final = work_date
+        self.dims: Final = dims
+        self._hash: Final = hash((module, job_site_id, work_date, dims))
+        self._key: str | None = None
 
-    def __hash__(self) -> int:  # refs are dict keys all along the hot path: hash once
+    @property
+    def key(self) -> str:
+        """`json.dumps([job_site, day, *dims], separators=(",", ":"))`, built without the generic encoder (hot)."""
+        key = self._key
+        if key is None:
+            parts = [encode_basestring_ascii(self.job_site_id), f'"{self.work_date.isoformat()}"']
+            parts += ["null" if d is None else encode_basestring_ascii(d) for d in self.dims]
+            key = self._key = f"[{','.join(parts)}]"
+        return key
+
+    def __hash__(self) -> int:
         return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EntryRef):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.module is other.module
+            and self.job_site_id == other.job_site_id
+            and self.work_date == other.work_date
+            and self.dims == other.dims
+        )
+
+    def __repr__(self) -> str:
+        return f"EntryRef({self.module!r}, {self.job_site_id!r}, {self.work_date!r}, {self.dims!r})"
 
     def dims_dict(self) -> dict[str, str | None]:
         return dict(zip(MODULE_DIMS[self.module], self.dims, strict=True))
 
 
-_ENTRY_IDS: dict[tuple[str, Module, str], uuid.UUID] = {}
+def entry_id(account_id: str, module: Module, key: str) -> uuid.UUID:
+    """Deterministic, so a rebuild from the stored timelogs yields the very same entries."""
+    return uuid5(f"{account_id}\x1f{module.value}\x1f{key}")
+
+
+_ENTRY_IDS: dict[tuple[str, EntryRef], uuid.UUID] = {}
 _ENTRY_IDS_KEPT = 200_000
 
 
-def entry_id(account_id: str, module: Module, key: str) -> uuid.UUID:
-    """Deterministic, so a rebuild from the stored timelogs yields the very same entries (remembered: the hot
-    path asks for the same recent entries again and again, and a SHA-1 per ask adds up)."""
-    found = _ENTRY_IDS.get((account_id, module, key))
+def entry_id_of(entry: tuple[str, EntryRef]) -> uuid.UUID:
+    """`entry_id` of an (account, entry), remembered: the hot path asks for the same recent entries again and again,
+    and a SHA-1 and the entry's key per ask add up."""
+    found = _ENTRY_IDS.get(entry)
     if found is None:
         if len(_ENTRY_IDS) >= _ENTRY_IDS_KEPT:
             _ENTRY_IDS.clear()
-        found = _ENTRY_IDS[(account_id, module, key)] = uuid5(f"{account_id}\x1f{module.value}\x1f{key}")
+        account_id, ref = entry
+        found = _ENTRY_IDS[entry] = entry_id(account_id, ref.module, ref.key)
     return found
 
 
@@ -182,18 +211,44 @@ def _units(value: Decimal) -> str:
 
 
 def content_of(module: Module, totals: Totals) -> dict[str, str] | None:
-    """The numbers users see (and Procore gets); None for an entry no timelog contributes to."""
+    """The numbers users see (and Procore gets); None for an entry no timelog contributes to. Shared between entries
+    with the same numbers: never changed in place."""
+    return content_with_fingerprint(module, totals)[0]
+
+
+def content_with_fingerprint(module: Module, totals: Totals) -> tuple[dict[str, str], str] | tuple[None, None]:
+    """`content_of` and its `fingerprint`, remembered by the numbers they depend on (few distinct ones recur: 8.00
+    hours, 3 workers)."""
     if totals.empty:
-        return None
+        return None, None
     if module is _MANPOWER:
         heads = len(totals.members)
         if heads == 0:
             raise ValueError("a manpower entry has timelogs but no employees: its totals drifted (run rebuild)")
-        average = (Decimal(totals.seconds) / Decimal(3600) / heads).quantize(HUNDREDTH, rounding=ROUND_HALF_UP)
-        return {"average_hours": str(average), "manpower": str(heads), "total_hours": hours(totals.seconds)}
+        return _manpower_content(totals.seconds, heads)
     if module is _TIMECARD:
-        return {"hours": hours(totals.seconds)}
-    return {"units": _units(totals.units)}
+        return _timecard_content(totals.seconds)
+    return _quantity_content(totals.units)
+
+
+@functools.lru_cache(maxsize=65536)
+def _manpower_content(seconds: int, heads: int) -> tuple[dict[str, str], str]:
+    average = (Decimal(seconds) / Decimal(3600) / heads).quantize(HUNDREDTH, rounding=ROUND_HALF_UP)
+    return _with_fingerprint({"average_hours": str(average), "manpower": str(heads), "total_hours": hours(seconds)})
+
+
+@functools.lru_cache(maxsize=65536)
+def _timecard_content(seconds: int) -> tuple[dict[str, str], str]:
+    return _with_fingerprint({"hours": hours(seconds)})
+
+
+@functools.lru_cache(maxsize=65536)
+def _quantity_content(units: Decimal) -> tuple[dict[str, str], str]:
+    return _with_fingerprint({"units": _units(units)})
+
+
+def _with_fingerprint(content: dict[str, str]) -> tuple[dict[str, str], str]:
+    return content, fingerprint(content)
 
 
 def fingerprint(content: Mapping[str, Any]) -> str:

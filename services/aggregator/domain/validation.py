@@ -91,19 +91,79 @@ _NEEDS: dict[Module, tuple[tuple[str, ProcoreEntity, ReferenceKind, bool], ...]]
 whether the mapping is per project)."""
 
 
-def fully_mapped(module: Module, job_site_id: str, dims: Mapping[str, str | None], m: MappingView) -> bool:
-    """Whether `validate` finds no missing mapping for this entry (it says nothing of fractional quantities): the
-    common case, decided without building any error text."""
-    if m.procore_company_id is None:
-        return False
-    project = m.procore_id(ProcoreEntity.PROJECT, job_site_id)
-    if project is None:
-        return False
-    for dim, entity, _, scoped in _NEEDS[module]:
-        value = dims.get(dim)
-        if value is not None and m.procore_id(entity, value, project if scoped else None) is None:
-            return False
-    return True
+class Validation:
+    """`validate` for many entries of one account against one view of its mappings, each part worked out once: an
+    entry's errors are its job site's (no Procore company, no project) followed by one per missing mapping of its
+    dimensions, and a batch's entries share most of those parts (one employee on many days and cost codes, one cost
+    code for many employees). Equal to `validate` for every entry (`tests/unit/test_aggregator_validation.py`); only
+    valid while the view does not change (one batch)."""
+
+    def __init__(self, m: MappingView) -> None:
+        self.m = m
+        self._sites: dict[str, tuple[int | None, tuple[str, ...], str]] = {}
+        self._parts: dict[tuple[ProcoreEntity, str, int | None, str | None], str | None] = {}
+
+    def errors(
+        self, module: Module, job_site_id: str, dims: tuple[str | None, ...], content: Mapping[str, str] | None
+    ) -> tuple[str, ...]:
+        """`validate(module, job_site_id, <dims by MODULE_DIMS>, content, m)`."""
+        site = self._sites.get(job_site_id)
+        if site is None:
+            site = self._sites[job_site_id] = self._site(job_site_id)
+        project, errors, project_label = site
+        if module is Module.PRODUCTION_QUANTITY and content is not None:
+            errors = self._fractional(dims, content) + errors
+        for index, entity, kind, scoped, names_project in _NEEDS_BY_INDEX[module]:
+            mc_id = dims[index]
+            if mc_id is None or (scoped and project is None):
+                continue
+            key = (entity, mc_id, project if scoped else None, project_label if names_project else None)
+            if key in self._parts:
+                part = self._parts[key]
+            else:
+                part = self._parts[key] = self._missing(entity, kind, mc_id, project if scoped else None, project_label)
+            if part is not None:
+                errors += (part,)
+        return errors
+
+    def _site(self, job_site_id: str) -> tuple[int | None, tuple[str, ...], str]:
+        m = self.m
+        errors: tuple[str, ...] = (labels.NOT_CONNECTED,) if m.procore_company_id is None else ()
+        project = m.procore_id(ProcoreEntity.PROJECT, job_site_id)
+        site_label = m.label(ReferenceKind.JOB_SITE, job_site_id)
+        if project is None:
+            text = labels.REASONS[ProcoreEntity.PROJECT].format(label=site_label)
+            broken = m.broken_reason(ProcoreEntity.PROJECT, job_site_id)
+            errors += (f"{text}: {broken}" if broken else text,)
+        return project, errors, m.procore_name(ProcoreEntity.PROJECT, job_site_id) or site_label
+
+    def _missing(
+        self, entity: ProcoreEntity, kind: ReferenceKind, mc_id: str, project: int | None, project_label: str
+    ) -> str | None:
+        m = self.m
+        if m.procore_id(entity, mc_id, project) is not None:
+            return None
+        text = labels.REASONS[entity].format(label=m.label(kind, mc_id), project=project_label)
+        broken = m.broken_reason(entity, mc_id, project)
+        return f"{text}: {broken}" if broken else text
+
+    def _fractional(self, dims: tuple[str | None, ...], content: Mapping[str, str]) -> tuple[str, ...]:
+        units = Decimal(content["units"])
+        if units == units.to_integral_value():
+            return ()
+        cost_code_id, unit = dims  # MODULE_DIMS[PRODUCTION_QUANTITY]
+        label = self.m.label(ReferenceKind.COST_CODE, str(cost_code_id))
+        return (labels.FRACTIONAL_QUANTITY.format(units=content["units"], unit=unit, label=label),)
+
+
+_NEEDS_BY_INDEX: dict[Module, tuple[tuple[int, ProcoreEntity, ReferenceKind, bool, bool], ...]] = {
+    module: tuple(
+        (MODULE_DIMS[module].index(dim), entity, kind, scoped, "{project}" in labels.REASONS[entity])
+        for dim, entity, kind, scoped in needs
+    )
+    for module, needs in _NEEDS.items()
+}
+"""`_NEEDS` by the dimension's place in an entry's `dims`, and whether the error's wording names the project."""
 
 
 def mapping_needs(ref: EntryRef) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
@@ -128,8 +188,9 @@ def mapping_needs_of(refs: Iterable[tuple[str, EntryRef]]) -> tuple[Needs, Needs
     values: set[tuple[str, str, str]] = set()
     for account, ref in refs:
         sites.add((account, ref.job_site_id))
-        for dim, value in zip(MODULE_DIMS[ref.module], ref.dims, strict=True):
-            if value is not None and dim in ENTITY_OF_DIM:
+        dims = ref.dims
+        for index, dim in _MAPPED_DIMS[ref.module]:
+            if (value := dims[index]) is not None:
                 values.add((account, dim, value))
     project, job_site = ProcoreEntity.PROJECT.value, ReferenceKind.JOB_SITE.value
     ids = {(a, project, s) for a, s in sites}
@@ -148,6 +209,13 @@ ENTITY_OF_DIM: dict[str, tuple[ProcoreEntity, ReferenceKind]] = {
     "cost_code_id": (ProcoreEntity.COST_CODE, ReferenceKind.COST_CODE),
     "pay_class_id": (ProcoreEntity.CLASSIFICATION, ReferenceKind.PAY_CLASS),
 }
+
+
+_MAPPED_DIMS: dict[Module, tuple[tuple[int, str], ...]] = {
+    module: tuple((index, dim) for index, dim in enumerate(dims) if dim in ENTITY_OF_DIM)
+    for module, dims in MODULE_DIMS.items()
+}
+"""The dimensions of each module that name something mapped to Procore, by their place in an entry's `dims`."""
 
 
 def publish_blocker(m: MappingView, job_site_id: str) -> str | None:

@@ -4,6 +4,7 @@ connection in a transaction the caller opened); the SQL is in the adapters."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import defaultdict
@@ -15,9 +16,18 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter
 
 from services.aggregator import domain
-from services.aggregator.adapters.entries import EntryUpdate, LockedEntry, NewEntry, StoredEntry, locked
+from services.aggregator.adapters.entries import (
+    EntryUpdate,
+    LockedEntry,
+    NewEntry,
+    NewEntryRows,
+    StoredEntry,
+    locked,
+    new_entry_rows,
+)
 from services.aggregator.adapters.replica import AccountMappings
 from services.aggregator.adapters.timelogs import Group, StoredTimelog
+from services.aggregator.handlers.ahead import statements_ahead
 from shared.events import (
     Module,
     TimelogDeleted,
@@ -52,7 +62,7 @@ class TimelogTables(Protocol):
     async def lock_entries_of_groups(
         self, groups: Iterable[Group]
     ) -> list[tuple[str, domain.EntryRef, LockedEntry]]: ...
-    async def create_entries(self, new: Sequence[NewEntry]) -> set[uuid.UUID]: ...
+    async def create_entries(self, rows: NewEntryRows) -> set[uuid.UUID]: ...
     async def update_entry_totals(self, updates: Sequence[EntryUpdate]) -> None: ...
     async def delete_entries(self, entry_ids: Sequence[uuid.UUID]) -> None: ...
     async def load_members(self, of: dict[uuid.UUID, LockedEntry]) -> None: ...
@@ -153,10 +163,14 @@ async def apply_timelog_events(tables: TimelogTables, events: Sequence[TimelogCh
     accounts = sorted({e.account_id for e in batch})
     # Shared account locks: a from-scratch recompute of an account takes the exclusive one.
     await tables.lock_accounts_shared(accounts)
+    views = await tables.load_setups(accounts)
     # Lock by identity, not by row: timelogs nobody stored yet are claimed by inserting them (a concurrent
     # batch with the same timelog waits on the unique index), stored ones are locked; so two instances that
     # consume two revisions of one timelog apply them one after the other, each from the other's result.
-    inserted = await tables.insert_new_timelogs(batch)
+    async with statements_ahead() as ahead:
+        inserting = await ahead.send(tables.insert_new_timelogs(batch))
+        adds = _contributions_of_upserts(batch, views)  # while PostgreSQL inserts
+        inserted = await inserting
     stored = await tables.lock_timelogs(
         [(e.account_id, e.timelog_id) for e in batch if (e.account_id, e.timelog_id) not in inserted]
     )
@@ -169,7 +183,6 @@ async def apply_timelog_events(tables: TimelogTables, events: Sequence[TimelogCh
     ]
     if not fresh:
         return 0
-    views = await tables.load_setups(accounts)
     deltas: dict[AccountRef, domain.Totals] = defaultdict(domain.Totals)
     deleted: dict[AccountRef, set[str]] = defaultdict(set)
     revived: dict[AccountRef, set[str]] = defaultdict(set)
@@ -182,12 +195,12 @@ async def apply_timelog_events(tables: TimelogTables, events: Sequence[TimelogCh
                 if isinstance(e, TimelogDeleted):
                     deleted[(e.account_id, ref)].add(e.timelog_id)
         if isinstance(e, TimelogUpserted):
-            for ref, seconds, units, member in domain.contributions(to_timelog(e), modules):
+            for ref, seconds, units, member in adds[(e.account_id, e.timelog_id)]:
                 deltas[(e.account_id, ref)].add(seconds, units, member, +1)
                 revived[(e.account_id, ref)].add(e.timelog_id)
     await tables.upsert_timelogs([e for e in fresh if (e.account_id, e.timelog_id) not in inserted])
 
-    ids = {(a, ref): domain.entry_id(a, ref.module, ref.key) for a, ref in deltas}
+    ids = {key: domain.entry_id_of(key) for key in deltas}
     found = await tables.lock_entries_by_id(list(ids.values()))
     existing: dict[AccountRef, LockedEntry] = {}
     if found:
@@ -231,6 +244,21 @@ async def apply_timelog_events(tables: TimelogTables, events: Sequence[TimelogCh
     return len(fresh)
 
 
+def _contributions_of_upserts(
+    batch: Iterable[TimelogChange], views: dict[str, AccountMappings]
+) -> dict[tuple[str, str], list[domain.Contribution]]:
+    """What each upsert of the batch adds to which entries (the ids of those entries worked out too: remembered by
+    `domain.entry_id_of` for when the batch asks)."""
+    adds = {}
+    for e in batch:
+        if isinstance(e, TimelogUpserted):
+            account = e.account_id
+            adds[(account, e.timelog_id)] = found = domain.contributions(to_timelog(e), views[account].enabled_modules)
+            for ref, *_ in found:
+                domain.entry_id_of((account, ref))
+    return adds
+
+
 _QUANTITY = Module.PRODUCTION_QUANTITY
 
 
@@ -241,24 +269,18 @@ def _validates(ref: domain.EntryRef, revalidate: bool) -> bool:
 
 
 class Validator:
-    """`domain.validate` remembered within one batch: entries of one job site and the same dimensions on other
-    days (and quantities of the same units) get the same errors."""
+    """`domain.validate` for a batch's entries, remembered per account (`domain.Validation`): the batch's view of
+    the mappings does not change while it runs."""
 
     def __init__(self, views: dict[str, AccountMappings]) -> None:
         self.views = views
-        self.known: dict[tuple[str, Module, str, tuple[str | None, ...], str | None], tuple[str, ...]] = {}
+        self.of_account: dict[str, domain.Validation] = {}
 
     def errors(self, account: str, ref: domain.EntryRef, content: dict[str, str]) -> tuple[str, ...]:
-        units = content.get("units") if ref.module is _QUANTITY else None
-        key = (account, ref.module, ref.job_site_id, ref.dims, units)
-        found = self.known.get(key)
-        if found is None:
-            view, dims = self.views[account], ref.dims_dict()
-            if ref.module is not _QUANTITY and domain.fully_mapped(ref.module, ref.job_site_id, dims, view):
-                found = self.known[key] = ()  # what `validate` says of it, without rendering any error
-            else:
-                found = self.known[key] = domain.validate(ref.module, ref.job_site_id, dims, content, view)
-        return found
+        validation = self.of_account.get(account)
+        if validation is None:
+            validation = self.of_account[account] = domain.Validation(self.views[account])
+        return validation.errors(ref.module, ref.job_site_id, ref.dims, content)
 
 
 @dataclass(frozen=True)
@@ -289,26 +311,64 @@ async def _settle_and_save(
         *domain.mapping_needs_of(key for key in after if key not in existing or _validates(key[1], revalidate)),
     )
     validator = Validator(views)
+    ids = batch.ids if batch is not None else None
+    new = sorted(
+        ((ids[key] if ids else domain.entry_id_of(key), key) for key in after if key not in existing), key=_by_entry_id
+    )
+    made: list[NewEntry] = []
+    created: set[uuid.UUID] = set()
+    async with statements_ahead() as ahead:
+        # New entries go in id order, a chunk per statement: PostgreSQL inserts one chunk while the next is built,
+        # and the entries that existed are re-settled while it inserts the last.
+        creating: asyncio.Future[set[uuid.UUID]] | None = None
+        for chunk in _insert_chunks(new):
+            entries = _new_entries(chunk, after, validator)
+            made += entries
+            rows = new_entry_rows(entries)
+            if creating is not None:
+                created |= await creating
+            creating = await ahead.send(tables.create_entries(rows))
+        changes = _settle_existing(existing, after, batch, validator)
+        if creating is not None:
+            created |= await creating
+    await tables.delete_entries(changes.deleted)
+    # settling never changes publish state, so existing entries only need their totals and status written
+    await tables.update_entry_totals(changes.saved)
+    members = changes.members
+    for entry in made:
+        if entry.entry_id in created:
+            members += [(entry.entry_id, m, n) for m, n in entry.totals.members.items()]
+    await tables.save_member_changes(members)
+    return {(entry.account_id, entry.ref) for entry in made if entry.entry_id not in created}
+
+
+@dataclass
+class _Settled:
+    """What re-settling existing entries writes: entries saved, entries deleted, member counts changed."""
+
+    saved: list[EntryUpdate]
+    deleted: list[uuid.UUID]
+    members: list[tuple[uuid.UUID, str, int]]
+
+
+def _settle_existing(
+    existing: dict[AccountRef, LockedEntry],
+    after: dict[AccountRef, domain.Totals],
+    batch: TimelogChanges | None,
+    validator: Validator,
+) -> _Settled:
+    """The status decisions for entries that existed, now with totals `after` (see `_settle_and_save`)."""
+    revalidate = batch is None
     deleted = batch.deleted if batch is not None else {}
     revived = batch.revived if batch is not None else {}
-    ids = batch.ids if batch is not None else None
-    to_save: list[EntryUpdate] = []
-    to_create: dict[AccountRef, NewEntry] = {}
-    to_delete: list[uuid.UUID] = []
-    members: list[tuple[uuid.UUID, str, int]] = []
+    out = _Settled([], [], [])
     manpower = Module.MANPOWER
-    for key, total in after.items():
-        account, ref = key
-        old = existing.get(key)
-        content = domain.content_of(ref.module, total)
-        fp = domain.fingerprint(content) if content is not None else None
-        if old is None:
-            if content is None or fp is None:
-                continue  # created and emptied again within one batch
-            id_ = ids[key] if ids else domain.entry_id(account, ref.module, ref.key)
-            state = domain.new_entry(fp, validator.errors(account, ref, content))
-            to_create[key] = NewEntry(id_, account, ref, content, state, total)
+    for key, old in existing.items():
+        total = after.get(key)
+        if total is None:
             continue
+        account, ref = key
+        content, fp = domain.content_with_fingerprint(ref.module, total)
         old_state = old.state
         gone = old_state.deleted_timelog_ids
         for timelog_id in deleted.get(key, ()):
@@ -324,23 +384,46 @@ async def _settle_and_save(
         ):
             new_state = domain.errors_changed(new_state, validator.errors(account, ref, content))
         if new_state is None:
-            to_delete.append(old.entry_id)
+            out.deleted.append(old.entry_id)
             continue
         if new_state != old_state or changed_content or total != old.totals:
-            to_save.append((old.entry_id, new_state, content, total))
+            out.saved.append((old.entry_id, new_state, content, total))
         if ref.module is manpower and total.members != old.totals.members:
             for member in old.totals.members.keys() | total.members.keys():
                 if old.totals.members.get(member, 0) != total.members.get(member, 0):
-                    members.append((old.entry_id, member, total.members.get(member, 0)))
-    await tables.delete_entries(to_delete)
-    created = await tables.create_entries(list(to_create.values()))
-    for entry in to_create.values():
-        if entry.entry_id in created:
-            members += [(entry.entry_id, m, n) for m, n in entry.totals.members.items()]
-    # settling never changes publish state, so existing entries only need their totals and status written
-    await tables.update_entry_totals(to_save)
-    await tables.save_member_changes(members)
-    return {key for key, entry in to_create.items() if entry.entry_id not in created}
+                    out.members.append((old.entry_id, member, total.members.get(member, 0)))
+    return out
+
+
+_INSERT_CHUNKS = 4
+"""New entries are inserted in this many statements (each in flight while the next chunk is built)…"""
+_INSERT_AT_LEAST = 250
+"""…of at least this many entries each (a statement has a cost of its own)."""
+
+
+def _insert_chunks(new: list[tuple[uuid.UUID, AccountRef]]) -> list[list[tuple[uuid.UUID, AccountRef]]]:
+    size = max(_INSERT_AT_LEAST, -(-len(new) // _INSERT_CHUNKS))
+    return [new[start : start + size] for start in range(0, len(new), size)]
+
+
+def _by_entry_id(item: tuple[uuid.UUID, AccountRef]) -> int:
+    return item[0].int
+
+
+def _new_entries(
+    chunk: Iterable[tuple[uuid.UUID, AccountRef]], after: dict[AccountRef, domain.Totals], validator: Validator
+) -> list[NewEntry]:
+    """New entries with their first state (validated); one created and emptied again within one batch is none."""
+    out = []
+    for entry_id, key in chunk:
+        account, ref = key
+        total = after[key]
+        content, fp = domain.content_with_fingerprint(ref.module, total)
+        if content is None or fp is None:
+            continue
+        state = domain.new_entry(fp, validator.errors(account, ref, content))
+        out.append(NewEntry(entry_id, account, ref, content, state, total))
+    return out
 
 
 async def recompute_groups(tables: TimelogTables, groups: Iterable[Group], revalidate: bool = True) -> None:

@@ -211,9 +211,10 @@ _STATUS_OF: dict[str, Status] = {s.value: s for s in Status}
 def locked_row(row: asyncpg.Record, errors_of: dict[str, tuple[str, ...]] | None = None) -> LockedEntry:
     """`errors_of`: errors already read from the same JSON text (locked entries share a few error lists)."""
     text = row["errors"]
-    errors = () if text == "[]" else None if errors_of is None else errors_of.get(text)
-    if errors is None:
-        errors = tuple(json.loads(text))
+    errors: tuple[str, ...] = ()
+    if text != "[]":
+        known = errors_of.get(text) if errors_of is not None else None
+        errors = known if known is not None else tuple(json.loads(text))
         if errors_of is not None:
             errors_of[text] = errors
     state = EntryState(

@@ -303,7 +303,8 @@ async def _settle_and_save(
     """Write entries whose totals are now `after`: new ones validated, changed ones re-settled. `batch` is what a
     timelog batch changed besides the totals; None for a from-scratch recompute, which re-checks every entry's errors.
 
-    Only the status decisions are made here, per entry; reads and writes are one statement each for the batch.
+    Only the status decisions are made here, per entry; reads and writes are set-based statements for the batch
+    (new entries in a few id-ordered chunks, sent ahead: see `handlers.ahead`).
     Returns the new entries it could not create because a concurrent writer created them first."""
     revalidate = batch is None
     await tables.load_mappings_for(

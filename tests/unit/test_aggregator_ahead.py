@@ -53,8 +53,12 @@ async def test_only_one_statement_flies_at_a_time() -> None:
 async def test_leaving_on_an_error_waits_for_the_statement_in_flight() -> None:
     statement = FakeStatement()
     asyncio.get_running_loop().call_later(0.05, statement.release.set)
-    with pytest.raises(ValueError, match="the caller failed"):
+
+    async def failing_caller() -> None:
         async with statements_ahead() as ahead:
             await ahead.send(statement.run(error=RuntimeError("the statement failed too")))
             raise ValueError("the caller failed")
+
+    with pytest.raises(ValueError, match="the caller failed"):
+        await failing_caller()
     assert statement.finished  # the transaction can roll back now: nothing runs on its connection

@@ -1,5 +1,6 @@
-"""`domain.Validation` (the hot path's validation, each part worked out once per batch) says exactly what
-`domain.validate` says, for every entry of a batch, whatever the order and however often parts repeat."""
+"""`domain.Validation` (the hot path's validation, each part worked out once per batch) says for every entry of a
+batch what it says of that entry alone (`domain.validate`: a fresh one), whatever the order and however often parts
+repeat — what it remembers is keyed by everything a part depends on. The wording itself: `test_validation.py`."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def entries(draw: st.DrawFn) -> tuple[Module, str, tuple[str | None, ...], dict[
 
 
 @given(view=views(), batch=st.lists(entries(), min_size=1, max_size=30))
-def test_validation_says_what_validate_says(
+def test_a_batch_gets_what_each_entry_gets_alone(
     view: AccountMappings, batch: list[tuple[Module, str, tuple[str | None, ...], dict[str, str]]]
 ) -> None:
     memo = domain.Validation(view)
@@ -71,3 +72,17 @@ def test_a_missing_cost_code_names_the_project_of_each_job_site() -> None:
     second = memo.errors(Module.PRODUCTION_QUANTITY, "s2", dims, {"units": "2"})
     assert first == ("Cost code cc is not mapped for project Tower",)
     assert second == ("Cost code cc is not mapped for project Annex",)
+
+
+def test_a_cost_code_mapped_for_one_project_only_is_missing_on_the_other() -> None:
+    """Cost codes are mapped per project: one batch, the same cost code on job sites of two projects (named alike)."""
+    view = AccountMappings(procore_company_id=7)
+    view.ids[("project", "s1", 0)] = (101, "Main")
+    view.ids[("project", "s2", 0)] = (102, "Main")
+    view.ids[("cost_code", "cc", 101)] = (9001, None)
+    memo = domain.Validation(view)
+    dims = ("cc", "ea")
+    assert memo.errors(Module.PRODUCTION_QUANTITY, "s1", dims, {"units": "2"}) == ()
+    assert memo.errors(Module.PRODUCTION_QUANTITY, "s2", dims, {"units": "2"}) == (
+        "Cost code cc is not mapped for project Main",
+    )

@@ -38,43 +38,9 @@ def validate(
     content: Mapping[str, str] | None,
     m: MappingView,
 ) -> tuple[str, ...]:
-    """Human-readable reasons an entry cannot be published, one per missing mapping."""
-    errors: list[str] = []
-    if module is Module.PRODUCTION_QUANTITY and content is not None:
-        units = Decimal(content["units"])
-        if units != units.to_integral_value():
-            cost_code = m.label(ReferenceKind.COST_CODE, str(dims.get("cost_code_id")))
-            errors.append(
-                labels.FRACTIONAL_QUANTITY.format(
-                    units=content["units"], unit=dims.get("unit_of_measure"), label=cost_code
-                )
-            )
-    if m.procore_company_id is None:
-        errors.append(labels.NOT_CONNECTED)
-    project = m.procore_id(ProcoreEntity.PROJECT, job_site_id)
-    site_label = m.label(ReferenceKind.JOB_SITE, job_site_id)
-    if project is None:
-        text = labels.REASONS[ProcoreEntity.PROJECT].format(label=site_label)
-        broken = m.broken_reason(ProcoreEntity.PROJECT, job_site_id)
-        errors.append(f"{text}: {broken}" if broken else text)
-    project_label = m.procore_name(ProcoreEntity.PROJECT, job_site_id) or site_label
-
-    def need(entity: ProcoreEntity, kind: ReferenceKind, mc_id: str | None, scoped: bool) -> None:
-        if mc_id is None:
-            return
-        if scoped:
-            if project is None:
-                return  # the project error already says it; nothing can be scoped to it yet
-            found, broken = m.procore_id(entity, mc_id, project), m.broken_reason(entity, mc_id, project)
-        else:
-            found, broken = m.procore_id(entity, mc_id), m.broken_reason(entity, mc_id)
-        if found is None:
-            text = labels.REASONS[entity].format(label=m.label(kind, mc_id), project=project_label)
-            errors.append(f"{text}: {broken}" if broken else text)
-
-    for dim, entity, kind, scoped in _NEEDS[module]:
-        need(entity, kind, dims.get(dim), scoped)
-    return tuple(errors)
+    """Human-readable reasons an entry cannot be published, one per missing mapping (one entry: `Validation` says
+    it for many against one view, each part worked out once)."""
+    return Validation(m).errors(module, job_site_id, tuple(dims.get(name) for name in MODULE_DIMS[module]), content)
 
 
 _NEEDS: dict[Module, tuple[tuple[str, ProcoreEntity, ReferenceKind, bool], ...]] = {
@@ -95,8 +61,9 @@ class Validation:
     """`validate` for many entries of one account against one view of its mappings, each part worked out once: an
     entry's errors are its job site's (no Procore company, no project) followed by one per missing mapping of its
     dimensions, and a batch's entries share most of those parts (one employee on many days and cost codes, one cost
-    code for many employees). Equal to `validate` for every entry (`tests/unit/test_aggregator_validation.py`); only
-    valid while the view does not change (one batch)."""
+    code for many employees). What it remembers is keyed by everything a part depends on, so each entry gets what a
+    fresh `Validation` would say (`tests/unit/test_aggregator_validation.py`); only valid while the view does not
+    change (one batch)."""
 
     def __init__(self, m: MappingView) -> None:
         self.m = m

@@ -80,6 +80,17 @@ async def read_contracts(request: Request, settings: Settings) -> AsyncIterator[
 Reads = Annotated[ReadContracts, Depends(read_contracts)]
 
 
+async def one_statement_reads(request: Request, settings: Settings) -> AsyncIterator[ReadContracts]:
+    """The read contracts outside a transaction, for an answer read in one statement (its own snapshot): no BEGIN
+    and COMMIT round trips. Read-only all the same: the gateway's role may only SELECT the read contracts."""
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        yield ReadContracts(conn, settings.mapping_schema, settings.aggregator_schema)
+
+
+OneRead = Annotated[ReadContracts, Depends(one_statement_reads)]
+
+
 Bus = Annotated[handlers.CommandBus, Depends(command_bus)]
 
 

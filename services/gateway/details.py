@@ -60,6 +60,17 @@ class EntryRecord:
 
 
 @dataclass(frozen=True)
+class CellRead:
+    """What the details of one cell are built from (`build_details`), read in one statement: its entries, the names
+    they show, the Procore payroll type of each mapped pay ID among them, and the job site's Procore project."""
+
+    entries: list[EntryRecord]
+    names: Names
+    payroll_items: Mapping[str, str]
+    projects: Mapping[str, int]
+
+
+@dataclass(frozen=True)
 class HistoryRecord:
     at: datetime
     action: str
@@ -82,19 +93,22 @@ COLUMNS: dict[Module, list[Column]] = {
 """Exactly the fields of the help article's details tables, in its order."""
 
 
+NAMED_DIMS: dict[str, ReferenceKind] = {
+    "company_id": ReferenceKind.COMPANY,
+    "employee_id": ReferenceKind.EMPLOYEE,
+    "pay_class_id": ReferenceKind.PAY_CLASS,
+    "cost_code_id": ReferenceKind.COST_CODE,
+    "pay_id": ReferenceKind.PAY_ID,
+}
+"""The dimensions whose names the details show (besides the job site's), with the kind of name each is."""
+
+
 def names_needed(entries: Iterable[EntryRecord]) -> set[tuple[str, str]]:
     """The (kind, id) pairs whose names the details of these entries show."""
     wanted: set[tuple[str, str]] = set()
-    dim_kinds = {
-        "company_id": ReferenceKind.COMPANY,
-        "employee_id": ReferenceKind.EMPLOYEE,
-        "pay_class_id": ReferenceKind.PAY_CLASS,
-        "cost_code_id": ReferenceKind.COST_CODE,
-        "pay_id": ReferenceKind.PAY_ID,
-    }
     for e in entries:
         wanted.add((ReferenceKind.JOB_SITE.value, e.job_site_id))
-        for dim, kind in dim_kinds.items():
+        for dim, kind in NAMED_DIMS.items():
             value = e.dims.get(dim)
             if value is not None:
                 wanted.add((kind.value, value))

@@ -17,7 +17,14 @@ from services.gateway import force_preview
 from services.gateway.adapters.mapping_model import MappingSetup
 from services.gateway.cells import ELIGIBLE_STATUSES, publish_key
 from services.gateway.dashboard import QuantityGroup, SitePage, StatusGroup, build_dashboard, page_of_sites
-from services.gateway.details import EntryRecord, HistoryRecord, build_details, build_entry_detail, names_needed
+from services.gateway.details import (
+    CellRead,
+    EntryRecord,
+    HistoryRecord,
+    build_details,
+    build_entry_detail,
+    names_needed,
+)
 from services.gateway.failures import NotFound
 from services.gateway.force_preview import Reviewed
 from services.gateway.mapping_rules import check_mapping_scope, refuse_two_way, setup_missing
@@ -86,9 +93,7 @@ class EntryReads(Protocol):
     ) -> dict[tuple[str, str], Name]: ...
     async def mapped_projects(self, account_id: str, job_site_ids: Iterable[str]) -> dict[str, int]: ...
     async def payroll_items(self, account_id: str, pay_ids: Iterable[str]) -> dict[str, str]: ...
-    async def cell_entries(
-        self, account_id: str, module: Module, job_site_id: str, work_date: date
-    ) -> list[EntryRecord]: ...
+    async def cell(self, account_id: str, module: Module, job_site_id: str, work_date: date) -> CellRead: ...
     async def entry(self, account_id: str, entry_id: UUID) -> EntryRecord | None: ...
     async def publish_history(self, entry_id: UUID) -> list[HistoryRecord]: ...
     async def status_counts_in_scope(
@@ -166,13 +171,10 @@ async def cell_details(
     reads: EntryReads, who: Principal, module: Module, job_site_id: str, work_date: date
 ) -> CellDetails:
     """The details table of one cell, with the Errors panel (each reason linked to the mapping row fixing it)."""
-    entries = await reads.cell_entries(who.account_id, module, job_site_id, work_date)
-    if not entries:
+    cell = await reads.cell(who.account_id, module, job_site_id, work_date)
+    if not cell.entries:
         raise NotFound(f"No {labels.MODULES[module.value]} entries for this job site on {work_date.isoformat()}")
-    names = await reads.reference_names(who.account_id, names_needed(entries))
-    payroll = await _payroll_items(reads, who.account_id, entries)
-    projects = await reads.mapped_projects(who.account_id, [job_site_id])
-    return build_details(module, job_site_id, work_date, entries, names, payroll, projects)
+    return build_details(module, job_site_id, work_date, cell.entries, cell.names, cell.payroll_items, cell.projects)
 
 
 async def entry_detail(reads: EntryReads, who: Principal, entry_id: UUID, trace_url_template: str = "") -> EntryDetail:

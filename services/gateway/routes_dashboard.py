@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from services.gateway import force_preview, handlers
-from services.gateway.dependencies import RATE_LIMITED, Bus, Internal, Reads, Settings, Who, limited, snapshot
+from services.gateway.dependencies import RATE_LIMITED, Bus, Internal, OneRead, Reads, Settings, Who, limited, snapshot
 from services.gateway.rate_limits import CommandGroup
 from services.gateway.request_bodies import PreviewBody, PublishBody
 from services.gateway.schemas import (
@@ -92,8 +92,8 @@ def model_response(model: BaseModel) -> Response:
 
 
 @router.get("/api/modules/{module}/cells/{job_site_id}/{work_date}", tags=["dashboard"], response_model=CellDetails)
-async def get_cell(module: Module, job_site_id: str, work_date: date, who: Who, reads: Reads) -> Response:
-    """The details table of one job site on one day, with the Errors panel."""
+async def get_cell(module: Module, job_site_id: str, work_date: date, who: Who, reads: OneRead) -> Response:
+    """The details table of one job site on one day, with the Errors panel (read in one statement)."""
     return model_response(await handlers.cell_details(reads, who, module, job_site_id, work_date))
 
 

@@ -568,6 +568,8 @@ async def test_accounts_never_see_each_other(client: httpx.AsyncClient, seeded: 
     # Same job site id, same day: B sees only its own crew.
     mine = (await client.get("/api/modules/manpower/cells/s1/2024-06-03", headers=auth(B))).json()
     assert [r["crew_tag"] for r in mine["rows"]] == ["B crew"]
+    assert mine["job_site"]["name"] == "B headquarters"  # A names its s1 "Tower A"
+    assert mine["rows"][0]["company_name"] == "c1"  # B has no name for its company c1; A's is "Acme Concrete"
     timecards = (await client.get("/api/modules/timecard/dashboard?week_start=2024-06-03", headers=auth(B))).json()
     assert timecards["rows"] == []
     publish_a = await client.post(

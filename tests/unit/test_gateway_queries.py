@@ -13,6 +13,7 @@ import pytest
 
 from services.gateway import handlers, mapping_handlers
 from services.gateway.adapters.mapping_model import MappingSetup
+from services.gateway.details import CellRead
 from services.gateway.failures import NotFound
 from services.gateway.handlers import EntryReads
 from services.gateway.mapping_handlers import MappingReads
@@ -45,9 +46,9 @@ class FakeReads:
         self.asked_for.add(account_id)
 
     # the aggregator's contract
-    async def cell_entries(self, account_id: str, *_: Any) -> list[Any]:
+    async def cell(self, account_id: str, *_: Any) -> CellRead:
         self._asked(account_id)
-        return []
+        return CellRead([], {}, {}, {})
 
     async def entry(self, account_id: str, entry_id: UUID) -> None:
         self._asked(account_id)

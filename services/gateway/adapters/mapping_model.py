@@ -34,14 +34,23 @@ def _contract(schema: str) -> str:
     return quote_ident(read_schema(schema))
 
 
+_published: set[str] = set()
+"""Mapping schemas whose read contract this process has seen published: a contract, once there, stays."""
+
+
 async def ready(conn: asyncpg.Connection, schema: str) -> bool:
-    """The mapping service has published its read contract (it has started at least once) and we may read it."""
+    """The mapping service has published its read contract (it has started at least once) and we may read it
+    (asked of the catalog until it is, remembered after)."""
+    if schema in _published:
+        return True
     found = await conn.fetchval(
         "SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
         "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = $1 AND c.relname = 'command_outcomes'",
         read_schema(schema),
     )
+    if found is True:
+        _published.add(schema)
     return found is True
 
 

@@ -15,7 +15,7 @@ import asyncpg
 from services.gateway.adapters import mapping_model, read_model
 from services.gateway.adapters.mapping_model import BoundCompany, MappingSetup, Outcome
 from services.gateway.dashboard import QuantityGroup, StatusGroup
-from services.gateway.details import EntryRecord, HistoryRecord
+from services.gateway.details import CellRead, EntryRecord, HistoryRecord
 from services.gateway.force_preview import Reviewed
 from services.gateway.names import Name
 from services.gateway.schemas import EntryStatus, Setup
@@ -75,10 +75,9 @@ class ReadContracts:
     async def mapped_projects(self, account_id: str, job_site_ids: Iterable[str]) -> dict[str, int]:
         return await read_model.mapped_projects(self.conn, account_id, job_site_ids)
 
-    async def cell_entries(
-        self, account_id: str, module: Module, job_site_id: str, work_date: date
-    ) -> list[EntryRecord]:
-        return await read_model.cell_entries(self.conn, account_id, module, job_site_id, work_date)
+    async def cell(self, account_id: str, module: Module, job_site_id: str, work_date: date) -> CellRead:
+        synced = self.mapping_schema if await mapping_model.ready(self.conn, self.mapping_schema) else None
+        return await read_model.cell(self.conn, account_id, module, job_site_id, work_date, synced)
 
     async def entry(self, account_id: str, entry_id: UUID) -> EntryRecord | None:
         return await read_model.entry(self.conn, account_id, entry_id)

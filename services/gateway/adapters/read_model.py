@@ -7,6 +7,7 @@ runs in a read-only transaction the caller opened. Every query filters by accoun
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -16,13 +17,13 @@ from uuid import UUID
 import asyncpg
 
 from services.gateway.dashboard import QuantityGroup, StatusGroup
-from services.gateway.details import EntryRecord, HistoryRecord
+from services.gateway.details import NAMED_DIMS, CellRead, EntryRecord, HistoryRecord
 from services.gateway.force_preview import Reviewed
 from services.gateway.names import Name
 from services.gateway.schemas import EntryStatus, Setup
 from shared import labels
 from shared.db import quote_ident, read_schema
-from shared.events import CellScope, DateRangeScope, EntriesScope, Module
+from shared.events import CellScope, DateRangeScope, EntriesScope, Module, ReferenceKind
 
 _ENTRY_COLUMNS = (
     "entry_id, module, job_site_id, work_date, dims, content, status, errors, last_error, version,"
@@ -219,32 +220,35 @@ async def reference_names(
     return {(r["kind"], r["entity_id"]): Name(r["name"], r["number"]) for r in rows}
 
 
-async def payroll_items(
-    conn: asyncpg.Connection, account_id: str, pay_ids: Iterable[str], mapping_schema: str | None
-) -> dict[str, str]:
-    """Pay ID → the name of the Procore payroll type it is mapped to: as the mapping said it, else from the synced
-    Procore list (the mapping service's read contract), else "Mapped (sync to see the name)" — never a raw id."""
-    ids = sorted(set(pay_ids))
-    if not ids:
-        return {}
-    # Without the mapping service's contract (not started yet) only the names the mappings carry are known.
+def _payroll_types(mapping_schema: str | None, pay_ids: str, label: str) -> str:
+    """A query: (pay ID, name) of the Procore payroll type each of `pay_ids` (SQL giving them) is mapped to — as the
+    mapping said it, else from the synced Procore list (the mapping service's read contract), else `label` ("Mapped
+    (sync to see the name)"), never a raw id. Without that contract (the service not started yet) only the names the
+    mappings carry are known."""
     synced = (
         f"SELECT e.name FROM {quote_ident(read_schema(mapping_schema))}.procore_entities e"
         " WHERE e.account_id = m.account_id AND e.entity = 'payroll_type' AND e.procore_id = m.procore_id LIMIT 1"
         if mapping_schema is not None
         else "SELECT NULL::text AS name"
     )
-    rows = await conn.fetch(
-        f"""
-        SELECT m.mobiclocks_id, coalesce(m.procore_name, p.name, $3) AS name
+    return f"""
+        SELECT m.mobiclocks_id, coalesce(m.procore_name, p.name, {label}) AS name
           FROM mappings m
           LEFT JOIN LATERAL ({synced}) p ON true
          WHERE m.account_id = $1 AND m.entity = 'payroll_type' AND m.procore_project_id = 0
-           AND m.procore_id IS NOT NULL AND m.mobiclocks_id = ANY($2::text[])
-        """,
-        account_id,
-        ids,
-        labels.NAME_AFTER_SYNC,
+           AND m.procore_id IS NOT NULL AND m.mobiclocks_id IN ({pay_ids})
+    """
+
+
+async def payroll_items(
+    conn: asyncpg.Connection, account_id: str, pay_ids: Iterable[str], mapping_schema: str | None
+) -> dict[str, str]:
+    """Pay ID → the name of the Procore payroll type it is mapped to (`_payroll_types`)."""
+    ids = sorted(set(pay_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        _payroll_types(mapping_schema, "SELECT unnest($2::text[])", "$3"), account_id, ids, labels.NAME_AFTER_SYNC
     )
     return {r["mobiclocks_id"]: r["name"] for r in rows}
 
@@ -284,18 +288,74 @@ def _entry(r: asyncpg.Record) -> EntryRecord:
     )
 
 
-async def cell_entries(
-    conn: asyncpg.Connection, account_id: str, module: Module, job_site_id: str, work_date: date
-) -> list[EntryRecord]:
+@functools.cache
+def _cell_query(mapping_schema: str | None) -> str:
+    """The entries of one cell; its first row also carries the names they show, the payroll types of their pay IDs
+    and the job site's project: one statement, one round trip (`cell`)."""
+    payroll_types = _payroll_types(mapping_schema, "SELECT dims->>'pay_id' FROM cell", "$8")
+    return f"""
+    WITH cell AS MATERIALIZED (
+        SELECT {_ENTRY_COLUMNS} FROM entries
+         WHERE account_id = $1 AND module = $2 AND job_site_id = $3 AND work_date = $4
+    ), wanted AS (
+        SELECT k.kind, d.value AS entity_id
+          FROM cell, jsonb_each_text(cell.dims) AS d, unnest($5::text[], $6::text[]) AS k(dim, kind)
+         WHERE d.key = k.dim
+        UNION SELECT $7, $3
+    ), names AS (
+        SELECT array_agg(r.kind) AS name_kinds, array_agg(r.entity_id) AS name_ids, array_agg(r.name) AS names,
+               array_agg(r.number) AS numbers
+          FROM reference_names r JOIN wanted w ON r.kind = w.kind AND r.entity_id = w.entity_id
+         WHERE r.account_id = $1
+    ), payroll AS (
+        SELECT array_agg(t.mobiclocks_id) AS pay_ids, array_agg(t.name) AS payroll_types FROM ({payroll_types}) t
+    ), project AS (
+        SELECT max(procore_id) AS project_id FROM mappings
+         WHERE account_id = $1 AND entity = 'project' AND procore_project_id = 0 AND procore_id IS NOT NULL
+           AND mobiclocks_id = $3
+    )
+    SELECT c.*, x.*
+      FROM (SELECT cell.*, row_number() OVER () AS nth FROM cell) c
+      LEFT JOIN (SELECT * FROM names, payroll, project) x ON c.nth = 1
+    """
+
+
+async def cell(
+    conn: asyncpg.Connection,
+    account_id: str,
+    module: Module,
+    job_site_id: str,
+    work_date: date,
+    mapping_schema: str | None,
+) -> CellRead:
+    """What the details of one cell show (`CellRead`), in one statement: its own snapshot."""
     rows = await conn.fetch(
-        f"SELECT {_ENTRY_COLUMNS} FROM entries"
-        " WHERE account_id = $1 AND module = $2 AND job_site_id = $3 AND work_date = $4",
+        _cell_query(mapping_schema),
         account_id,
         module.value,
         job_site_id,
         work_date,
+        list(NAMED_DIMS),
+        [kind.value for kind in NAMED_DIMS.values()],
+        ReferenceKind.JOB_SITE.value,
+        labels.NAME_AFTER_SYNC,
     )
-    return [_entry(r) for r in rows]
+    if not rows:
+        return CellRead([], {}, {}, {})
+    first = rows[0]
+    names = {
+        (kind, entity_id): Name(name, number)
+        for kind, entity_id, name, number in zip(
+            first["name_kinds"] or (),
+            first["name_ids"] or (),
+            first["names"] or (),
+            first["numbers"] or (),
+            strict=True,
+        )
+    }
+    payroll = dict(zip(first["pay_ids"] or (), first["payroll_types"] or (), strict=True))
+    project = first["project_id"]
+    return CellRead([_entry(r) for r in rows], names, payroll, {job_site_id: project} if project is not None else {})
 
 
 async def entry(conn: asyncpg.Connection, account_id: str, entry_id: UUID) -> EntryRecord | None:

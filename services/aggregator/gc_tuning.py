@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gc
+from shared import gc_tuning
 
 GC_THRESHOLD = (500_000, 50, 100)
 """A batch allocates hundreds of thousands of short-lived, acyclic objects (refs, totals, states, rows): with
@@ -13,5 +13,4 @@ few times a minute under a backlog."""
 
 
 def tune_gc() -> None:
-    gc.freeze()  # what startup made lives as long as the process: never scanned again
-    gc.set_threshold(*GC_THRESHOLD)
+    gc_tuning.tune_gc(GC_THRESHOLD)

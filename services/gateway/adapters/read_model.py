@@ -2,7 +2,8 @@
 
 The gateway reads only the views the aggregator publishes in `<AGGREGATOR_SCHEMA>_read` (its migration 006),
 never its tables, which its role may not even see: the pool's search_path is that read schema, and every query
-runs in a read-only transaction the caller opened. Every query filters by account_id.
+runs in a read-only transaction the caller opened — but `cell`, one statement that is its own snapshot. Every query
+filters by account_id.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def model_response(model: BaseModel) -> Response:
 
 @router.get("/api/modules/{module}/cells/{job_site_id}/{work_date}", tags=["dashboard"], response_model=CellDetails)
 async def get_cell(module: Module, job_site_id: str, work_date: date, who: Who, reads: OneRead) -> Response:
-    """The details table of one job site on one day, with the Errors panel (read in one statement)."""
+    """The details table of one job site on one day, with the Errors panel."""
     return model_response(await handlers.cell_details(reads, who, module, job_site_id, work_date))
 
 

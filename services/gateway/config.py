@@ -45,6 +45,9 @@ def _rates(value: str) -> str:
 
 class GatewaySettings(ServiceSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
+    http_workers: int = Field(default=1, ge=1, le=64)
+    """Processes serving HTTP on HTTP_PORT, each on its own socket (`SO_REUSEPORT`, see workers.py): about one per
+    core the gateway may use. 1: one process, no supervisor."""
     otel_service_name: str = "gateway"
     environment: Environment = Environment.PRODUCTION
     """production unless told otherwise: a forgotten setting never turns development conveniences on."""
@@ -96,7 +99,8 @@ class GatewaySettings(ServiceSettings):
     """Procore webhook deliveries per hook (a burst of edits in Procore; Procore retries what is refused)."""
     rate_limit_storage: str = "memory://"
     """Where the counters live (the `limits` library's storage URI: memory://, redis://host:6379, …). memory:// counts
-    per gateway instance; several instances share limits through redis:// or memcached://."""
+    per gateway process (each of HTTP_WORKERS, each instance); several share limits through redis:// or
+    memcached://."""
 
     aggregator_schema: str = Field(default="aggregator", pattern=r"^[a-z_][a-z0-9_]{0,57}$")
     """The aggregator's schema. The gateway reads only its read contract, the views in `<AGGREGATOR_SCHEMA>_read`

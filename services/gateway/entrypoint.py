@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
 
 import uvicorn
 from fastapi import FastAPI
 
 from services.gateway.bootstrap import build_app
 from services.gateway.config import GatewaySettings
+from services.gateway.workers import Supervisor
 from shared.gc_tuning import tune_gc
 from shared.logs import configure_logging
 from shared.settings import load_settings
+
+log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 10
 """How long requests in flight get to finish when the gateway stops."""
@@ -54,19 +59,48 @@ requests/s of mixed reads at 10 M timelogs (`tests/bench/RESULTS.md`): 16 full c
 workers, 2.2 s of collecting in all; with this threshold, none."""
 
 
-def create_app() -> FastAPI:
-    """The app from the environment, for `uvicorn --factory services.gateway.entrypoint:create_app --workers N`
-    (several worker processes on one port; each has its own pool and live connection)."""
+def _settings() -> GatewaySettings:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level, settings.log_format, settings.log_levels)
+    return settings
+
+
+def _app(settings: GatewaySettings) -> FastAPI:
     app = build_app(settings)
     tune_gc(GC_THRESHOLD)
     return app
 
 
+def create_app() -> FastAPI:
+    """The app from the environment, for `uvicorn --factory services.gateway.entrypoint:create_app` (one process;
+    several worker processes are `HTTP_WORKERS` with `python -m services.gateway`)."""
+    return _app(_settings())
+
+
+def serve_on(sock: socket.socket) -> None:
+    """One worker of several (`workers.Supervisor`): the app from the environment, served on its own socket."""
+    settings = _settings()
+    server(_app(settings), settings.http_host, settings.http_port, settings.log_level).run(sockets=[sock])
+
+
 def main() -> None:
-    settings = load_settings(GatewaySettings)
-    configure_logging("gateway", settings.log_level, settings.log_format, settings.log_levels)
-    app = build_app(settings)
-    tune_gc(GC_THRESHOLD)
-    server(app, settings.http_host, settings.http_port, settings.log_level).run()
+    settings = _settings()
+    if settings.http_workers == 1:
+        server(_app(settings), settings.http_host, settings.http_port, settings.log_level).run()
+        return
+    if settings.rate_limit_storage.startswith("memory://"):
+        log.warning(
+            "RATE_LIMIT_STORAGE=memory:// counts per worker: with %d workers an account may send up to %d times each "
+            "command limit; share the counters through redis:// or memcached://",
+            settings.http_workers,
+            settings.http_workers,
+        )
+    try:
+        supervisor = Supervisor(
+            serve_on, settings.http_host, settings.http_port, settings.http_workers, GRACEFUL_SHUTDOWN_S + 5
+        )
+    except OSError as error:
+        log.error("cannot serve HTTP_PORT %d on %s: %s", settings.http_port, settings.http_host, error.strerror)
+        sys.exit(1)
+    log.info("gateway: %d workers on %s:%d", settings.http_workers, settings.http_host, supervisor.port)
+    sys.exit(supervisor.run())

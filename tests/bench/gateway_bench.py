@@ -6,7 +6,8 @@ with the development lock, `make venv`).
     python -m tests.bench.gateway_bench --mode single --samples 300      # latency without concurrency
 
 It starts a Kafka-protocol broker (devstack.testinfra: Tansu unless KAFKA_BOOTSTRAP_SERVERS is set) and the gateway
-as a real process (uvicorn, `--workers`, as the gateway's own role on the `gwbench_` layout), then runs Locust
+as a real process (`python -m services.gateway` with HTTP_WORKERS=`--workers`, as the gateway's own role on the
+`gwbench_` layout; `--launcher uvicorn`: `uvicorn --workers`, one socket shared by the workers), then runs Locust
 headless (tests/bench/gateway_locustfile.py) once per scenario and run, and prints one line per run:
 
     scenario=mixed run=1 users=… offered_rps=… rps=… week_p50_ms=… week_p95_ms=… details_p95_ms=… entry_p95_ms=…
@@ -104,10 +105,12 @@ async def targets(admin_dsn: str, weeks: int) -> dict[str, object]:
 
 @contextmanager
 def gateway(
-    admin_dsn: str, kafka: str, workers: int, log: Path, source: str = "", cache: bool = True
+    admin_dsn: str, kafka: str, workers: int, log: Path, source: str = "", cache: bool = True, launcher: str = "service"
 ) -> Iterator[tuple[str, int]]:
-    """The gateway as a process: uvicorn with `workers` processes (`source`: another checkout's code, first on the
-    path, e.g. the code before a change; it needs `entrypoint.create_app`)."""
+    """The gateway as a process with `workers` worker processes: `python -m services.gateway` (HTTP_WORKERS, a
+    socket per worker), or with launcher "uvicorn" `uvicorn --workers` (one socket shared by the workers). `source`:
+    another checkout's code, first on the path, e.g. the code before a change (with "uvicorn" it needs
+    `entrypoint.create_app`)."""
     port = free_port()
     env = {
         **os.environ,
@@ -121,10 +124,13 @@ def gateway(
         "MAPPING_SCHEMA": LAYOUT.schema("mapping"),
         "TOPIC_PREFIX": "gwbench.",
         "HTTP_PORT": str(port),
+        "HTTP_WORKERS": str(workers),
         "LOG_LEVEL": "WARNING",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+        "RATE_LIMIT_STORAGE": "memory://",  # reads only: command limits are not exercised
     }
-    cmd = [
+    service = [sys.executable, "-m", "services.gateway"]
+    shared_socket = [
         sys.executable,
         "-m",
         "uvicorn",
@@ -143,7 +149,13 @@ def gateway(
         source or str(HERE.parent.parent),
     ]
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            service if launcher == "service" else shared_socket,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=source or str(HERE.parent.parent),
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -239,25 +251,30 @@ def run_locust(
     locust = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(warmup)  # CPU is counted over the measured part only
     before = (cpu_seconds(gateway_pids), cpu_seconds(backends(dsn)), cpu_seconds([locust.pid]), machine_busy_seconds())
+    each_before = [cpu_seconds([pid]) for pid in gateway_pids]
     started = time.monotonic()
     time.sleep(duration)
     pg_pids = backends(dsn)
     after = (cpu_seconds(gateway_pids), cpu_seconds(pg_pids), cpu_seconds([locust.pid]), machine_busy_seconds())
     wall = time.monotonic() - started
+    each = [cpu_seconds([pid]) - b for pid, b in zip(gateway_pids, each_before, strict=True)]
     _, stderr = locust.communicate()
     if not samples_file.exists():
         raise SystemExit(f"locust failed ({locust.returncode}):\n{stderr[-3000:]}")
     rows = [line.split("\t") for line in samples_file.read_text().splitlines() if line]
-    figures = summarize([(n, float(ms), ok == "1") for n, ms, ok in rows], duration)
+    figures: dict[str, float | str] = {**summarize([(n, float(ms), ok == "1") for n, ms, ok in rows], duration)}
     # Cores busy (1.0 = one core all the time) over the measured seconds: what bounds throughput on 2 cores.
     for name, b, a in zip(("cpu_gateway", "cpu_postgres", "cpu_locust", "cpu_machine"), before, after, strict=True):
         figures[name] = round((a - b) / wall, 2)
+    # How evenly the workers share the load (cores busy per worker process, busiest first; the supervisor and
+    # multiprocessing's resource tracker use next to nothing and are left out).
+    figures["cpu_workers"] = "/".join(f"{c / wall:.2f}" for c in sorted(each, reverse=True) if c / wall >= 0.02)
     return figures
 
 
-def fmt(figures: dict[str, float]) -> str:
+def fmt(figures: dict[str, float | str]) -> str:
     return " ".join(
-        f"{k}={v:.2f}" if k.startswith("cpu_") else f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+        f"{k}={v}" if isinstance(v, str) else f"{k}={v:.2f}" if k.startswith("cpu_") else f"{k}={v:.1f}"
         for k, v in figures.items()
     )
 
@@ -370,7 +387,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=30, help="measured seconds per run")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="the gateway's worker processes")
+    parser.add_argument(
+        "--launcher",
+        choices=["service", "uvicorn"],
+        default="service",
+        help="service: python -m services.gateway, a socket per worker; uvicorn: uvicorn --workers, one shared socket",
+    )
     parser.add_argument("--weeks", type=int, default=4, help="the latest weeks read")
     parser.add_argument("--page-size", type=int, default=0, help="job sites per week request (0: the whole week)")
     parser.add_argument("--no-cache", action="store_true", help="WEEK_CACHE_ENTRIES=0: every week view computed")
@@ -386,11 +409,14 @@ def main() -> None:
         work = Path(tmp)
         with (
             testinfra.kafka_bootstrap(log_dir=work) as kafka,
-            gateway(args.dsn, kafka, args.workers, work / "gw.log", args.source, not args.no_cache) as served,
+            gateway(
+                args.dsn, kafka, args.workers, work / "gw.log", args.source, not args.no_cache, args.launcher
+            ) as served,
         ):
             url, gateway_pid = served
             print(
-                f"gateway {url} workers={args.workers} source={args.source or 'this checkout'}; {len(sites)} job sites"
+                f"gateway {url} workers={args.workers} launcher={args.launcher}"
+                f" source={args.source or 'this checkout'}; {len(sites)} job sites"
             )
             if args.mode == "single":
                 single(url, data, args.samples, args.page_size)
@@ -419,7 +445,7 @@ def main() -> None:
                         f"scenario={scenario} run={run} users={args.users} offered_rps={offered} {fmt(figures)}",
                         flush=True,
                     )
-                keys = sorted({k for r in runs for k in r})
+                keys = sorted({k for r in runs for k, v in r.items() if not isinstance(v, str)})
                 spread = " ".join(
                     f"{k}={min(r.get(k, nan) for r in runs):.1f}..{max(r.get(k, nan) for r in runs):.1f}" for k in keys
                 )

@@ -59,7 +59,11 @@ class RevalidatedStaticFiles(StaticFiles):
         return response
 
 
-def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> FastAPI:
+def build_app(
+    settings: GatewaySettings, tracer_provider: TracerProvider | None = None, instance_key: bytes | None = None
+) -> FastAPI:
+    """`instance_key`: without INTERNAL_API_TOKEN, what live tickets and force-publish previews are signed with
+    (the workers of one gateway share it, so a ticket from one is taken by another); default a key of this process."""
     provider = tracer_provider or make_tracer_provider(settings.otel_service_name, settings.otel_exporter_otlp_endpoint)
     topics = settings.topics
     # Publish only: no subscribers, so the dead-letter middleware never runs here.
@@ -113,7 +117,9 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier.from_settings(settings)
-    app.state.live_ticket_key = live_ticket_key(settings.internal_api_token.get_secret_value(), secrets.token_bytes(32))
+    app.state.live_ticket_key = live_ticket_key(
+        settings.internal_api_token.get_secret_value(), instance_key or secrets.token_bytes(32)
+    )
     app.state.rate_limits = CommandRateLimits(settings.rate_limits, settings.rate_limit_storage)
     install_error_handlers(app)
     app.include_router(api.router)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import secrets
 import socket
 import sys
 
@@ -65,8 +67,8 @@ def _settings() -> GatewaySettings:
     return settings
 
 
-def _app(settings: GatewaySettings) -> FastAPI:
-    app = build_app(settings)
+def _app(settings: GatewaySettings, instance_key: bytes | None = None) -> FastAPI:
+    app = build_app(settings, instance_key=instance_key)
     tune_gc(GC_THRESHOLD)
     return app
 
@@ -77,10 +79,13 @@ def create_app() -> FastAPI:
     return _app(_settings())
 
 
-def serve_on(sock: socket.socket) -> None:
-    """One worker of several (`workers.Supervisor`): the app from the environment, served on its own socket."""
+def serve_on(sock: socket.socket, instance_key: bytes) -> None:
+    """One worker of several (`workers.Supervisor`): the app from the environment, served on its own socket.
+    `instance_key`: the key the supervisor made for all its workers (tickets and previews, without
+    INTERNAL_API_TOKEN)."""
     settings = _settings()
-    server(_app(settings), settings.http_host, settings.http_port, settings.log_level).run(sockets=[sock])
+    app = _app(settings, instance_key)
+    server(app, settings.http_host, settings.http_port, settings.log_level).run(sockets=[sock])
 
 
 def main() -> None:
@@ -97,7 +102,11 @@ def main() -> None:
         )
     try:
         supervisor = Supervisor(
-            serve_on, settings.http_host, settings.http_port, settings.http_workers, GRACEFUL_SHUTDOWN_S + 5
+            functools.partial(serve_on, instance_key=secrets.token_bytes(32)),
+            settings.http_host,
+            settings.http_port,
+            settings.http_workers,
+            GRACEFUL_SHUTDOWN_S + 5,
         )
     except OSError as error:
         log.error("cannot serve HTTP_PORT %d on %s: %s", settings.http_port, settings.http_host, error.strerror)

@@ -138,7 +138,7 @@ URL is soon worthless. A client whose stream ends asks for a new ticket."""
 
 def live_ticket_key(shared_secret: str, fallback: bytes) -> bytes:
     """The key tickets are signed with: derived from a secret every gateway instance holds (so any instance takes
-    another's tickets), else `fallback` (a key of this process only)."""
+    another's tickets), else `fallback` (a key of this gateway only: its process, or its workers)."""
     if not shared_secret:
         return fallback
     return hashlib.sha256(b"procore-gateway-live-ticket:" + shared_secret.encode()).digest()

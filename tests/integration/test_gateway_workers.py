@@ -1,6 +1,6 @@
 """The gateway as several processes on one port (`HTTP_WORKERS`, `services/gateway/workers.py`), run as operators run
-it (`python -m services.gateway`): connections spread over the workers, a worker that dies is started again, SIGTERM
-stops them all, a port another program holds fails at once."""
+it (`python -m services.gateway`): connections spread over the workers, a worker that dies is started again, the
+workers take each other's live tickets, SIGTERM stops them all, a port another program holds fails at once."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ import psutil
 import pytest
 
 from devstack.ports import free_port
+from services.gateway.tokens import Principal, issue_dev_token
 from tests.support.database import ProvisionedDatabase
 
 pytestmark = pytest.mark.integration
 
 CONNECTIONS = 40
+SECRET = "s" * 32
+AUTH = {"Authorization": f"Bearer {issue_dev_token(Principal('u1', 'acc-1'), SECRET, 600)}"}
 
 
 def gateway_env(kafka: str, database: ProvisionedDatabase, unique: str, port: int, workers: int) -> dict[str, str]:
@@ -36,7 +39,7 @@ def gateway_env(kafka: str, database: ProvisionedDatabase, unique: str, port: in
         "MAPPING_SCHEMA": database.schema("mapping"),
         "TOPIC_PREFIX": f"{unique}.",
         "ENVIRONMENT": "development",
-        "JWT_SECRET": "s" * 32,
+        "JWT_SECRET": SECRET,
         "HTTP_PORT": str(port),
         "HTTP_WORKERS": str(workers),
         "OTEL_EXPORTER_OTLP_ENDPOINT": "",
@@ -106,6 +109,17 @@ def served_by(proc: subprocess.Popen[str], port: int) -> Counter[int]:
     )
 
 
+def worker_of(client: httpx.Client, proc: subprocess.Popen[str], port: int) -> int:
+    """The pid of the worker holding `client`'s connection (matched by the client's own port)."""
+    response = client.get("/health/live")
+    client_port = response.extensions["network_stream"].get_extra_info("client_addr")[1]
+    for worker in workers_of(proc):
+        for c in worker.net_connections("tcp"):
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port and c.raddr.port == client_port:
+                return worker.pid
+    raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
 def test_connections_spread_over_the_workers_and_a_dead_worker_is_replaced(
     kafka_bootstrap: str, database: ProvisionedDatabase, unique: str
 ) -> None:
@@ -142,6 +156,15 @@ def test_connections_spread_over_the_workers_and_a_dead_worker_is_replaced(
             # Every client still gets answers: those whose connection died open a new one.
             for client in clients:
                 assert client.get("/health/live").status_code == 200
+
+            # Without INTERNAL_API_TOKEN, a live ticket one worker signed is taken by the other (one key for all).
+            by_worker = {worker_of(client, proc, port): client for client in clients}
+            assert len(by_worker) == 2, by_worker
+            one, other = by_worker.values()
+            for minter, redeemer in ((one, other), (other, one)):
+                ticket = minter.post("/api/live/ticket", headers=AUTH).json()["ticket"]
+                with redeemer.stream("GET", "/api/live", params={"ticket": ticket}) as live:
+                    assert live.status_code == 200
         finally:
             for client in clients:
                 client.close()

@@ -37,27 +37,22 @@ Serve = Callable[[socket.socket], None]
 """What a worker runs: serve HTTP on this listening socket until told to stop (SIGTERM, SIGINT)."""
 
 
-def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A TCP socket listening on host:port that other sockets with `SO_REUSEPORT` (the other workers') share."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host.strip("[]"), port))
-    sock.listen(backlog)
-    sock.set_inheritable(True)
-    return sock
-
-
 def reserve_port(host: str, port: int) -> socket.socket:
     """Bind host:port with `SO_REUSEPORT` without listening: a port another program holds fails here, port 0 gets a
     number, and the port stays this gateway's while workers come and go. A socket that does not listen is never
     handed connections."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host.strip("[]"), port))
+    return sock
+
+
+def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A TCP socket listening on host:port beside the other workers' (`SO_REUSEPORT`): the kernel picks one of the
+    listening sockets for each new connection."""
+    sock = reserve_port(host, port)
+    sock.listen(backlog)
     return sock
 
 

@@ -60,6 +60,10 @@ def _worker(serve: Serve, host: str, port: int) -> None:
     sock = listening_socket(host, port)
     try:
         serve(sock)
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches every process of the group: the worker has finished its requests in flight
+        # and stopped (uvicorn raises the signal again once done); nothing to report.
+        pass
     finally:
         sock.close()
 
